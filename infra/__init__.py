@@ -1,0 +1,1 @@
+"""Developer infrastructure (local cloud, tooling). Not deployed."""

@@ -1,0 +1,35 @@
+"""boto3 clients, built once per container. Only the data-access modules (storage, queues,
+blobs, push) use these; nothing above them touches boto3."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from memlayer.settings import get_settings
+
+
+@lru_cache(maxsize=None)
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    settings = get_settings()
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=10,
+        max_pool_connections=32,
+        signature_version="s3v4" if service == "s3" else None,
+    )
+    return boto3.session.Session().client(
+        service,
+        region_name=settings.aws_region,
+        endpoint_url=endpoint_url or settings.aws_endpoint_url,
+        config=config,
+    )
+
+
+def error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,46 @@
+"""One Logger, one Metrics, one (lazy) Tracer per container.
+
+The Tracer pulls in the X-Ray SDK (~0.7 s of cold start), so HTTP functions never import it;
+workers that want subsegments call `get_tracer()`."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from memlayer.settings import get_settings
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+logger = Logger(
+    service=get_settings().service_name,
+    level=get_settings().log_level,
+    use_rfc3339=True,
+)
+
+
+@lru_cache(maxsize=1)
+def get_metrics() -> Any:
+    from aws_lambda_powertools import Metrics
+
+    return Metrics(namespace="memlayer", service=get_settings().service_name)
+
+
+@lru_cache(maxsize=1)
+def get_tracer() -> Any:
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service=get_settings().service_name)
+
+
+def count(name: str, value: float = 1, **dimensions: str) -> None:
+    """Records a metric; flushed as EMF by the handler wrapper at the end of the invocation."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    metrics = get_metrics()
+    for key, dim in dimensions.items():
+        metrics.add_dimension(name=key, value=dim)
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

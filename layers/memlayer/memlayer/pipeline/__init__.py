@@ -1,0 +1,1 @@
+"""Capture pipeline: fetch a page safely, extract readable text, scrub secrets before AI calls."""

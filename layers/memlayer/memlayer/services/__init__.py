@@ -1,0 +1,1 @@
+"""Domain logic, above storage: what the functions' thin entry points call."""

@@ -1,0 +1,43 @@
+"""Health: dependencies reachable, and which AI providers are live or offline."""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from importlib import resources
+from typing import Literal
+
+from pydantic import BaseModel
+
+from memlayer.settings import get_settings
+from memlayer.storage import get_store
+
+CACHE_SECONDS = 10.0
+_cache: dict[str, tuple[float, Health]] = {}
+
+
+class Health(BaseModel):
+    status: Literal["healthy", "degraded"]
+    services: dict[str, str]
+
+
+async def check() -> Health:
+    cached = _cache.get("health")
+    if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
+    settings = get_settings()
+    table = "ok" if await get_store().ping() else "unreachable"
+    services = {
+        "table": table,
+        "analysis": "anthropic" if settings.anthropic_api_key else "offline",
+        "embeddings": settings.resolved_embeddings_provider,
+        "chat": settings.resolved_chat_provider,
+    }
+    result = Health(status="healthy" if table == "ok" else "degraded", services=services)
+    _cache["health"] = (time.monotonic(), result)
+    return result
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> bytes:
+    return resources.files("memlayer").joinpath("openapi.json").read_bytes()

@@ -1,0 +1,59 @@
+"""Per-user quotas (resolved from defaults and admin overrides) and request-rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import Request
+
+from memlayer.errors import RateLimited
+from memlayer.models import Limits
+from memlayer.settings import get_settings
+from memlayer.storage import get_store
+from memlayer.storage.base import Profile
+
+
+def limits_of(profile: Profile) -> Limits:
+    settings = get_settings()
+    defaults = {
+        "daily_writes": settings.default_daily_writes,
+        "max_memories": settings.default_max_memories,
+        "max_bytes": settings.default_max_bytes,
+    }
+    return Limits(**{**defaults, **profile.limits_override})
+
+
+async def limits_for(user_id: str) -> Limits:
+    return limits_of(await get_store().get_profile(user_id))
+
+
+def client_ip(request: Request) -> str:
+    event = request.scope.get("aws.event") or {}
+    source = event.get("requestContext", {}).get("http", {}).get("sourceIp")
+    if source:
+        return str(source)
+    return request.client.host if request.client else "unknown"
+
+
+async def check_rate(user_id: str, request: Request) -> None:
+    """Fixed one-minute windows counted atomically in the store; 0 disables a limit."""
+    settings = get_settings()
+    now = time.time()
+    window = int(now // 60)
+    retry_after = int(60 - now % 60) + 1
+    store = get_store()
+    checks = (
+        (f"user#{user_id}", settings.rate_limit_per_user_per_min, user_id),
+        (f"ip#{client_ip(request)}", settings.rate_limit_per_ip_per_min, None),
+    )
+    active = [check for check in checks if check[1]]
+    allowed = await asyncio.gather(
+        *(store.hit_rate(key, window, limit, owner=owner) for key, limit, owner in active)
+    )
+    for (key, limit, _), ok in zip(active, allowed, strict=True):
+        if not ok:
+            raise RateLimited(
+                f"more than {limit} requests a minute per {key.split('#')[0]}",
+                retry_after=retry_after,
+            )

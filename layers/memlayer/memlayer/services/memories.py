@@ -1,0 +1,204 @@
+"""Memories: create (write first, then enqueue), read, list, patch, delete."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from memlayer.errors import Conflict, NotFound, PreconditionFailed, QuotaExceeded
+from memlayer.ids import new_id, utcnow
+from memlayer.models import (
+    JobRecord,
+    Kind,
+    ListQuery,
+    Memory,
+    MemoryPage,
+    MemoryPatch,
+    MemoryRecord,
+    Source,
+)
+from memlayer.observability import logger
+from memlayer.services.limits import limits_for
+from memlayer.settings import get_settings
+from memlayer.storage import get_store
+from memlayer.storage.base import IdempotencyClaim, IdempotentReplay, VersionConflict
+
+
+@dataclass
+class Draft:
+    """What any entry point (memories, captures, shares, uploads) turns into a memory."""
+
+    content: str
+    kind: Kind = "note"
+    source: Source = field(default_factory=Source)
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+    upload_ids: list[str] = field(default_factory=list)
+    enrich: bool = True
+
+
+@dataclass(frozen=True)
+class Created:
+    memory: Memory
+    job_id: str | None
+    replayed: bool = False
+    response: dict[str, Any] | None = None
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()[:32]
+
+
+def body_hash(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _scrubbed(text: str) -> tuple[str, dict[str, int]]:
+    from memlayer.pipeline.scrub import scrub
+
+    result = scrub(text)
+    if not get_settings().scrub_stored_content:
+        return text, result.found
+    return result.text, result.found
+
+
+async def create(
+    user_id: str,
+    draft: Draft,
+    *,
+    idempotency_key: str | None = None,
+    idempotency_scope: str = "memories",
+    request_body: Any = None,
+) -> Created:
+    """Writes the memory (status pending) and its job in one transaction, then enqueues the
+    enrichment. The write happens before anything slow or fallible; if the enqueue fails the
+    memory is still there and the cleanup sweep enqueues it again."""
+    now = utcnow()
+    content, secrets_found = _scrubbed(draft.content)
+    memory_id = new_id()
+    job = (
+        JobRecord(user_id=user_id, id=new_id(), memory_id=memory_id, created_at=now, updated_at=now)
+        if draft.enrich
+        else None
+    )
+    record = MemoryRecord(
+        user_id=user_id,
+        id=memory_id,
+        content=content,
+        kind=draft.kind,
+        source=draft.source,
+        tags=draft.tags,
+        metadata=draft.metadata,
+        occurred_at=draft.occurred_at or now,
+        created_at=now,
+        updated_at=now,
+        content_hash=content_hash(content),
+        size_bytes=len(content.encode()),
+        job_id=job.id if job else None,
+        secrets_found=secrets_found,
+        upload_ids=draft.upload_ids,
+    )
+    limits = await limits_for(user_id)
+    if limits.max_bytes and record.size_bytes > limits.max_bytes:
+        raise QuotaExceeded("memory is larger than the storage limit", retry_after=3600)
+    claim = None
+    response = Memory.of(record).model_dump(mode="json")
+    if idempotency_key:
+        claim = IdempotencyClaim(idempotency_scope, idempotency_key, body_hash(request_body))
+    try:
+        await get_store().create_memory(
+            record, job=job, limits=limits, idempotency=claim, response=response
+        )
+    except IdempotentReplay as replay:
+        if claim is None or replay.record.body_hash != claim.body_hash:
+            raise Conflict("Idempotency-Key was already used with a different body") from None
+        first = Memory.model_validate(replay.record.response)
+        return Created(memory=first, job_id=first.job_id, replayed=True, response=replay.record.response)
+    if job is not None:
+        await enqueue_enrichment(record, job.id)
+    return Created(memory=Memory.of(record), job_id=job.id if job else None, response=response)
+
+
+async def enqueue_enrichment(record: MemoryRecord, job_id: str) -> None:
+    from memlayer import queues
+
+    try:
+        await queues.send(
+            "analyze", {"memory_id": record.id, "user_id": record.user_id, "job_id": job_id}
+        )
+    except Exception:
+        # The memory is durable; the cleanup sweep re-enqueues pending memories.
+        logger.exception("enqueue failed; left for the sweep", memory_id=record.id)
+
+
+async def get(user_id: str, memory_id: str) -> MemoryRecord:
+    record = await get_store().get_memory(user_id, memory_id)
+    if record is None:
+        raise NotFound("memory not found")
+    return record
+
+
+async def list_page(user_id: str, query: ListQuery) -> MemoryPage:
+    records, cursor = await get_store().list_memories(user_id, query)
+    return MemoryPage(items=[Memory.of(r) for r in records], next_cursor=cursor)
+
+
+async def patch(
+    user_id: str, memory_id: str, changes: MemoryPatch, *, if_match: int | None
+) -> Memory:
+    record = await get(user_id, memory_id)
+    if if_match is not None and if_match != record.version:
+        raise PreconditionFailed(f"memory is at version {record.version}, not {if_match}")
+    now = utcnow()
+    update: dict[str, Any] = {"updated_at": now}
+    for name in ("tags", "metadata", "occurred_at"):
+        value = getattr(changes, name)
+        if value is not None:
+            update[name] = value
+    job = None
+    if changes.content is not None:
+        content, secrets_found = _scrubbed(changes.content)
+        if content_hash(content) != record.content_hash:
+            job = JobRecord(
+                user_id=user_id, id=new_id(), memory_id=memory_id, created_at=now, updated_at=now
+            )
+            update.update(
+                content=content,
+                content_hash=content_hash(content),
+                size_bytes=len(content.encode()),
+                secrets_found=secrets_found,
+                status="pending",
+                error=None,
+                job_id=job.id,
+            )
+    limits = await limits_for(user_id)
+    try:
+        saved = await get_store().save_memory(
+            record.model_copy(update=update),
+            expected_version=record.version,
+            max_bytes=limits.max_bytes,
+        )
+    except VersionConflict:
+        raise PreconditionFailed("memory changed concurrently; fetch it and retry") from None
+    if job is not None:
+        await get_store().put_job(job)
+        await enqueue_enrichment(saved, job.id)
+    return Memory.of(saved)
+
+
+async def delete(user_id: str, memory_id: str) -> None:
+    """Deletes the memory and what was derived from it (vector, job, uploaded files)."""
+    try:
+        record = await get_store().delete_memory(user_id, memory_id)
+    except VersionConflict:
+        record = await get_store().delete_memory(user_id, memory_id)
+    if record is None:
+        raise NotFound("memory not found")
+    if record.upload_ids:
+        from memlayer.services.uploads import delete_uploads
+
+        await delete_uploads(user_id, record.upload_ids)

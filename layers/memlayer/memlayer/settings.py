@@ -1,0 +1,146 @@
+"""The one settings model. Read once per container with `get_settings()`; nothing else reads
+`os.environ`. Bad or missing configuration fails at start with the variable's name."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ConfigurationError(RuntimeError):
+    pass
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    environment: Literal["local", "test", "dev", "prod"] = "local"
+    service_name: str = "memlayer"
+    log_level: str = "INFO"
+
+    # AWS resources (the template sets these; the local cloud points them at moto).
+    aws_region: str = Field("us-east-1", validation_alias="AWS_REGION")
+    aws_endpoint_url: str | None = None
+    table_name: str = "memlayer"
+    uploads_bucket: str = "memlayer-uploads"
+    analyze_queue_url: str = ""
+    embed_queue_url: str = ""
+    tasks_queue_url: str = ""
+    dlq_urls: Annotated[list[str], NoDecode] = []
+    ws_management_endpoint: str | None = None
+
+    # Auth.
+    supabase_jwt_secret: SecretStr | None = None
+    supabase_jwks_url: str | None = None
+    jwt_audience: str = "authenticated"
+    jwt_issuer: str | None = None
+    jwt_leeway_seconds: int = Field(30, ge=0, le=300)
+    jwks_cache_seconds: int = Field(600, ge=0)
+    admin_role_claim: str = "app_metadata.role"
+    admin_role_value: str = "admin"
+    cors_origins: Annotated[list[str], NoDecode] = []
+
+    # AI providers: real ones when keys are set, offline fallbacks when not.
+    anthropic_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    openai_base_url: str | None = None
+    analysis_model: str = "claude-haiku-4-5"
+    chat_provider: Literal["anthropic", "openai", "offline", "auto"] = "auto"
+    openai_chat_model: str = "gpt-4.1-mini"
+    embeddings_provider: Literal["openai", "local", "hash"] | None = None
+    embedding_model: str = "text-embedding-3-small"
+    embedding_dimensions: int = Field(512, ge=8, le=3072)
+    local_embedding_model: str = "all-MiniLM-L6-v2"
+    provider_timeout_seconds: float = Field(20.0, gt=0)
+    provider_max_retries: int = Field(3, ge=0, le=10)
+
+    # Limits on what one request may carry.
+    max_content_bytes: int = 100_000
+    max_tags: int = 50
+    max_tag_length: int = 64
+    max_metadata_bytes: int = 16_384
+
+    # Quotas and rates (0 disables one).
+    default_daily_writes: int = Field(100, ge=0)
+    default_max_memories: int = Field(10_000, ge=0)
+    default_max_bytes: int = Field(100_000_000, ge=0)
+    rate_limit_per_user_per_min: int = Field(300, ge=0)
+    rate_limit_per_ip_per_min: int = Field(1_200, ge=0)
+
+    # Pipeline.
+    fetch_allow_hosts: Annotated[list[str], NoDecode] = []
+    fetch_timeout_seconds: float = Field(10.0, gt=0)
+    fetch_max_bytes: int = Field(5_000_000, gt=0)
+    scrub_stored_content: bool = True
+    capture_pair_window_seconds: int = Field(300, ge=1)
+
+    # Uploads and retention.
+    upload_max_bytes: int = Field(20_000_000, gt=0)
+    upload_url_expires_seconds: int = Field(900, gt=0)
+    job_ttl_days: int = Field(7, ge=1)
+    connection_ttl_seconds: int = Field(7_200, ge=60)
+    orphan_upload_hours: int = Field(24, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_lists(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key in ("dlq_urls", "cors_origins", "fetch_allow_hosts"):
+                for candidate in (key, key.upper()):
+                    if candidate in data:
+                        data[candidate] = _split_csv(data[candidate])
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.environment in ("dev", "prod") and not (
+            self.supabase_jwt_secret or self.supabase_jwks_url
+        ):
+            raise ValueError("SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL must be set outside local/test")
+        return self
+
+    @property
+    def resolved_embeddings_provider(self) -> Literal["openai", "local", "hash"]:
+        if self.embeddings_provider:
+            return self.embeddings_provider
+        return "openai" if self.openai_api_key else "hash"
+
+    @property
+    def resolved_chat_provider(self) -> Literal["anthropic", "openai", "offline"]:
+        if self.chat_provider != "auto":
+            return self.chat_provider
+        if self.anthropic_api_key:
+            return "anthropic"
+        return "openai" if self.openai_api_key else "offline"
+
+    @property
+    def embedding_space(self) -> str:
+        """Names the vector space; vectors from another space are re-embedded, never mixed."""
+        provider = self.resolved_embeddings_provider
+        model = {"openai": self.embedding_model, "local": self.local_embedding_model}.get(
+            provider, "hash-v1"
+        )
+        dims = self.embedding_dimensions if provider != "local" else 0
+        return f"{provider}:{model}:{dims}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None

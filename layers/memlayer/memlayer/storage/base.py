@@ -1,0 +1,96 @@
+"""The storage interface. DynamoDB implements it (storage/dynamo.py); the contract tests in
+tests/integration/test_store_contract.py run against every implementation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """Claims `key` for one create; a second create with the same key finds the first."""
+
+    scope: str
+    key: str
+    body_hash: str
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    body_hash: str
+    status_code: int
+    response: dict[str, Any]
+
+
+class IdempotentReplay(Exception):
+    def __init__(self, record: IdempotencyRecord) -> None:
+        super().__init__("idempotency key already used")
+        self.record = record
+
+
+class VersionConflict(Exception):
+    """The record changed (or vanished) since it was read."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    user_id: str
+    limits_override: dict[str, int] = field(default_factory=dict)
+    usage: UsageCounts = field(default_factory=UsageCounts)
+    data_version: int = 0
+
+
+@dataclass(frozen=True)
+class StoredVector:
+    memory_id: str
+    space: str
+    vector: bytes  # float16, little-endian
+
+
+class Store(Protocol):
+    async def ping(self) -> bool: ...
+
+    # memories
+    async def create_memory(
+        self,
+        record: MemoryRecord,
+        *,
+        job: JobRecord | None,
+        limits: Limits,
+        idempotency: IdempotencyClaim | None,
+        response: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    async def get_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None: ...
+
+    async def list_memories(
+        self, user_id: str, query: ListQuery
+    ) -> tuple[list[MemoryRecord], str | None]: ...
+
+    async def all_memories(self, user_id: str) -> list[MemoryRecord]: ...
+
+    async def save_memory(
+        self, record: MemoryRecord, *, expected_version: int, max_bytes: int = 0
+    ) -> MemoryRecord: ...
+
+    async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None: ...
+
+    # usage
+    async def get_profile(self, user_id: str) -> Profile: ...
+
+    async def set_limits(self, user_id: str, limits: dict[str, int]) -> Profile: ...
+
+    async def hit_rate(self, key: str, window: int, limit: int, *, owner: str | None) -> bool: ...
+
+    # jobs
+    async def put_job(self, job: JobRecord) -> None: ...
+
+    async def get_job(self, user_id: str, job_id: str) -> JobRecord | None: ...
+
+    # vectors
+    async def put_vectors(self, user_id: str, vectors: list[StoredVector]) -> None: ...
+
+    async def get_vectors(self, user_id: str) -> dict[str, StoredVector]: ...

@@ -1,0 +1,535 @@
+"""DynamoDB single-table implementation of `Store`. Access patterns: docs/data-model.md.
+
+boto3 is synchronous, so every call runs in a worker thread (`asyncio.to_thread`) and never
+blocks the event loop. Records are kept as a JSON document (`data`) plus the few top-level
+attributes that key conditions and filters need, so DynamoDB's number and empty-value quirks
+stay in this file."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from memlayer import aws
+from memlayer.errors import BadRequest, QuotaExceeded
+from memlayer.ids import id_ceiling, id_floor, is_id
+from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
+from memlayer.settings import get_settings
+from memlayer.storage.base import (
+    IdempotencyClaim,
+    IdempotencyRecord,
+    IdempotentReplay,
+    Profile,
+    StoredVector,
+    VersionConflict,
+)
+
+T = TypeVar("T")
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+JOB_TTL_DAYS_DEFAULT = 7
+
+
+def user_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def memory_sk(memory_id: str) -> str:
+    return f"MEM#{memory_id}"
+
+
+PROFILE_SK = "PROFILE"
+
+
+def day_sk(moment: datetime) -> str:
+    return f"DAY#{moment:%Y-%m-%d}"
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int | float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def encode_cursor(sort_key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"k": sort_key}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, prefix: str) -> str:
+    """The cursor only ever names a sort key; the partition always comes from the caller's
+    identity, so a forged cursor cannot reach another user's items."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))["k"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise BadRequest("invalid cursor") from None
+    if not isinstance(key, str) or not key.startswith(prefix) or not is_id(key[len(prefix) :]):
+        raise BadRequest("invalid cursor")
+    return key
+
+
+class DynamoStore:
+    def __init__(self, table_name: str, client: Any) -> None:
+        self.table = table_name
+        self.client = client
+
+    @classmethod
+    def from_settings(cls) -> DynamoStore:
+        return cls(get_settings().table_name, aws.client("dynamodb"))
+
+    async def _run(self, fn: Callable[..., T], **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, **kwargs)
+
+    async def ping(self) -> bool:
+        try:
+            await self._run(self.client.describe_table, TableName=self.table)
+        except Exception:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ memories
+    def _memory_item(self, record: MemoryRecord) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "PK": _s(user_pk(record.user_id)),
+            "SK": _s(memory_sk(record.id)),
+            "type": _s("memory"),
+            "kind": _s(record.kind),
+            "status": _s(record.status),
+            "version": _n(record.version),
+            "data": _s(record.model_dump_json()),
+        }
+        if record.tags:
+            item["tags"] = {"SS": record.tags}
+        if record.source.provider:
+            item["provider"] = _s(record.source.provider)
+        return item
+
+    @staticmethod
+    def _memory_of(item: dict[str, Any]) -> MemoryRecord:
+        return MemoryRecord.model_validate_json(item["data"]["S"])
+
+    def _usage_update(
+        self,
+        user_id: str,
+        *,
+        memories: int,
+        size: int,
+        max_memories: int = 0,
+        max_bytes: int = 0,
+    ) -> dict[str, Any]:
+        """Counts a change in the user's memories and bytes; the condition enforces the limits
+        atomically, so parallel creates can never overshoot them."""
+        conditions = []
+        values: dict[str, Any] = {":m": _n(memories), ":b": _n(size), ":one": _n(1)}
+        if max_memories and memories > 0:
+            conditions.append("(attribute_not_exists(#m) OR #m < :maxm)")
+            values[":maxm"] = _n(max_memories)
+        if max_bytes and size > 0:
+            conditions.append("(attribute_not_exists(#b) OR #b <= :maxb)")
+            values[":maxb"] = _n(max_bytes - size)
+        update: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"PK": _s(user_pk(user_id)), "SK": _s(PROFILE_SK)},
+            "UpdateExpression": "ADD #m :m, #b :b, #dv :one",
+            "ExpressionAttributeNames": {"#m": "memories", "#b": "bytes", "#dv": "data_version"},
+            "ExpressionAttributeValues": values,
+        }
+        if conditions:
+            update["ConditionExpression"] = " AND ".join(conditions)
+        return update
+
+    async def create_memory(
+        self,
+        record: MemoryRecord,
+        *,
+        job: JobRecord | None,
+        limits: Limits,
+        idempotency: IdempotencyClaim | None,
+        response: dict[str, Any] | None = None,
+    ) -> None:
+        now = record.created_at
+        pk = user_pk(record.user_id)
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": self._memory_item(record),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+            {
+                "Update": self._usage_update(
+                    record.user_id,
+                    memories=1,
+                    size=record.size_bytes,
+                    max_memories=limits.max_memories,
+                    max_bytes=limits.max_bytes,
+                )
+            },
+        ]
+        day_update: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"PK": _s(pk), "SK": _s(day_sk(now))},
+            "UpdateExpression": "ADD writes :one SET expires_at = :exp",
+            "ExpressionAttributeValues": {
+                ":one": _n(1),
+                ":exp": _n(int((now + timedelta(days=2)).timestamp())),
+            },
+        }
+        if limits.daily_writes:
+            day_update["ConditionExpression"] = "attribute_not_exists(writes) OR writes < :maxw"
+            day_update["ExpressionAttributeValues"][":maxw"] = _n(limits.daily_writes)
+        items.append({"Update": day_update})
+        if job is not None:
+            items.append({"Put": {"TableName": self.table, "Item": self._job_item(job)}})
+        if idempotency is not None:
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": {
+                            "PK": _s(pk),
+                            "SK": _s(f"IDEM#{idempotency.scope}#{idempotency.key}"),
+                            "type": _s("idempotency"),
+                            "body_hash": _s(idempotency.body_hash),
+                            "status_code": _n(201),
+                            "response": _s(json.dumps(response or {})),
+                            "expires_at": _n(int((now + IDEMPOTENCY_TTL).timestamp())),
+                        },
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                }
+            )
+        try:
+            await self._run(self.client.transact_write_items, TransactItems=items)
+        except self.client.exceptions.TransactionCanceledException as exc:
+            failed = {
+                position
+                for position, reason in enumerate(exc.response.get("CancellationReasons", []))
+                if reason.get("Code") == "ConditionalCheckFailed"
+            }
+            if idempotency is not None and len(items) - 1 in failed:
+                existing = await self.get_idempotency(
+                    record.user_id, idempotency.scope, idempotency.key
+                )
+                if existing is not None:
+                    raise IdempotentReplay(existing) from None
+            if 2 in failed:
+                midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0)
+                raise QuotaExceeded(
+                    "daily write limit reached",
+                    retry_after=int((midnight - now).total_seconds()) + 1,
+                ) from None
+            if 1 in failed:
+                raise QuotaExceeded(
+                    "memory count or storage limit reached", retry_after=3600
+                ) from None
+            raise
+
+    async def get_idempotency(self, user_id: str, scope: str, key: str) -> IdempotencyRecord | None:
+        resp = await self._run(
+            self.client.get_item,
+            TableName=self.table,
+            Key={"PK": _s(user_pk(user_id)), "SK": _s(f"IDEM#{scope}#{key}")},
+            ConsistentRead=True,
+        )
+        item = resp.get("Item")
+        if not item:
+            return None
+        return IdempotencyRecord(
+            body_hash=item["body_hash"]["S"],
+            status_code=int(item["status_code"]["N"]),
+            response=json.loads(item["response"]["S"]),
+        )
+
+    async def get_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
+        if not is_id(memory_id):
+            return None
+        resp = await self._run(
+            self.client.get_item,
+            TableName=self.table,
+            Key={"PK": _s(user_pk(user_id)), "SK": _s(memory_sk(memory_id))},
+            ConsistentRead=True,
+        )
+        item = resp.get("Item")
+        return self._memory_of(item) if item else None
+
+    async def list_memories(
+        self, user_id: str, query: ListQuery
+    ) -> tuple[list[MemoryRecord], str | None]:
+        low = memory_sk(id_floor(query.since)) if query.since else "MEM#"
+        high = memory_sk(id_ceiling(query.until)) if query.until else "MEM#~"
+        if query.cursor:
+            start = decode_cursor(query.cursor, "MEM#")
+            high = min(high, start)
+            if high <= low:
+                return [], None
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {
+                ":pk": _s(user_pk(user_id)),
+                ":lo": _s(low),
+                ":hi": _s(high),
+            },
+            "ScanIndexForward": False,
+        }
+        filters = []
+        names: dict[str, str] = {}
+        for attr, value in (("kind", query.kind), ("status", query.status)):
+            if value:
+                filters.append(f"#{attr} = :{attr}")
+                names[f"#{attr}"] = attr
+                request["ExpressionAttributeValues"][f":{attr}"] = _s(value)
+        if query.provider:
+            filters.append("provider = :provider")
+            request["ExpressionAttributeValues"][":provider"] = _s(query.provider)
+        if query.tag:
+            filters.append("contains(tags, :tag)")
+            request["ExpressionAttributeValues"][":tag"] = _s(query.tag)
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        if names:
+            request["ExpressionAttributeNames"] = names
+        # One extra item tells whether another page exists.
+        request["Limit"] = query.limit + 1 if not filters else max(4 * query.limit, 100)
+        found: list[MemoryRecord] = []
+        for item in await self._run(self._query_until, request=request, want=query.limit + 1):
+            if query.cursor and item["SK"]["S"] == high:
+                continue  # the cursor item itself was on the previous page
+            found.append(self._memory_of(item))
+        page = found[: query.limit]
+        next_cursor = encode_cursor(memory_sk(page[-1].id)) if len(found) > query.limit else None
+        return page, next_cursor
+
+    def _query_until(self, request: dict[str, Any], want: int) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in self._pages(request):
+            items.extend(page)
+            # +1 covers the cursor item that BETWEEN includes and the caller drops.
+            if len(items) >= want + 1:
+                break
+        return items
+
+    def _pages(self, request: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        request = dict(request)
+        while True:
+            resp = self.client.query(**request)
+            yield resp.get("Items", [])
+            if "LastEvaluatedKey" not in resp:
+                return
+            request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def _query_all(self, user_id: str, prefix: str) -> list[dict[str, Any]]:
+        request = {
+            "TableName": self.table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": _s(user_pk(user_id)), ":prefix": _s(prefix)},
+        }
+        return [item for page in self._pages(request) for item in page]
+
+    async def all_memories(self, user_id: str) -> list[MemoryRecord]:
+        items = await self._run(self._query_all, user_id=user_id, prefix="MEM#")
+        return [self._memory_of(item) for item in items]
+
+    async def save_memory(
+        self, record: MemoryRecord, *, expected_version: int, max_bytes: int = 0
+    ) -> MemoryRecord:
+        """Writes `record` if the stored version is still `expected_version`; the stored copy
+        gets version + 1. Storage accounting follows any change in size."""
+        previous = await self.get_memory(record.user_id, record.id)
+        if previous is None or previous.version != expected_version:
+            raise VersionConflict(record.id)
+        saved = record.model_copy(update={"version": expected_version + 1})
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": self._memory_item(saved),
+                    "ConditionExpression": "version = :v",
+                    "ExpressionAttributeValues": {":v": _n(expected_version)},
+                }
+            },
+            {
+                "Update": self._usage_update(
+                    record.user_id,
+                    memories=0,
+                    size=saved.size_bytes - previous.size_bytes,
+                    max_bytes=max_bytes,
+                )
+            },
+        ]
+        try:
+            await self._run(self.client.transact_write_items, TransactItems=items)
+        except self.client.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise VersionConflict(record.id) from None
+            raise QuotaExceeded("storage limit reached", retry_after=3600) from None
+        return saved
+
+    async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
+        """Deletes the memory with its vector and job in one transaction."""
+        record = await self.get_memory(user_id, memory_id)
+        if record is None:
+            return None
+        pk = _s(user_pk(user_id))
+        items: list[dict[str, Any]] = [
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": {"PK": pk, "SK": _s(memory_sk(memory_id))},
+                    "ConditionExpression": "version = :v",
+                    "ExpressionAttributeValues": {":v": _n(record.version)},
+                }
+            },
+            {"Delete": {"TableName": self.table, "Key": {"PK": pk, "SK": _s(f"VEC#{memory_id}")}}},
+            {
+                "Update": self._usage_update(
+                    user_id, memories=-1, size=-record.size_bytes
+                )
+            },
+        ]
+        if record.job_id:
+            items.append(
+                {"Delete": {"TableName": self.table, "Key": {"PK": pk, "SK": _s(f"JOB#{record.job_id}")}}}
+            )
+        try:
+            await self._run(self.client.transact_write_items, TransactItems=items)
+        except self.client.exceptions.TransactionCanceledException:
+            raise VersionConflict(memory_id) from None
+        return record
+
+    # ------------------------------------------------------------------ usage
+    async def get_profile(self, user_id: str) -> Profile:
+        now = datetime.now(UTC)
+        resp = await self._run(
+            self.client.batch_get_item,
+            RequestItems={
+                self.table: {
+                    "Keys": [
+                        {"PK": _s(user_pk(user_id)), "SK": _s(PROFILE_SK)},
+                        {"PK": _s(user_pk(user_id)), "SK": _s(day_sk(now))},
+                    ],
+                    "ConsistentRead": True,
+                }
+            },
+        )
+        by_sk = {item["SK"]["S"]: item for item in resp["Responses"].get(self.table, [])}
+        profile = by_sk.get(PROFILE_SK, {})
+        day = by_sk.get(day_sk(now), {})
+        return Profile(
+            user_id=user_id,
+            limits_override=json.loads(profile.get("limits", {}).get("S", "{}")),
+            usage=UsageCounts(
+                memories=int(profile.get("memories", {}).get("N", 0)),
+                bytes=int(profile.get("bytes", {}).get("N", 0)),
+                writes_today=int(day.get("writes", {}).get("N", 0)),
+            ),
+            data_version=int(profile.get("data_version", {}).get("N", 0)),
+        )
+
+    async def set_limits(self, user_id: str, limits: dict[str, int]) -> Profile:
+        await self._run(
+            self.client.update_item,
+            TableName=self.table,
+            Key={"PK": _s(user_pk(user_id)), "SK": _s(PROFILE_SK)},
+            UpdateExpression="SET limits = :l",
+            ExpressionAttributeValues={":l": _s(json.dumps(limits))},
+        )
+        return await self.get_profile(user_id)
+
+    async def hit_rate(self, key: str, window: int, limit: int, *, owner: str | None) -> bool:
+        """Counts one request in `key`'s one-minute window; False once the window is full.
+        A user's counters live in their partition so erasing the user erases them."""
+        pk = user_pk(owner) if owner else f"RATE#{key}"
+        try:
+            await self._run(
+                self.client.update_item,
+                TableName=self.table,
+                Key={"PK": _s(pk), "SK": _s(f"RATE#{window}")},
+                UpdateExpression="ADD hits :one SET expires_at = :exp",
+                ConditionExpression="attribute_not_exists(hits) OR hits < :limit",
+                ExpressionAttributeValues={
+                    ":one": _n(1),
+                    ":limit": _n(limit),
+                    ":exp": _n(window * 60 + 120),
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ jobs
+    def _job_item(self, job: JobRecord) -> dict[str, Any]:
+        ttl_days = get_settings().job_ttl_days or JOB_TTL_DAYS_DEFAULT
+        return {
+            "PK": _s(user_pk(job.user_id)),
+            "SK": _s(f"JOB#{job.id}"),
+            "type": _s("job"),
+            "data": _s(job.model_dump_json()),
+            "expires_at": _n(int(job.created_at.timestamp()) + ttl_days * 86400),
+        }
+
+    async def put_job(self, job: JobRecord) -> None:
+        """Creates or replaces a job (jobs are written by one worker at a time)."""
+        await self._run(self.client.put_item, TableName=self.table, Item=self._job_item(job))
+
+    async def get_job(self, user_id: str, job_id: str) -> JobRecord | None:
+        if not is_id(job_id):
+            return None
+        resp = await self._run(
+            self.client.get_item,
+            TableName=self.table,
+            Key={"PK": _s(user_pk(user_id)), "SK": _s(f"JOB#{job_id}")},
+            ConsistentRead=True,
+        )
+        item = resp.get("Item")
+        return JobRecord.model_validate_json(item["data"]["S"]) if item else None
+
+    # ------------------------------------------------------------------ vectors
+    async def put_vectors(self, user_id: str, vectors: list[StoredVector]) -> None:
+        def write() -> None:
+            requests = [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "PK": _s(user_pk(user_id)),
+                            "SK": _s(f"VEC#{v.memory_id}"),
+                            "type": _s("vector"),
+                            "space": _s(v.space),
+                            "v": {"B": v.vector},
+                        }
+                    }
+                }
+                for v in vectors
+            ]
+            for start in range(0, len(requests), 25):
+                pending = {self.table: requests[start : start + 25]}
+                for attempt in range(8):
+                    resp = self.client.batch_write_item(RequestItems=pending)
+                    pending = resp.get("UnprocessedItems") or {}
+                    if not pending:
+                        break
+                    time.sleep(min(0.05 * 2**attempt, 1.0))
+                else:
+                    raise RuntimeError("vectors were not all written")
+
+        await self._run(write)
+
+    async def get_vectors(self, user_id: str) -> dict[str, StoredVector]:
+        items = await self._run(self._query_all, user_id=user_id, prefix="VEC#")
+        return {
+            item["SK"]["S"][4:]: StoredVector(
+                memory_id=item["SK"]["S"][4:], space=item["space"]["S"], vector=item["v"]["B"]
+            )
+            for item in items
+        }
