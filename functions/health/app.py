@@ -1,6 +1,7 @@
 """Health (no auth) and the OpenAPI document."""
 
 from fastapi import APIRouter, Response
+
 from memlayer.services import health
 from memlayer.web import create_app, lambda_handler
 

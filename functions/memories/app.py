@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
+
 from memlayer.auth import Principal, current_user, writer
 from memlayer.errors import Forbidden, ValidationFailed
 from memlayer.models import Body, ListQuery, Memory, MemoryCreate, MemoryPage, MemoryPatch

@@ -1,1 +1,1 @@
-"""memlayer's shared domain package: settings, models, auth, storage, AI providers, pipeline, search."""
+"""memlayer's shared domain package: settings, models, auth, storage, AI, pipeline, search."""

@@ -3,13 +3,13 @@ blobs, push) use these; nothing above them touches boto3."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from memlayer.settings import get_settings
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str, endpoint_url: str | None = None) -> Any:
     import boto3
     from botocore.config import Config

@@ -106,7 +106,9 @@ class Settings(BaseSettings):
         if self.environment in ("dev", "prod") and not (
             self.supabase_jwt_secret or self.supabase_jwks_url
         ):
-            raise ValueError("SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL must be set outside local/test")
+            raise ValueError(
+                "SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL must be set outside local/test"
+            )
         return self
 
     @property

@@ -104,9 +104,8 @@ class CircuitBreaker:
                 return True
             if state == "open":
                 return False
-            probe_stale = (
-                self._probe_started is not None
-                and now - self._probe_started >= max(self.reset_timeout, 1e-9)
+            probe_stale = self._probe_started is not None and now - self._probe_started >= max(
+                self.reset_timeout, 1e-9
             )
             if self._probe_started is None or probe_stale:
                 self._probe_started = now
@@ -144,7 +143,9 @@ _breakers: dict[str, CircuitBreaker] = {}
 _breakers_lock = threading.Lock()
 
 
-def breaker_for(name: str, *, failure_threshold: int = 5, reset_timeout: float = 30.0) -> CircuitBreaker:
+def breaker_for(
+    name: str, *, failure_threshold: int = 5, reset_timeout: float = 30.0
+) -> CircuitBreaker:
     """The container-wide breaker for one provider ("anthropic", "openai"), created on first use,
     so analysis and chat against the same provider share its health."""
     with _breakers_lock:

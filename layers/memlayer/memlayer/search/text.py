@@ -79,6 +79,8 @@ def stem(word: str) -> str:
         word = word[:-3] + "y"
     elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
         word = word[:-1]
+    if word.endswith("eed"):
+        word = word[:-1]  # agreed -> agree, needed -> need(ed) handled below
     for suffix in ("ing", "ed"):
         if word.endswith(suffix):
             base = word[: -len(suffix)]
@@ -90,7 +92,7 @@ def stem(word: str) -> str:
             break
     if word.endswith("ly") and len(word) > 5:
         word = word[:-2]
-    if word.endswith("e") and len(word) > 3:
+    if word.endswith("e") and len(word) > 3 and word[-2] != "e":
         word = word[:-1]
     if word.endswith("i") and len(word) > 3:
         word = word[:-1] + "y"
@@ -244,7 +246,7 @@ def _render(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> st
 
 def highlight(
     text: str,
-    query_terms_or_text: str | Iterable[str],
+    query: str | Iterable[str],
     max_len: int = 200,
     *,
     max_snippets: int = 3,
@@ -252,23 +254,33 @@ def highlight(
     """Snippets of `text` (each about `max_len` characters of source text) around the words
     that match the query, matches wrapped in `<mark>…</mark>`, everything else HTML-escaped.
 
-    The query is a string or a list of words/terms; it goes through `tokenize`, so "Running"
-    in the text matches the query "runs". With no match, the one snippet is the start of the
-    text (so a semantic-only hit still shows something); an empty text gives []."""
+    The query is a string or a list of words; it goes through `tokenize`, so "Running" in the
+    text matches the query "runs". With no match, the one snippet is the start of the text (so
+    a semantic-only hit still shows something); an empty text gives []."""
+    return highlight_terms(text, set(query_terms(query)), max_len, max_snippets=max_snippets)
+
+
+def highlight_terms(
+    text: str, terms: set[str], max_len: int = 200, *, max_snippets: int = 3
+) -> list[str]:
+    """`highlight` for terms that already went through `tokenize`."""
     if not text:
         return []
     text = text.strip()
     max_len = max(20, max_len)
-    terms = set(query_terms(query_terms_or_text))
     spans = _match_spans(text, terms) if terms else []
     if not spans:
         end = len(text) if len(text) <= max_len else _word_end(text, max_len)
         return [_render(text, 0, end, [])]
     snippets: list[str] = []
     i = 0
+    prev_end = 0
     while i < len(spans) and len(snippets) < max_snippets:
         first_start = spans[i][0]
-        start = 0 if first_start <= _SNIPPET_LEAD else _word_start(text, first_start - _SNIPPET_LEAD)
+        start = (
+            0 if first_start <= _SNIPPET_LEAD else _word_start(text, first_start - _SNIPPET_LEAD)
+        )
+        start = max(start, prev_end)
         end = min(len(text), start + max_len)
         if end < len(text):
             end = _word_end(text, end)
@@ -278,4 +290,5 @@ def highlight(
             covered.append(spans[i])
             i += 1
         snippets.append(_render(text, start, end, covered))
+        prev_end = end
     return snippets

@@ -117,7 +117,9 @@ async def create(
         if claim is None or replay.record.body_hash != claim.body_hash:
             raise Conflict("Idempotency-Key was already used with a different body") from None
         first = Memory.model_validate(replay.record.response)
-        return Created(memory=first, job_id=first.job_id, replayed=True, response=replay.record.response)
+        return Created(
+            memory=first, job_id=first.job_id, replayed=True, response=replay.record.response
+        )
     if job is not None:
         await enqueue_enrichment(record, job.id)
     return Created(memory=Memory.of(record), job_id=job.id if job else None, response=response)

@@ -7,20 +7,17 @@ stay in this file."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import json
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from memlayer import aws
-from memlayer.errors import BadRequest, QuotaExceeded
+from memlayer.errors import QuotaExceeded
 from memlayer.ids import id_ceiling, id_floor, is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.settings import get_settings
+from memlayer.storage.accounts import DynamoAccounts
 from memlayer.storage.base import (
     IdempotencyClaim,
     IdempotencyRecord,
@@ -29,64 +26,27 @@ from memlayer.storage.base import (
     StoredVector,
     VersionConflict,
 )
-
-T = TypeVar("T")
+from memlayer.storage.dynamo_base import (
+    PROFILE_SK,
+    DynamoBase,
+    _n,
+    _s,
+    day_sk,
+    decode_cursor,
+    encode_cursor,
+    memory_sk,
+    user_pk,
+)
+from memlayer.storage.pipeline import DynamoPipeline
+from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-JOB_TTL_DAYS_DEFAULT = 7
 
 
-def user_pk(user_id: str) -> str:
-    return f"USER#{user_id}"
-
-
-def memory_sk(memory_id: str) -> str:
-    return f"MEM#{memory_id}"
-
-
-PROFILE_SK = "PROFILE"
-
-
-def day_sk(moment: datetime) -> str:
-    return f"DAY#{moment:%Y-%m-%d}"
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: int | float) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def encode_cursor(sort_key: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"k": sort_key}).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, prefix: str) -> str:
-    """The cursor only ever names a sort key; the partition always comes from the caller's
-    identity, so a forged cursor cannot reach another user's items."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode()))["k"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise BadRequest("invalid cursor") from None
-    if not isinstance(key, str) or not key.startswith(prefix) or not is_id(key[len(prefix) :]):
-        raise BadRequest("invalid cursor")
-    return key
-
-
-class DynamoStore:
-    def __init__(self, table_name: str, client: Any) -> None:
-        self.table = table_name
-        self.client = client
-
+class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
     @classmethod
     def from_settings(cls) -> DynamoStore:
         return cls(get_settings().table_name, aws.client("dynamodb"))
-
-    async def _run(self, fn: Callable[..., T], **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, **kwargs)
 
     async def ping(self) -> bool:
         try:
@@ -319,23 +279,6 @@ class DynamoStore:
                 break
         return items
 
-    def _pages(self, request: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        request = dict(request)
-        while True:
-            resp = self.client.query(**request)
-            yield resp.get("Items", [])
-            if "LastEvaluatedKey" not in resp:
-                return
-            request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-
-    def _query_all(self, user_id: str, prefix: str) -> list[dict[str, Any]]:
-        request = {
-            "TableName": self.table,
-            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-            "ExpressionAttributeValues": {":pk": _s(user_pk(user_id)), ":prefix": _s(prefix)},
-        }
-        return [item for page in self._pages(request) for item in page]
-
     async def all_memories(self, user_id: str) -> list[MemoryRecord]:
         items = await self._run(self._query_all, user_id=user_id, prefix="MEM#")
         return [self._memory_of(item) for item in items]
@@ -392,15 +335,16 @@ class DynamoStore:
                 }
             },
             {"Delete": {"TableName": self.table, "Key": {"PK": pk, "SK": _s(f"VEC#{memory_id}")}}},
-            {
-                "Update": self._usage_update(
-                    user_id, memories=-1, size=-record.size_bytes
-                )
-            },
+            {"Update": self._usage_update(user_id, memories=-1, size=-record.size_bytes)},
         ]
         if record.job_id:
             items.append(
-                {"Delete": {"TableName": self.table, "Key": {"PK": pk, "SK": _s(f"JOB#{record.job_id}")}}}
+                {
+                    "Delete": {
+                        "TableName": self.table,
+                        "Key": {"PK": pk, "SK": _s(f"JOB#{record.job_id}")},
+                    }
+                }
             )
         try:
             await self._run(self.client.transact_write_items, TransactItems=items)
@@ -470,7 +414,7 @@ class DynamoStore:
 
     # ------------------------------------------------------------------ jobs
     def _job_item(self, job: JobRecord) -> dict[str, Any]:
-        ttl_days = get_settings().job_ttl_days or JOB_TTL_DAYS_DEFAULT
+        ttl_days = get_settings().job_ttl_days
         return {
             "PK": _s(user_pk(job.user_id)),
             "SK": _s(f"JOB#{job.id}"),

@@ -1,0 +1,84 @@
+"""The base of every DynamoDB access mixin: key helpers, the thread hop, paging."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, TypeVar
+
+from memlayer.errors import BadRequest
+from memlayer.ids import is_id
+
+T = TypeVar("T")
+
+
+def user_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def memory_sk(memory_id: str) -> str:
+    return f"MEM#{memory_id}"
+
+
+PROFILE_SK = "PROFILE"
+
+
+def day_sk(moment: datetime) -> str:
+    return f"DAY#{moment:%Y-%m-%d}"
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int | float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def encode_cursor(sort_key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"k": sort_key}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, prefix: str) -> str:
+    """The cursor only ever names a sort key; the partition always comes from the caller's
+    identity, so a forged cursor cannot reach another user's items."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))["k"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise BadRequest("invalid cursor") from None
+    if not isinstance(key, str) or not key.startswith(prefix) or not is_id(key[len(prefix) :]):
+        raise BadRequest("invalid cursor")
+    return key
+
+
+class DynamoBase:
+    """What every DynamoDB access mixin builds on: the table, the client, a thread hop."""
+
+    def __init__(self, table_name: str, client: Any) -> None:
+        self.table = table_name
+        self.client = client
+
+    async def _run(self, fn: Callable[..., T], **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, **kwargs)
+
+    def _pages(self, request: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        request = dict(request)
+        while True:
+            resp = self.client.query(**request)
+            yield resp.get("Items", [])
+            if "LastEvaluatedKey" not in resp:
+                return
+            request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def _query_all(self, user_id: str, prefix: str) -> list[dict[str, Any]]:
+        request = {
+            "TableName": self.table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": _s(user_pk(user_id)), ":prefix": _s(prefix)},
+        }
+        return [item for page in self._pages(request) for item in page]
