@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -552,7 +552,7 @@ class Resolver:
     def _fn_length(self, arg: Any) -> int:
         return len(self.resolve(arg))
 
-    _INTRINSICS: dict[str, Any] = {
+    _INTRINSICS: ClassVar[dict[str, Any]] = {
         "Ref": _fn_ref,
         "Fn::GetAtt": _fn_get_att,
         "Fn::Sub": _fn_sub,

@@ -114,7 +114,7 @@ class Server:
 
 def _start() -> tuple[_Server, threading.Thread]:
     httpd = _Server()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01})
     thread.daemon = True
     thread.start()
     return httpd, thread
@@ -338,9 +338,7 @@ def test_allow_hosts_matches_port_and_case(server: Server) -> None:
     assert fetch(f"{server.base}/page", allow_hosts=["127.0.0.1"]).status_code == 200
     error = refused(f"{server.base}/page", allow_hosts=[f"127.0.0.1:{server.port + 1}"])
     assert "loopback" in error.reason
-    page = fetch(
-        f"http://LocalHost:{server.port}/host", allow_hosts=[f"LOCALHOST:{server.port}"]
-    )
+    page = fetch(f"http://LocalHost:{server.port}/host", allow_hosts=[f"LOCALHOST:{server.port}"])
     assert page.text == f"localhost:{server.port}"
 
 

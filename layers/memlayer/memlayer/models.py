@@ -19,6 +19,8 @@ from pydantic import (
     field_validator,
 )
 
+from memlayer.ai.analysis import Analysis
+from memlayer.ai.tags import normalize_tag
 from memlayer.settings import get_settings
 
 Kind = Literal["note", "prompt", "response", "exchange", "share", "file"]
@@ -37,10 +39,6 @@ Timestamp = Annotated[
     AfterValidator(_utc),
     PlainSerializer(lambda v: v.isoformat().replace("+00:00", "Z"), return_type=str),
 ]
-
-
-def normalize_tag(tag: str) -> str:
-    return " ".join(tag.strip().lower().split())
 
 
 def _check_tags(tags: list[str]) -> list[str]:
@@ -95,17 +93,6 @@ class Source(BaseModel):
     conversation_id: Annotated[str, Field(max_length=256)] | None = None
 
 
-class Analysis(BaseModel):
-    title: str
-    description: str
-    tags: list[str] = []
-    category: str
-    sentiment: str
-    key_topics: list[str] = []
-    confidence: float
-    model: str
-
-
 class MemoryCreate(Body):
     content: Content
     kind: Kind = "note"
@@ -151,6 +138,8 @@ class MemoryRecord(BaseModel):
     secrets_found: dict[str, int] = {}
     usage: Usage = Usage()
     embedding_space: str | None = None
+    analyzed_hash: str | None = None
+    embedded_hash: str | None = None
     upload_ids: list[str] = []
 
 

@@ -36,11 +36,8 @@ def get_tracer() -> Any:
     return Tracer(service=get_settings().service_name)
 
 
-def count(name: str, value: float = 1, **dimensions: str) -> None:
-    """Records a metric; flushed as EMF by the handler wrapper at the end of the invocation."""
+def count(name: str, value: float = 1) -> None:
+    """Records a metric; flushed as EMF when the worker's handler returns (`log_metrics`)."""
     from aws_lambda_powertools.metrics import MetricUnit
 
-    metrics = get_metrics()
-    for key, dim in dimensions.items():
-        metrics.add_dimension(name=key, value=dim)
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)

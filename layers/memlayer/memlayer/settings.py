@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = Field(10.0, gt=0)
     fetch_max_bytes: int = Field(5_000_000, gt=0)
     scrub_stored_content: bool = True
+    # Matches maxReceiveCount in template.yaml: the last delivery falls back instead of failing.
+    queue_max_receives: int = Field(4, ge=1)
     capture_pair_window_seconds: int = Field(300, ge=1)
 
     # Uploads and retention.

@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+
+def word_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 _WS = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+(?=[\"'(\[]?[A-Z0-9À-Ý])")
 _TOKEN = re.compile(r"[a-z][a-z0-9+#]*(?:[.\-][a-z0-9]+)*", re.UNICODE)
@@ -12,7 +17,7 @@ _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _LINE_MARK = re.compile(r"^\s{0,3}(?:#{1,6}|>+|[-*+]|\d+[.)])\s+", re.MULTILINE)
 _EMPHASIS = re.compile(r"\*{1,3}|`+|~~|(?<!\w)__?|__?(?!\w)")
 
-STOPWORDS = frozenset(
+STOPWORDS: frozenset[str] = word_set(
     """
     a about above after again against all almost also although always am among an and any
     anyone anything are around as at back be became because become been before being below
@@ -30,9 +35,10 @@ STOPWORDS = frozenset(
     anyway became best better come comes could does don doesn didn isn wasn aren won can't don't
     new first second last next many lot lots want wants go goes going gone know knows known
     say says said tell told think thought take takes took give gives gave look looks looking
+    keep keeps kept
     http https www com org net html htm amp nbsp click here read more share subscribe sign
     cookie cookies privacy terms copyright rights reserved menu home page login log
-    """.split()
+    """
 )
 
 
@@ -55,7 +61,7 @@ def truncate_words(text: str, limit: int, *, ellipsis: str = "…") -> str:
     space = cut.rfind(" ")
     if space >= len(cut) * 0.6:
         cut = cut[:space]
-    return cut.rstrip(" ,;:-–—") + ellipsis
+    return cut.rstrip(" ,;:-\u2013\u2014") + ellipsis
 
 
 def truncate_middle(text: str, limit: int, *, head_share: float = 0.8) -> str:

@@ -18,7 +18,6 @@ Failure contract of `AnthropicAnalyzer.analyze` (the caller, the SQS analyze wor
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import re
@@ -40,16 +39,16 @@ from memlayer.ai._text import (
     tokenize,
     truncate_middle,
     truncate_words,
+    word_set,
 )
 from memlayer.ai.resilience import (
     CircuitBreaker,
     PerLoop,
     breaker_for,
     call_deadline,
-    classify_exception,
-    is_provider_exception,
+    call_provider,
 )
-from memlayer.ai.tags import TagIndex, normalize_tag, reconcile_tags, singularize, tag_key
+from memlayer.ai.tags import TagIndex, normalize_tag, reconcile_tags, singularize, span_key
 from memlayer.errors import ProviderError
 
 if TYPE_CHECKING:
@@ -162,79 +161,79 @@ class Analyzer(Protocol):
 _SHORT_TERMS = frozenset({"ai", "ml", "ui", "ux", "js", "c#", "c++", "f#", "os", "db", "vr", "ar"})
 
 _CATEGORY_KEYWORDS: dict[str, frozenset[str]] = {
-    "programming": frozenset(
+    "programming": word_set(
         """python javascript typescript java rust golang c++ c# ruby php kotlin swift code coding
         function api bug debug debugging compiler git github repository repo library framework
         sql database algorithm variable class method programming developer react django flask
         fastapi node.js nodejs npm pip package module refactor test unit-test pytest script
         syntax runtime async await lambda json yaml regex frontend backend endpoint stack
-        exception error deploy deployment docker kubernetes terraform query schema""".split()
+        exception error deploy deployment docker kubernetes terraform query schema"""
     ),
-    "technology": frozenset(
+    "technology": word_set(
         """ai software hardware cloud computer internet app device smartphone tech gpu cpu chip
         robot robotics network server security cybersecurity blockchain crypto llm model
         machine-learning neural gpt openai anthropic claude chatbot browser extension linux
         windows macos android ios startup saas platform digital data automation vr ar
-        semiconductor laptop""".split()
+        semiconductor laptop"""
     ),
-    "science": frozenset(
+    "science": word_set(
         """science research study experiment physics chemistry biology astronomy space planet
         quantum molecule cell gene genome dna evolution climate theory hypothesis scientist
         laboratory nasa telescope particle neuroscience mathematics math equation paper journal
-        peer-reviewed""".split()
+        peer-reviewed"""
     ),
-    "business": frozenset(
+    "business": word_set(
         """business company startup market marketing sales customer revenue strategy management
         ceo founder product growth brand hiring team leadership enterprise b2b b2c competitor
-        pricing partnership negotiation meeting client contract""".split()
+        pricing partnership negotiation meeting client contract"""
     ),
-    "finance": frozenset(
+    "finance": word_set(
         """finance money invest investing investment stock stocks bond market fund etf portfolio
         bank banking loan mortgage interest rate inflation tax budget saving savings retirement
-        dividend trading trader crypto bitcoin price earnings valuation debt credit""".split()
+        dividend trading trader crypto bitcoin price earnings valuation debt credit"""
     ),
-    "health": frozenset(
+    "health": word_set(
         """health medical medicine doctor patient disease symptom treatment therapy exercise
         workout fitness diet nutrition sleep mental anxiety depression stress vaccine hospital
-        drug clinical wellness weight heart blood cancer""".split()
+        drug clinical wellness weight heart blood cancer"""
     ),
-    "education": frozenset(
+    "education": word_set(
         """education learn learning course lesson student teacher school university college
         tutorial study exam homework curriculum lecture degree class training skill book
-        reading""".split()
+        reading"""
     ),
-    "news": frozenset(
+    "news": word_set(
         """news breaking report reported government election president minister policy law
         court war announced announcement official officials today yesterday reuters
-        press""".split()
+        press"""
     ),
-    "entertainment": frozenset(
+    "entertainment": word_set(
         """movie film music song album game gaming video tv series show episode actor actress
         celebrity netflix youtube spotify concert anime book novel podcast streaming
-        trailer""".split()
+        trailer"""
     ),
-    "personal": frozenset(
+    "personal": word_set(
         """my i'm family friend friends birthday wedding home personal diary journal feeling
-        feel life relationship kid kids partner wife husband mom dad remember reminder""".split()
+        feel life relationship kid kids partner wife husband mom dad remember reminder"""
     ),
-    "productivity": frozenset(
+    "productivity": word_set(
         """productivity todo task tasks workflow habit habits focus note notes notion calendar
         schedule planning plan goal goals time-management organize organization checklist
-        email inbox meeting prioritize""".split()
+        email inbox meeting prioritize"""
     ),
-    "design": frozenset(
+    "design": word_set(
         """design designer ui ux figma layout typography font color palette logo icon
         illustration prototype wireframe css style visual graphic interface accessibility
-        branding""".split()
+        branding"""
     ),
-    "travel": frozenset(
+    "travel": word_set(
         """travel trip flight flights hotel airbnb vacation holiday destination tour tourist
-        itinerary passport visa beach city country airport booking journey""".split()
+        itinerary passport visa beach city country airport booking journey"""
     ),
-    "food": frozenset(
+    "food": word_set(
         """food recipe recipes cook cooking bake baking meal dinner lunch breakfast restaurant
         ingredient ingredients dish cuisine kitchen chef vegan vegetarian coffee wine
-        taste""".split()
+        taste"""
     ),
 }
 _CATEGORY_STEMS = {
@@ -267,19 +266,19 @@ _HOST_CATEGORY = {
     "allrecipes.com": "food",
 }
 
-_POSITIVE = frozenset(
+_POSITIVE = word_set(
     """good great excellent amazing awesome love loved lovely like liked best better wonderful
     fantastic happy glad pleased enjoy enjoyed enjoyable beautiful brilliant helpful useful
     impressive success successful win won perfect recommend recommended easy fast elegant
     clean powerful delightful favorite favourite exciting excited nice solid reliable
-    thanks thank grateful improve improved improvement clear fun""".split()
+    thanks thank grateful improve improved improvement clear fun"""
 )
-_NEGATIVE = frozenset(
+_NEGATIVE = word_set(
     """bad terrible awful horrible hate hated worst worse poor disappointing disappointed
     broken bug buggy crash crashed crashes error errors fail failed failure fails slow
     annoying frustrating frustrated confusing confused problem problems issue issues wrong
     difficult hard painful ugly useless sad angry upset scam risk risky dangerous worried
-    concern concerns unfortunately sucks regret lost loss expensive""".split()
+    concern concerns unfortunately sucks regret lost loss expensive"""
 )
 _NEGATIONS = frozenset({"not", "no", "never", "isn't", "wasn't", "don't", "didn't", "without"})
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
@@ -290,11 +289,11 @@ class _Terms:
     words: list[tuple[str, float]]  # (term, score), best first
     phrases: list[tuple[str, float]]  # bigrams "machine learning", best first
     stems: Counter[str]
-    keys: set[str]  # tag keys of every 1-3 word span, for spotting existing tags
+    keys: Counter[str]  # tag keys of 1-3 word spans (when asked), for spotting existing tags
     word_count: int
 
 
-def _collect_terms(text: str, title: str) -> _Terms:
+def _collect_terms(text: str, title: str, *, span_keys: bool = False) -> _Terms:
     tokens = tokenize(text)
     title_stems = {singularize(t) for t in tokenize(title)}
     lead_stems = {singularize(t) for t in tokens[:40]}
@@ -307,13 +306,14 @@ def _collect_terms(text: str, title: str) -> _Terms:
     stems: Counter[str] = Counter()
     first_seen: dict[str, int] = {}
     bigrams: Counter[str] = Counter()
-    keys: set[str] = set()
+    keys: Counter[str] = Counter()
     previous: str | None = None
     for position, token in enumerate(tokens):
         stem = singularize(token)
-        for span in (1, 2, 3):
-            if position + 1 >= span:
-                keys.add(tag_key("-".join(tokens[position + 1 - span : position + 1])))
+        if span_keys:
+            for span in (1, 2, 3):
+                if position + 1 >= span:
+                    keys[span_key(tokens[position + 1 - span : position + 1])] += 1
         if not usable(token) or len(token) > 40:
             previous = None
             continue
@@ -352,10 +352,8 @@ def _offline_title(text: str, title_hint: str | None, url: str | None) -> str:
         line = strip_markdown(line)
         if not line:
             continue
-        if len(line) <= 100:
-            return line.rstrip(" .:;,")
         sentences = split_sentences(line)
-        first = sentences[0] if sentences else line
+        first = sentences[0] if sentences and len(sentences[0]) >= 12 else line
         return truncate_words(first.rstrip(" .:;,"), 100)
     if url:
         parts = urlsplit(url)
@@ -418,14 +416,19 @@ def _offline_sentiment(text: str) -> str:
         else:
             negative += 1
     threshold = 1 + len(tokens) // 150
-    if positive >= threshold and negative >= threshold:
-        if abs(positive - negative) < max(positive, negative) / 2:
-            return "mixed"
+    balanced = abs(positive - negative) < max(positive, negative) / 2
+    if positive >= threshold and negative >= threshold and balanced:
+        return "mixed"
     if positive - negative >= threshold:
         return "positive"
     if negative - positive >= threshold:
         return "negative"
     return "neutral"
+
+
+def _taggable(word: str) -> bool:
+    """Sentiment words and -ly adverbs describe tone, not subject: keep them out of tags."""
+    return not (word in _POSITIVE or word in _NEGATIVE or (word.endswith("ly") and len(word) > 5))
 
 
 class OfflineAnalyzer:
@@ -444,28 +447,26 @@ class OfflineAnalyzer:
         text = text or ""
         title = _offline_title(text, title_hint, url) or "Untitled memory"
         description = _offline_description(text, title)
-        terms = _collect_terms(text[:200_000], title)
         index = existing_tags if isinstance(existing_tags, TagIndex) else TagIndex(existing_tags)
+        terms = _collect_terms(text[:200_000], title, span_keys=bool(len(index)))
 
         proposed: list[str] = []
-        # 1. The user's own tags that the text mentions.
-        if len(index):
-            for key in sorted(terms.keys):
-                match = index.match(key) if key in index._by_key else None  # noqa: SLF001
-                if match:
-                    proposed.append(match)
-        # 2. Repeated two-word phrases, then frequent words.
-        proposed.extend(p.replace(" ", "-") for p, _ in terms.phrases[:3])
-        frequent = [w for w, s in terms.words if s >= 2]
-        proposed.extend(frequent[:6] if frequent else [w for w, _ in terms.words[:3]])
+        # 1. The user's own tags that the text mentions, most mentioned first.
+        for key, _ in terms.keys.most_common():
+            match = index.lookup(key)
+            if match and match not in proposed:
+                proposed.append(match)
+        # 2. Repeated two-word phrases, then the best words not already inside a phrase.
+        phrases = [p for p, _ in terms.phrases[:3]]
+        in_phrases = {part for phrase in phrases for part in phrase.split()}
+        words = [(w, s) for w, s in terms.words if w not in in_phrases and _taggable(w)]
+        frequent = [w for w, s in words if s >= 2]
+        filler = [w for w, _ in words if w not in frequent]
+        proposed.extend(p.replace(" ", "-") for p in phrases)
+        proposed.extend((frequent + filler[: max(0, 4 - len(frequent))])[:6])
         tags = reconcile_tags(proposed, index, limit=6)
 
-        topics: list[str] = [p for p, _ in terms.phrases[:3]]
-        for word, _ in terms.words:
-            if len(topics) >= 5:
-                break
-            if not any(word in topic.split() for topic in topics):
-                topics.append(word)
+        topics = phrases + [w for w, _ in words[: max(0, 5 - len(phrases))]]
 
         category, hits = _offline_category(terms.stems, url)
         confidence = 0.3
@@ -710,7 +711,6 @@ class AnthropicAnalyzer:
     ) -> AnalysisOutcome:
         existing = list(existing_tags)
         index = TagIndex(existing)
-        self.breaker.before_call()
         prompt = build_analysis_prompt(
             text,
             title_hint=title_hint,
@@ -718,33 +718,27 @@ class AnthropicAnalyzer:
             existing_tags=_relevant_existing_tags(text or "", existing),
             max_chars=self.max_input_chars,
         )
+        client = self._clients.get()
         try:
-            client = self._clients.get()
-            async with asyncio.timeout(self.deadline):
-                message = await client.messages.create(
+            message = await call_provider(
+                self.breaker,
+                lambda: client.messages.create(
                     model=self.model,
                     max_tokens=self.max_output_tokens,
                     system=SYSTEM_PROMPT,
                     messages=[{"role": "user", "content": prompt}],
                     tools=[ANALYSIS_TOOL],
                     tool_choice={"type": "tool", "name": TOOL_NAME},
-                )
-        except TimeoutError as exc:
-            self.breaker.record_failure()
-            raise ProviderError("deadline_exceeded", retryable=True) from exc
-        except Exception as exc:
-            if not is_provider_exception(exc):
+                ),
+                deadline=self.deadline,
+            )
+        except ProviderError as exc:
+            if exc.retryable:
                 raise
-            failure = classify_exception(exc)
-            if failure.retryable:
-                self.breaker.record_failure()
-                raise ProviderError(failure.reason, retryable=True) from exc
-            self.breaker.record_success()  # the provider answered; our request was refused
             return self._offline(
-                text, failure.reason, title_hint=title_hint, url=url, index=index, calls=1
+                text, exc.reason, title_hint=title_hint, url=url, index=index, calls=1
             )
 
-        self.breaker.record_success()
         usage = getattr(message, "usage", None)
         input_tokens = int(getattr(usage, "input_tokens", 0) or 0)
         output_tokens = int(getattr(usage, "output_tokens", 0) or 0)

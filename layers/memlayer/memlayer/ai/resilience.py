@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
@@ -271,6 +271,36 @@ def call_deadline(timeout: float, max_retries: int) -> float:
     """An upper bound for one logical call: every attempt timing out, plus the SDK's capped
     backoff (≤ 8 s per retry), plus slack."""
     return timeout * (max_retries + 1) + 8.0 * max_retries + 1.0
+
+
+async def call_provider(
+    breaker: CircuitBreaker, call: Callable[[], Awaitable[T]], *, deadline: float
+) -> T:
+    """Run one provider call (the SDK retries inside it) under the breaker and a deadline.
+
+    Raises `ProviderError`: "circuit_open"/"deadline_exceeded"/retryable classifications with
+    retryable=True (these count as breaker failures), or a non-retryable classification
+    (401, 400…) with retryable=False (the provider answered, so the breaker counts a success).
+    Exceptions that do not come from the provider (bugs) propagate unchanged."""
+    breaker.before_call()
+    scope = asyncio.timeout(deadline)
+    try:
+        async with scope:
+            result = await call()
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) and scope.expired():
+            breaker.record_failure()
+            raise ProviderError("deadline_exceeded", retryable=True) from exc
+        if not is_provider_exception(exc):
+            raise
+        failure = classify_exception(exc)
+        if failure.retryable:
+            breaker.record_failure()
+        else:
+            breaker.record_success()
+        raise ProviderError(failure.reason, retryable=failure.retryable) from exc
+    breaker.record_success()
+    return result
 
 
 class PerLoop(Generic[T]):

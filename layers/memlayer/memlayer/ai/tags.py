@@ -104,6 +104,15 @@ def _keys(tag: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(head + form for form in _singular_forms(parts[-1])))
 
 
+def span_key(tokens: list[str]) -> str:
+    """`tag_key` of already-lowercased word tokens joined as one tag, without re-normalising
+    (fast path for scanning text for mentions of existing tags)."""
+    parts = [p for token in tokens for p in token.replace(".", "").split("-") if p]
+    if not parts:
+        return ""
+    return "".join(parts[:-1]) + _singular_forms(parts[-1])[0]
+
+
 def tag_key(tag: str) -> str:
     """The primary spelling-insensitive identity of a tag ("" for an empty tag)."""
     keys = _keys(tag)
@@ -154,6 +163,10 @@ class TagIndex:
 
     def __len__(self) -> int:
         return len(set(self._by_key.values()))
+
+    def lookup(self, key: str) -> str | None:
+        """The existing tag whose key is exactly `key` (see `span_key`)."""
+        return self._by_key.get(key)
 
     def match(self, tag: str) -> str | None:
         """The existing tag that `tag` is a spelling of, or None."""

@@ -47,7 +47,7 @@ FIELD_BOOST = 2  # title and tag terms count this many times
 RRF_K = 60
 RECENCY_WEIGHT = 0.05  # at most +5% to a fused score, for a memory created just now
 RECENCY_HALF_LIFE_DAYS = 30.0
-_CHUNK = 4096  # rows per block when scanning int8 codes
+_CHUNK = 512  # rows per block when scanning int8 codes (fits in L2)
 _ERR_EPS = 1e-4  # slack for float32 rounding in the approximate scan (the bound stays valid)
 
 

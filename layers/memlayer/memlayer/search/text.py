@@ -79,8 +79,6 @@ def stem(word: str) -> str:
         word = word[:-3] + "y"
     elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
         word = word[:-1]
-    if word.endswith("eed"):
-        word = word[:-1]  # agreed -> agree, needed -> need(ed) handled below
     for suffix in ("ing", "ed"):
         if word.endswith(suffix):
             base = word[: -len(suffix)]
@@ -92,8 +90,8 @@ def stem(word: str) -> str:
             break
     if word.endswith("ly") and len(word) > 5:
         word = word[:-2]
-    if word.endswith("e") and len(word) > 3 and word[-2] != "e":
-        word = word[:-1]
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-2] if word.endswith("ee") and len(word) > 4 else word[:-1]
     if word.endswith("i") and len(word) > 3:
         word = word[:-1] + "y"
     return word

@@ -57,7 +57,7 @@ def body_hash(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _scrubbed(text: str) -> tuple[str, dict[str, int]]:
+def scrubbed(text: str) -> tuple[str, dict[str, int]]:
     from memlayer.pipeline.scrub import scrub
 
     result = scrub(text)
@@ -78,7 +78,7 @@ async def create(
     enrichment. The write happens before anything slow or fallible; if the enqueue fails the
     memory is still there and the cleanup sweep enqueues it again."""
     now = utcnow()
-    content, secrets_found = _scrubbed(draft.content)
+    content, secrets_found = scrubbed(draft.content)
     memory_id = new_id()
     job = (
         JobRecord(user_id=user_id, id=new_id(), memory_id=memory_id, created_at=now, updated_at=now)
@@ -163,7 +163,7 @@ async def patch(
             update[name] = value
     job = None
     if changes.content is not None:
-        content, secrets_found = _scrubbed(changes.content)
+        content, secrets_found = scrubbed(changes.content)
         if content_hash(content) != record.content_hash:
             job = JobRecord(
                 user_id=user_id, id=new_id(), memory_id=memory_id, created_at=now, updated_at=now

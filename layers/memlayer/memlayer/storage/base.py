@@ -47,6 +47,7 @@ class Profile:
 class StoredVector:
     memory_id: str
     space: str
+    content_hash: str  # the content the vector was computed from; stale vectors are ignored
     vector: bytes  # float16, little-endian
 
 

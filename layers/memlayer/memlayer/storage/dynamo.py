@@ -450,6 +450,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                             "SK": _s(f"VEC#{v.memory_id}"),
                             "type": _s("vector"),
                             "space": _s(v.space),
+                            "content_hash": _s(v.content_hash),
                             "v": {"B": v.vector},
                         }
                     }
@@ -473,7 +474,10 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
         items = await self._run(self._query_all, user_id=user_id, prefix="VEC#")
         return {
             item["SK"]["S"][4:]: StoredVector(
-                memory_id=item["SK"]["S"][4:], space=item["space"]["S"], vector=item["v"]["B"]
+                memory_id=item["SK"]["S"][4:],
+                space=item["space"]["S"],
+                content_hash=item["content_hash"]["S"],
+                vector=item["v"]["B"],
             )
             for item in items
         }

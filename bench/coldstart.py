@@ -1,0 +1,205 @@
+"""Cold start and warm request time per HTTP function, next to a baseline.
+
+Each measurement runs in a fresh interpreter (as a new Lambda container would): the time to
+import the function module and build its app/handler (init), then the warm per-request time
+of a GET through the real handler (payload 2.0 event → Mangum → FastAPI → response). The
+baseline is a bare FastAPI + Mangum app that imports boto3 and builds a client, measured the
+same way in the same run.
+
+    python -m bench.coldstart [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "coldstart.json"
+
+# The GET each function is measured with (functions without a cheap GET use their first route).
+WARM_GET = {
+    "health": "/v1/health",
+    "memories": "/v1/memories/{id}",
+}
+
+BASELINE_APP = """
+import boto3
+from fastapi import FastAPI
+from mangum import Mangum
+client = boto3.client("dynamodb", region_name="us-east-1")
+app = FastAPI()
+@app.get("/v1/health")
+async def health():
+    return {"status": "healthy"}
+handler = Mangum(app, lifespan="off")
+"""
+
+
+def _event(path: str, token: str | None) -> dict:
+    headers = {"host": "bench", "user-agent": "bench"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return {
+        "version": "2.0",
+        "routeKey": f"GET {path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "bench",
+            "domainName": "bench",
+            "http": {
+                "method": "GET",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "bench",
+            },
+            "requestId": "bench",
+            "routeKey": f"GET {path}",
+            "stage": "$default",
+            "time": "22/Nov/2026:00:00:00 +0000",
+            "timeEpoch": 0,
+        },
+        "isBase64Encoded": False,
+    }
+
+
+def child(target: str, requests: int) -> None:
+    """Runs in the fresh interpreter: prints one JSON line of timings."""
+    import importlib.util
+
+    sys.path[:0] = [str(ROOT / "layers" / "memlayer"), str(ROOT)]
+    started = time.perf_counter()
+    if target == "baseline":
+        namespace: dict = {}
+        exec(compile(BASELINE_APP, "baseline", "exec"), namespace)  # noqa: S102
+        handler = namespace["handler"]
+    else:
+        spec = importlib.util.spec_from_file_location(
+            f"fn_{target}", ROOT / "functions" / target / "app.py"
+        )
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        handler = module.handler
+    init_ms = (time.perf_counter() - started) * 1000
+    heavy = sorted(m for m in ("anthropic", "openai", "trafilatura", "torch") if m in sys.modules)
+
+    from moto import mock_aws
+
+    with mock_aws():
+        token, path = None, WARM_GET.get(target, "/v1/health")
+        if target != "baseline":
+            from memlayer.auth.jwt import mint_dev_token
+            from memlayer.settings import get_settings
+
+            from infra.localcloud.stack import create_resources  # noqa: F401 (tables from template)
+
+            token = mint_dev_token(get_settings().supabase_jwt_secret.get_secret_value(), "bench")
+        if "{id}" in path:
+            path = path.replace("{id}", _seed_memory(handler, token))
+        event = _event(path, token)
+        status = handler(event, None)["statusCode"]
+        times = []
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            handler(event, None)
+            times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    print(
+        json.dumps(
+            {
+                "init_ms": init_ms,
+                "warm_p50_ms": statistics.median(times),
+                "warm_p99_ms": times[int(len(times) * 0.99) - 1],
+                "status": status,
+                "heavy_modules_loaded": heavy,
+            }
+        )
+    )
+
+
+def _seed_memory(handler, token: str) -> str:  # type: ignore[no-untyped-def]
+    event = _event("/v1/memories", token)
+    event["requestContext"]["http"]["method"] = "POST"
+    event["routeKey"] = "POST /v1/memories"
+    event["headers"]["content-type"] = "application/json"
+    event["body"] = json.dumps({"content": "a memory to read back"})
+    return json.loads(handler(event, None)["body"])["id"]
+
+
+def measure(target: str, runs: int, requests: int) -> dict:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SUPABASE_JWT_SECRET": "bench-secret-bench-secret-bench-secret",
+        "LOG_LEVEL": "ERROR",
+        "RATE_LIMIT_PER_USER_PER_MIN": "0",
+        "RATE_LIMIT_PER_IP_PER_MIN": "0",
+        "POWERTOOLS_METRICS_NAMESPACE": "bench",
+    }
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.coldstart", "--child", target, "--requests", str(requests)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {
+        "init_ms": statistics.median(s["init_ms"] for s in samples),
+        "warm_p50_ms": statistics.median(s["warm_p50_ms"] for s in samples),
+        "warm_p99_ms": statistics.median(s["warm_p99_ms"] for s in samples),
+        "status": samples[0]["status"],
+        "heavy_modules_loaded": samples[0]["heavy_modules_loaded"],
+    }
+
+
+def http_functions() -> list[str]:
+    from infra.localcloud.template import load_template
+
+    template = load_template(ROOT / "template.yaml")
+    return sorted(fn.code_dir.name for fn in template.functions.values() if fn.http_routes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.requests)
+        return
+    baseline = measure("baseline", args.runs, args.requests)
+    results = {"baseline": baseline, "functions": {}}
+    print(f"{'function':<12} {'init ms':>8} {'× base':>7} {'warm p50 ms':>12} {'p99 ms':>7}  heavy")
+    row = "{:<12} {:>8.0f} {:>7.2f} {:>12.3f} {:>7.3f}  {}"
+    print(row.format("baseline", baseline["init_ms"], 1.0, baseline["warm_p50_ms"],
+                     baseline["warm_p99_ms"], ""))
+    for name in http_functions():
+        result = measure(name, args.runs, args.requests)
+        result["init_vs_baseline"] = result["init_ms"] / baseline["init_ms"]
+        results["functions"][name] = result
+        print(row.format(name, result["init_ms"], result["init_vs_baseline"],
+                         result["warm_p50_ms"], result["warm_p99_ms"],
+                         ",".join(result["heavy_modules_loaded"]) or "-"))
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""WebSocket API ($connect, $disconnect, $default): live job progress for the extension.
+
+Browsers cannot set headers on a WebSocket, so `$connect` takes the same bearer token as the
+HTTP API in the `token` query parameter (or an Authorization header when the client can)."""
+
+from typing import Any
+
+from memlayer.services import connections
+from memlayer.worker import run
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run(connections.route(event))

@@ -1,0 +1,283 @@
+"""The enrichment pipeline: analyze (fetch, extract, scrub, LLM analysis) then embed.
+
+Messages carry `{memory_id, user_id, job_id}`. Each step is idempotent: it checks the memory's
+state first (`analyzed_hash`, `embedded_hash` against `content_hash`), so a redelivered message
+changes nothing twice. A retryable provider failure raises (SQS redelivers); on the last
+delivery the step falls back (offline analysis) or records the reason, so nothing is stuck and
+nothing is lost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+from memlayer.errors import ProviderError
+from memlayer.ids import utcnow
+from memlayer.models import JobRecord, MemoryRecord, Usage
+from memlayer.observability import count, logger
+from memlayer.services import jobs
+from memlayer.settings import get_settings
+from memlayer.storage import get_store
+from memlayer.storage.base import StoredVector, VersionConflict
+
+EMBED_TEXT_CHARS = 8_000
+
+
+class StageMessage(BaseModel):
+    memory_id: str
+    user_id: str
+    job_id: str
+
+
+class PoisonMessage(Exception):
+    """A message that can never succeed; it goes to the DLQ after its retries."""
+
+
+def parse_message(body: str) -> StageMessage:
+    try:
+        return StageMessage.model_validate_json(body)
+    except ValidationError as exc:
+        raise PoisonMessage(f"unreadable message: {exc.error_count()} errors") from None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    message: StageMessage
+    receive_count: int
+
+    @property
+    def final(self) -> bool:
+        return self.receive_count >= get_settings().queue_max_receives
+
+
+async def _current(message: StageMessage) -> tuple[MemoryRecord, JobRecord | None] | None:
+    """The memory and job this message is about, or None when there is nothing left to do
+    (the memory was deleted, or an edit superseded this job)."""
+    store = get_store()
+    record = await store.get_memory(message.user_id, message.memory_id)
+    if record is None or record.job_id != message.job_id:
+        return None
+    return record, await store.get_job(message.user_id, message.job_id)
+
+
+# ------------------------------------------------------------------------------ analyze
+async def analyze(delivery: Delivery) -> None:
+    from memlayer import queues
+
+    current = await _current(delivery.message)
+    if current is None:
+        return
+    record, job = current
+    if record.analyzed_hash != record.content_hash:
+        if job is not None:
+            job = await jobs.advance(job, "analyzing", "reading and analyzing")
+        record = await _enrich(record, final=delivery.final)
+    await queues.send("embed", delivery.message.model_dump())
+    if job is not None and job.status != "embedding":
+        await jobs.advance(job, "embedding", "computing embeddings")
+
+
+async def _enrich(record: MemoryRecord, *, final: bool) -> MemoryRecord:
+    settings = get_settings()
+    update: dict[str, Any] = {}
+    if record.kind == "share" and record.source.url and record.source.canonical_url is None:
+        update.update(await _fetch_share(record, final=final))
+    content = update.get("content", record.content)
+    source = update.get("source", record.source)
+
+    from memlayer.ai.analysis import OfflineAnalyzer, get_analyzer
+    from memlayer.pipeline.scrub import scrub
+
+    text_for_model = scrub(content).text
+    existing_tags = await get_store().get_user_tags(record.user_id)
+    hints: dict[str, Any] = {"title_hint": source.title, "url": source.url}
+    try:
+        outcome = await get_analyzer(settings).analyze(
+            text_for_model, existing_tags=existing_tags, **hints
+        )
+    except ProviderError as exc:
+        if exc.retryable and not final:
+            raise
+        count("AnalysisFallback")
+        outcome = await OfflineAnalyzer().analyze(
+            text_for_model, existing_tags=existing_tags, **hints
+        )
+        update["error"] = f"analysis fell back to offline: {exc.reason}"
+    if outcome.fallback_reason:
+        update["error"] = f"analysis fell back to offline: {outcome.fallback_reason}"
+    usage = record.usage
+    update.update(
+        analysis=outcome.analysis.model_dump(),
+        analyzed_hash=record.content_hash if "content" not in update else update["content_hash"],
+        status="processing",
+        updated_at=utcnow(),
+        usage=Usage(
+            input_tokens=usage.input_tokens + outcome.input_tokens,
+            output_tokens=usage.output_tokens + outcome.output_tokens,
+            provider_calls=usage.provider_calls + outcome.provider_calls,
+        ),
+    )
+    await get_store().add_user_tags(record.user_id, outcome.analysis.tags)
+    return await _save(record, update)
+
+
+async def _fetch_share(record: MemoryRecord, *, final: bool) -> dict[str, Any]:
+    """Fetches a shared URL; the memory's content becomes the user's note (if any) followed by
+    the page's readable text. A failed fetch keeps what the user shared and records why."""
+    settings = get_settings()
+    from memlayer.pipeline.extract import extract_page
+    from memlayer.pipeline.fetch import FetchError, fetch_url
+    from memlayer.services.memories import content_hash
+
+    url = record.source.url or ""
+    try:
+        page = await fetch_url(
+            url,
+            allow_hosts=settings.fetch_allow_hosts,
+            timeout=settings.fetch_timeout_seconds,
+            max_bytes=settings.fetch_max_bytes,
+        )
+    except FetchError as exc:
+        if exc.retryable and not final:
+            raise
+        count("FetchFailed")
+        source = record.source.model_copy(update={"canonical_url": url})
+        return {"source": source, "error": f"could not fetch the URL: {exc.reason}"}
+    extracted = extract_page(page.text, page.final_url)
+    note = record.content if record.content.strip() != url else None
+    body = extracted.text or extracted.description or ""
+    content = "\n\n".join(part for part in (note, extracted.title, body) if part) or url
+    from memlayer.services.memories import scrubbed
+
+    content, secrets_found = scrubbed(_truncate_utf8(content, settings.max_content_bytes))
+    source = record.source.model_copy(
+        update={
+            "canonical_url": extracted.canonical_url or page.final_url,
+            "title": record.source.title or extracted.title,
+        }
+    )
+    return {
+        "content": content,
+        "content_hash": content_hash(content),
+        "size_bytes": len(content.encode()),
+        "secrets_found": {**record.secrets_found, **secrets_found},
+        "source": source,
+    }
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+async def _save(record: MemoryRecord, update: dict[str, Any]) -> MemoryRecord:
+    """Saves the step's result unless the memory changed meanwhile; a content edit has its own
+    job then, so this one's result is dropped (the edit's job supersedes it)."""
+    try:
+        return await get_store().save_memory(
+            record.model_copy(update=update), expected_version=record.version
+        )
+    except VersionConflict:
+        latest = await get_store().get_memory(record.user_id, record.id)
+        if latest is None or latest.content_hash != record.content_hash:
+            raise SupersededError(record.id) from None
+        merged = {k: v for k, v in update.items() if k not in ("tags", "metadata")}
+        return await get_store().save_memory(
+            latest.model_copy(update=merged), expected_version=latest.version
+        )
+
+
+class SupersededError(Exception):
+    """The memory was edited or deleted while this step ran; nothing to do."""
+
+
+# ------------------------------------------------------------------------------ embed
+def embedding_text(record: MemoryRecord) -> str:
+    parts = []
+    if record.analysis:
+        parts += [record.analysis.title, record.analysis.description]
+    parts.append(record.content)
+    return "\n".join(parts)[:EMBED_TEXT_CHARS]
+
+
+async def embed(deliveries: list[Delivery]) -> dict[int, Exception]:
+    """Embeds a whole SQS batch with one provider call. Returns the failures by position."""
+    from memlayer.ai.embeddings import get_embedder
+
+    settings = get_settings()
+    embedder = get_embedder(settings)
+    failures: dict[int, Exception] = {}
+    todo: list[tuple[int, MemoryRecord, JobRecord | None]] = []
+    for position, delivery in enumerate(deliveries):
+        try:
+            current = await _current(delivery.message)
+        except Exception as exc:
+            failures[position] = exc
+            continue
+        if current is None:
+            continue
+        record, job = current
+        if record.embedded_hash == record.content_hash and record.embedding_space == embedder.space:
+            if job is not None and job.status != "completed":
+                await jobs.advance(job, "completed", "ready")
+            continue
+        todo.append((position, record, job))
+    if not todo:
+        return failures
+    try:
+        vectors = await embedder.embed([embedding_text(record) for _, record, _ in todo])
+    except ProviderError as exc:
+        final = [p for p, _, _ in todo if deliveries[p].final]
+        for position, record, job in todo:
+            if exc.retryable and position not in final:
+                failures[position] = exc
+            else:
+                await _fail(record, job, f"embedding failed: {exc.reason}")
+        return failures
+    count("EmbeddingCalls")
+    count("MemoriesEmbedded", len(todo))
+    by_user: dict[str, list[StoredVector]] = {}
+    for (_, record, _), vector in zip(todo, vectors, strict=True):
+        by_user.setdefault(record.user_id, []).append(
+            StoredVector(
+                memory_id=record.id,
+                space=embedder.space,
+                content_hash=record.content_hash,
+                vector=np.asarray(vector, dtype="<f2").tobytes(),
+            )
+        )
+    for user_id, stored in by_user.items():
+        await get_store().put_vectors(user_id, stored)
+    for position, record, job in todo:
+        try:
+            await _save(
+                record,
+                {
+                    "status": "ready",
+                    "embedded_hash": record.content_hash,
+                    "embedding_space": embedder.space,
+                    "updated_at": utcnow(),
+                },
+            )
+        except SupersededError:
+            continue
+        except Exception as exc:
+            failures[position] = exc
+            continue
+        if job is not None:
+            await jobs.advance(job, "completed", "ready")
+    return failures
+
+
+async def _fail(record: MemoryRecord, job: JobRecord | None, reason: str) -> None:
+    """The last delivery failed: the memory stays (searchable by its text) with the reason."""
+    logger.warning("memory enrichment failed", memory_id=record.id, reason=reason)
+    count("EnrichmentFailed")
+    try:
+        await _save(record, {"status": "failed", "error": reason, "updated_at": utcnow()})
+    except SupersededError:
+        return
+    if job is not None:
+        await jobs.advance(job, "failed", "enrichment failed", error=reason)

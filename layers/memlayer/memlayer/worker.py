@@ -1,0 +1,77 @@
+"""The shared shape of an SQS worker: one event loop per container, Powertools'
+`BatchProcessor` + `process_partial_response` so only failed messages are retried
+(`ReportBatchItemFailures`), and metrics flushed per invocation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from memlayer.observability import get_metrics, logger
+
+T = TypeVar("T")
+
+# One loop for the container's lifetime: SDK clients cached across invocations stay bound to it.
+_loop = asyncio.new_event_loop()
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return _loop.run_until_complete(coro)
+
+
+BatchFn = Callable[[list[SQSRecord]], Awaitable[dict[str, Exception]]]
+
+
+def sqs_batch_handler(process: BatchFn) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """Builds a Lambda handler: `process` gets the whole batch (so it can batch provider calls)
+    and returns the failures by message id; those, and only those, are reported back."""
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        records = [SQSRecord(raw) for raw in event.get("Records", [])]
+        failures = run(process(records))
+
+        def record_handler(record: SQSRecord) -> None:
+            failure = failures.get(record.message_id)
+            if failure is not None:
+                raise failure
+
+        metrics = get_metrics()
+        try:
+            return process_partial_response(
+                event=event,
+                record_handler=record_handler,
+                processor=BatchProcessor(event_type=EventType.SQS),
+                context=context,
+            )
+        finally:
+            metrics.flush_metrics()
+
+    return handler
+
+
+async def each(
+    records: list[SQSRecord], step: Callable[[SQSRecord], Awaitable[None]]
+) -> dict[str, Exception]:
+    """Runs `step` per record; an exception fails that record alone."""
+    failures: dict[str, Exception] = {}
+    for record in records:
+        try:
+            await step(record)
+        except Exception as exc:
+            logger.warning(
+                "message failed", message_id=record.message_id, error=f"{type(exc).__name__}: {exc}"
+            )
+            failures[record.message_id] = exc
+    return failures
+
+
+def receive_count(record: SQSRecord) -> int:
+    return int(record.attributes.approximate_receive_count or 1)
