@@ -4,8 +4,8 @@ Each user owns notes, chat exchanges and shared links spread over topics. A topi
 concepts and each concept a synonym group ("oven|stove|cooker"), so a text and a query can say
 the same thing with different words. Queries come in three flavours:
 
-- paraphrase: the target's concepts in *other* synonyms, no names — keyword search sees almost
-  no overlap; a semantic model that knows synonyms does.
+- paraphrase: the target's three concepts, two of them in *other* synonyms, no names — keyword
+  search sees one common word; a semantic model that knows synonyms sees all three.
 - keyword: a rare name or code from the target plus one concept word — exact words win, and an
   embedding dilutes a one-off name.
 - mixed: a name plus paraphrased concepts; both signals carry part of the answer.
@@ -293,7 +293,8 @@ class _Gen:
         chosen = chosen or {}
         words = [chosen.get(g) or self.word(g) for g in groups]
         topic = GROUPS[groups[0]][1]
-        background = r.sample(TOPIC_GROUPS[topic], 2)
+        other_topic = r.randrange(len(TOPICS))
+        background = [r.choice(TOPIC_GROUPS[topic]), r.choice(TOPIC_GROUPS[other_topic])]
         body = words + [self.word(g) for g in background] + (extra or [])
         r.shuffle(body)
         filler = r.sample(FILLER, r.randint(4, 9))
@@ -366,7 +367,7 @@ def make_corpus(
         group_of[mid] = answer or mid
         return mid
 
-    n_queries = min(n_queries, max(1, n_docs // 5))
+    n_queries = min(n_queries, max(1, n_docs // 12))
     flavours = ["paraphrase", "keyword", "mixed"]
     for qi in range(n_queries):
         flavour = flavours[qi % 3]
@@ -395,8 +396,9 @@ def make_corpus(
             other = r.sample([x for x in TOPIC_GROUPS[topic] if x not in groups], 2)
             add(*g.memory(other, extra=[name]))
             add(*g.memory(r.sample(groups, 2) + other[:1]))
-        if flavour == "paraphrase":
-            words = [g.word(gr, avoid=chosen[gr]) for gr in groups]
+        if flavour == "paraphrase":  # one exact word shared with the target, the rest synonyms
+            keep = r.choice(groups)
+            words = [chosen[gr] if gr == keep else g.word(gr, avoid=chosen[gr]) for gr in groups]
             qtext = " ".join(words)
         elif flavour == "keyword":
             gr = r.choice(groups)
@@ -442,8 +444,7 @@ class ConceptEmbedder:
         rng = np.random.default_rng(7)
         self._topic = rng.standard_normal((len(TOPICS), dimensions)).astype(np.float32)
         self._concept = rng.standard_normal((len(GROUPS), dimensions)).astype(np.float32)
-        stop = {"user", "assistant", "how", "should", "i", "https", "com", "the"}
-        self._stop = stop | set(FILLER[:0])
+        self._stop = {"user", "assistant", "how", "should", "i", "https", "com", "the"}
 
     def _rand(self, word: str) -> np.ndarray:
         rng = np.random.default_rng(_seed_of(word, "w"))

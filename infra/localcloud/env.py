@@ -43,8 +43,8 @@ _UPPER_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 class EnvPlan:
     """What to set and unset in os.environ."""
 
-    set: dict[str, str] = field(default_factory=dict)
-    unset: set[str] = field(default_factory=set)
+    set_vars: dict[str, str] = field(default_factory=dict)
+    unset_vars: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
     template_names: set[str] = field(default_factory=set)
 
@@ -52,9 +52,9 @@ class EnvPlan:
         import os
 
         target = os.environ if environ is None else environ
-        for name in self.unset:
+        for name in self.unset_vars:
             target.pop(name, None)
-        target.update(self.set)
+        target.update(self.set_vars)
 
 
 def plan_environment(
@@ -90,12 +90,12 @@ def plan_environment(
         if value == "":
             # Keep what the developer exported; drop an exported empty string.
             if current.get(name) == "":
-                plan.unset.add(name)
+                plan.unset_vars.add(name)
         else:
-            plan.set[name] = value
+            plan.set_vars[name] = value
 
-    plan.set["ENVIRONMENT"] = "local"
-    plan.set.update(
+    plan.set_vars["ENVIRONMENT"] = "local"
+    plan.set_vars.update(
         {
             "AWS_ENDPOINT_URL": moto_endpoint,
             "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIAL,
@@ -105,31 +105,31 @@ def plan_environment(
             "AWS_DEFAULT_REGION": region,
         }
     )
-    plan.unset.update(name for name in _AWS_VARS_TO_CLEAR if name in current)
+    plan.unset_vars.update(name for name in _AWS_VARS_TO_CLEAR if name in current)
     for name in current:
         if name.startswith("AWS_ENDPOINT_URL_"):
-            plan.unset.add(name)  # a service-specific endpoint would bypass moto
+            plan.unset_vars.add(name)  # a service-specific endpoint would bypass moto
     for name, value in {
         "POWERTOOLS_TRACE_DISABLED": "true",
         "AWS_XRAY_SDK_ENABLED": "false",
         "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
     }.items():
         if name not in current:
-            plan.set[name] = value
+            plan.set_vars[name] = value
 
     # Empty exported variables read as None, not "", by the settings model.
     for name, value in current.items():
-        if value == "" and _UPPER_NAME.match(name) and name not in plan.set:
-            plan.unset.add(name)
+        if value == "" and _UPPER_NAME.match(name) and name not in plan.set_vars:
+            plan.unset_vars.add(name)
 
     for name, value in (overrides or {}).items():
         if value is None or value == "":
-            plan.set.pop(name, None)
-            plan.unset.add(name)
+            plan.set_vars.pop(name, None)
+            plan.unset_vars.add(name)
         else:
-            plan.set[name] = str(value)
-            plan.unset.discard(name)
-    plan.unset -= set(plan.set)
+            plan.set_vars[name] = str(value)
+            plan.unset_vars.discard(name)
+    plan.unset_vars -= set(plan.set_vars)
     return plan
 
 

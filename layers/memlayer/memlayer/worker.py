@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -19,12 +20,17 @@ from memlayer.observability import get_metrics, logger
 
 T = TypeVar("T")
 
-# One loop for the container's lifetime: SDK clients cached across invocations stay bound to it.
-_loop = asyncio.new_event_loop()
+# One loop per thread for the container's lifetime, so SDK clients cached across invocations
+# stay bound to a live loop. Lambda has one thread; the local cloud runs several functions in
+# one process, each invocation on its own thread.
+_local = threading.local()
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return _loop.run_until_complete(coro)
+    loop = getattr(_local, "loop", None)
+    if loop is None:
+        loop = _local.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coro)
 
 
 BatchFn = Callable[[list[SQSRecord]], Awaitable[dict[str, Exception]]]
@@ -52,7 +58,8 @@ def sqs_batch_handler(process: BatchFn) -> Callable[[dict[str, Any], Any], dict[
                 context=context,
             )
         finally:
-            metrics.flush_metrics()
+            if metrics.provider.metric_set:
+                metrics.flush_metrics()
 
     return handler
 

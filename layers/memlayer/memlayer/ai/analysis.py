@@ -9,11 +9,12 @@ Failure contract of `AnthropicAnalyzer.analyze` (the caller, the SQS analyze wor
 - success → `AnalysisOutcome` with the model's analysis and token usage;
 - malformed/invalid tool output, a refusal, or a non-retryable provider error (400/401/403/404,
   exhausted quota…) → the offline analysis, with `fallback_reason` set ("malformed_output",
-  "auth_failed", …): retrying would not help, and the memory still gets an analysis;
+  "refused", "auth_failed", "bad_request", …): retrying would not help, and the memory still
+  gets an analysis (no text and no title at all → offline, reason "empty_input", no call);
 - retryable failure once the SDK's own retries are spent (429/5xx/timeout/connection), or the
   circuit breaker is open → `ProviderError(reason, retryable=True)`. Let the SQS message be
-  retried (report it as a batch item failure); after the queue's maxReceiveCount the caller may
-  choose to store the offline analysis instead.
+  retried (report it as a batch item failure); on the last attempt (the message's
+  ApproximateReceiveCount) the caller may store `OfflineAnalyzer().analyze(...)` instead.
 """
 
 from __future__ import annotations
@@ -478,8 +479,8 @@ class OfflineAnalyzer:
             title=title,
             description=description,
             tags=tags,
-            category=category,  # type: ignore[arg-type]
-            sentiment=_offline_sentiment(text),  # type: ignore[arg-type]
+            category=category,
+            sentiment=_offline_sentiment(text),
             key_topics=topics[:MAX_TOPICS],
             confidence=round(min(confidence, 0.5), 2),
             model=OFFLINE_MODEL,
@@ -711,6 +712,11 @@ class AnthropicAnalyzer:
     ) -> AnalysisOutcome:
         existing = list(existing_tags)
         index = TagIndex(existing)
+        if not (text or "").strip() and not (title_hint or "").strip():
+            # Nothing for the model to read (a bare link): do not pay for a call.
+            return self._offline(
+                text, "empty_input", title_hint=title_hint, url=url, index=index, calls=0
+            )
         prompt = build_analysis_prompt(
             text,
             title_hint=title_hint,
@@ -758,11 +764,9 @@ class AnthropicAnalyzer:
         )
         try:
             data = _coerce_tool_input(tool_input)
-            data["tags"] = reconcile_tags(
-                data.get("tags") if isinstance(data.get("tags"), list) else [],
-                index,
-                limit=MAX_TAGS,
-            )
+            tags = data.get("tags")
+            if isinstance(tags, list) and all(isinstance(t, str) for t in tags):
+                data["tags"] = reconcile_tags(tags, index, limit=MAX_TAGS)
             analysis = Analysis.model_validate({**data, "model": message.model or self.model})
         except (TypeError, ValueError, ValidationError) as exc:
             log.warning("malformed analysis tool output: %s", str(exc)[:500])

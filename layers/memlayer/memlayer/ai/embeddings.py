@@ -80,6 +80,7 @@ class Embedder(ABC):
 
 _HASH_WORD = re.compile(r"[^\W_]+(?:[.+#][^\W_]+)*[+#]*", re.UNICODE)
 _HASH_CACHE_LIMIT = 200_000
+_EMPTY_TEXT = "\x00empty"  # one fixed unit vector for texts with no words
 
 
 def _stable_hash(feature: str) -> int:
@@ -128,6 +129,7 @@ class HashEmbedder(Embedder):
     PAIR_WEIGHT = 0.5
     TRIGRAM_WEIGHT = 0.5
     MAX_CHARS = 100_000
+    BLOCK = 1024
 
     def __init__(self, dimensions: int = 512, *, space: str | None = None) -> None:
         if dimensions < 8:
@@ -175,35 +177,60 @@ class HashEmbedder(Embedder):
         return [self._stem(w) for w in _HASH_WORD.findall(folded) if w not in STOPWORDS]
 
     def embed_one(self, text: str) -> np.ndarray:
-        stems = self.stems(text or "")
-        if not stems:
-            stems = ["\x00empty"]  # one fixed unit vector for texts with no words
-        counts = Counter(stems)
-        entries = [self._word(stem) for stem in counts]
-        tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
-        lengths = [len(entry[1]) for entry in entries]
-        idx_parts = [np.concatenate([entry[1] for entry in entries])]
-        val_parts = [np.concatenate([entry[2] for entry in entries]) * np.repeat(tf, lengths)]
-        if len(stems) > 1:
-            hashes = {stem: entry[0] for stem, entry in zip(counts, entries, strict=True)}
-            word_hashes = np.array([hashes[s] for s in stems], dtype=np.uint64)
-            pair_hashes, pair_counts = np.unique(
-                _mix_pairs(word_hashes[:-1], word_hashes[1:]), return_counts=True
-            )
-            signs = np.where(pair_hashes >> np.uint64(63), 1.0, -1.0)
-            idx_parts.append((pair_hashes % self._dims).astype(np.int64))
-            val_parts.append(signs * self.PAIR_WEIGHT * (1.0 + np.log(pair_counts)))
-        row = np.bincount(
-            np.concatenate(idx_parts), weights=np.concatenate(val_parts), minlength=self.dimensions
-        )
-        return l2_normalize(row)[0]
+        return self.embed_sync([text])[0]
 
     def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return self._empty()
+        blocks = [
+            self._embed_block(texts[i : i + self.BLOCK]) for i in range(0, len(texts), self.BLOCK)
+        ]
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+    def _embed_block(self, texts: Sequence[str]) -> np.ndarray:
+        """All texts of a block in one vectorised pass: per-text Python work is only
+        tokenising and cache lookups; weighting, pair hashing and accumulation are numpy."""
+        dims = self.dimensions
+        idx_parts: list[np.ndarray] = []
+        val_parts: list[np.ndarray] = []
+        word_tf: list[float] = []
+        word_rows: list[int] = []
+        sequence: list[int] = []  # word hashes of every text, concatenated
+        sequence_rows: list[int] = []
         with self._lock:  # the caches are plain dicts
-            rows = [self.embed_one(t) for t in texts]
-        return np.stack(rows).astype(np.float32, copy=False)
+            for row, text in enumerate(texts):
+                stems = self.stems(text or "") or [_EMPTY_TEXT]
+                hashes: dict[str, int] = {}
+                for stem, count in Counter(stems).items():
+                    h, idx, val = self._word(stem)
+                    hashes[stem] = h
+                    idx_parts.append(idx)
+                    val_parts.append(val)
+                    word_tf.append(1.0 + math.log(count))
+                    word_rows.append(row)
+                sequence.extend(hashes[s] for s in stems)
+                sequence_rows.extend([row] * len(stems))
+        lengths = np.fromiter((len(p) for p in idx_parts), dtype=np.int64, count=len(idx_parts))
+        rows = np.repeat(np.asarray(word_rows, dtype=np.int64), lengths)
+        flat = [rows * dims + np.concatenate(idx_parts)]
+        weights = [np.concatenate(val_parts) * np.repeat(np.asarray(word_tf), lengths)]
+
+        hashes_arr = np.asarray(sequence, dtype=np.uint64)
+        seq_rows = np.asarray(sequence_rows, dtype=np.int64)
+        same_text = seq_rows[:-1] == seq_rows[1:]
+        if same_text.any():
+            pair_rows = seq_rows[:-1][same_text]
+            pairs = _mix_pairs(hashes_arr[:-1][same_text], hashes_arr[1:][same_text])
+            keys = _mix_pairs(pairs, pair_rows.astype(np.uint64))
+            _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+            pairs, pair_rows = pairs[first], pair_rows[first]
+            signs = np.where(pairs >> np.uint64(63), 1.0, -1.0)
+            flat.append(pair_rows * dims + (pairs % self._dims).astype(np.int64))
+            weights.append(signs * self.PAIR_WEIGHT * (1.0 + np.log(counts)))
+        matrix = np.bincount(
+            np.concatenate(flat), weights=np.concatenate(weights), minlength=len(texts) * dims
+        )
+        return l2_normalize(matrix.reshape(len(texts), dims))
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
@@ -306,14 +333,13 @@ class OpenAIEmbedder(Embedder):
     async def _request(self, batch: list[str]) -> np.ndarray:
         client = self._clients.get()
 
+        options: dict[str, Any] = {"encoding_format": "base64"}
+        if "ada-002" not in self.model:  # only text-embedding-3 and later take `dimensions`
+            options["dimensions"] = self.dimensions
+
         async def create() -> Any:
             self.calls += 1
-            return await client.embeddings.create(
-                input=batch,
-                model=self.model,
-                dimensions=self.dimensions,
-                encoding_format="base64",
-            )
+            return await client.embeddings.create(input=batch, model=self.model, **options)
 
         response = await call_provider(self.breaker, create, deadline=self.deadline)
         data = sorted(response.data, key=lambda item: item.index)
@@ -430,7 +456,9 @@ class LocalEmbedder(Embedder):
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer  # lazy: torch is heavy
 
-                self._model = SentenceTransformer(self.model_path, device=self.device)
+                self._model = SentenceTransformer(
+                    self.model_path, device=self.device, local_files_only=True
+                )
             return self._model
 
     def _encode(self, texts: list[str]) -> np.ndarray:

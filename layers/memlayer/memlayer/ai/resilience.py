@@ -241,9 +241,9 @@ def classify_exception(exc: BaseException) -> Failure:
         http = sys.modules.get(module_name)
         if http is None:
             continue
-        if isinstance(exc, http.TimeoutException):  # type: ignore[attr-defined]
+        if isinstance(exc, http.TimeoutException):
             return Failure(True, "timeout")
-        if isinstance(exc, http.TransportError):  # type: ignore[attr-defined]
+        if isinstance(exc, http.TransportError):
             return Failure(True, "connection_error")
     if isinstance(exc, (ConnectionError, OSError)):
         return Failure(True, "connection_error")
@@ -262,7 +262,7 @@ def is_provider_exception(exc: BaseException) -> bool:
                 return True
     for module_name in ("httpx2", "httpx"):
         http = sys.modules.get(module_name)
-        if http is not None and isinstance(exc, http.HTTPError):  # type: ignore[attr-defined]
+        if http is not None and isinstance(exc, http.HTTPError):
             return True
     return False
 

@@ -45,6 +45,7 @@ K1 = 1.2
 B = 0.75
 FIELD_BOOST = 2  # title and tag terms count this many times
 RRF_K = 60
+COVERAGE_POWER = 1.0  # hybrid: a keyword hit counts by the share of query IDF it contains
 RECENCY_WEIGHT = 0.05  # at most +5% to a fused score, for a memory created just now
 RECENCY_HALF_LIFE_DAYS = 30.0
 _CHUNK = 512  # rows per block when scanning int8 codes (fits in L2)
@@ -252,6 +253,17 @@ class _Segment:
             tf = self.post_tf[s:e].astype(np.float32)
             scores[rows] += np.float32(idf * (K1 + 1.0)) * tf / (tf + self.norm[rows])
         return scores
+
+    def has_term(self, term_id: int, rows: np.ndarray) -> np.ndarray:
+        """Which of `rows` contain the term (postings are sorted by row)."""
+        if term_id >= self.vocab_size:
+            return np.zeros(rows.shape, dtype=bool)
+        posting = self.post_doc[self.indptr[term_id] : self.indptr[term_id + 1]]
+        if posting.size == 0:
+            return np.zeros(rows.shape, dtype=bool)
+        at = np.searchsorted(posting, rows)
+        at[at >= posting.size] = posting.size - 1
+        return posting[at] == rows
 
     # -- vectors ------------------------------------------------------------------------
 
@@ -579,7 +591,7 @@ class UserIndex:
     def _keyword_list(self, terms, segments, masks, depth):
         weighted = self._weighted_terms(terms, segments)
         if not weighted:
-            return []
+            return [], weighted
         found: list[tuple[float, int, int]] = []
         for si, (seg, mask) in enumerate(zip(segments, masks, strict=True)):
             scores = seg.bm25(weighted)
@@ -587,7 +599,21 @@ class UserIndex:
             for row in _top(scores, depth):
                 found.append((float(scores[row]), si, int(row)))
         found.sort(key=lambda t: (-t[0], t[1], t[2]))
-        return found[:depth]
+        return found[:depth], weighted
+
+    def _coverage(self, keyword, weighted, segments) -> dict[tuple[int, int], float]:
+        """Share of the query's IDF mass each keyword hit contains (1.0 = every term)."""
+        total = sum(idf for _, idf in weighted) or 1.0
+        out: dict[tuple[int, int], float] = {}
+        for si, seg in enumerate(segments):
+            rows = np.asarray([row for _, s, row in keyword if s == si], dtype=np.int32)
+            if rows.size == 0:
+                continue
+            mass = np.zeros(rows.size, dtype=np.float64)
+            for term_id, idf in weighted:
+                mass += idf * seg.has_term(term_id, rows)
+            out.update({(si, int(r)): float(m) / total for r, m in zip(rows, mass, strict=True)})
+        return out
 
     def _semantic_list(self, qvec, segments, masks, depth):
         found: list[tuple[float, int, int]] = []
@@ -641,8 +667,11 @@ class UserIndex:
 
         keyword: list[tuple[float, int, int]] = []
         semantic: list[tuple[float, int, int]] = []
+        coverage: dict[tuple[int, int], float] = {}
         if mode in ("hybrid", "keyword") and terms:
-            keyword = self._keyword_list(terms, segments, masks, depth)
+            keyword, weighted = self._keyword_list(terms, segments, masks, depth)
+            if mode == "hybrid" and keyword:
+                coverage = self._coverage(keyword, weighted, segments)
         if mode in ("hybrid", "semantic") and qvec is not None:
             semantic = self._semantic_list(qvec, segments, masks, depth)
 
@@ -654,7 +683,7 @@ class UserIndex:
         elif mode == "semantic":
             ranked = [(max(0.0, min(1.0, s)), si, row) for s, si, row in semantic]
         else:
-            ranked = self._fuse(segments, kw_rank, sem_rank, now)
+            ranked = self._fuse(segments, kw_rank, sem_rank, coverage, now)
 
         hits: list[Hit] = []
         seen: set[str] = set()
@@ -681,16 +710,18 @@ class UserIndex:
                 break
         return hits
 
-    def _fuse(self, segments, kw_rank, sem_rank, now):
+    def _fuse(self, segments, kw_rank, sem_rank, coverage, now):
         now = time.time() if now is None else now
         lists = [r for r in (kw_rank, sem_rank) if r]
         if not lists:
             return []
         best_possible = len(lists) / (RRF_K + 1) * (1.0 + RECENCY_WEIGHT)
         fused: dict[tuple[int, int], float] = {}
-        for ranks in lists:
-            for key, rank in ranks.items():
-                fused[key] = fused.get(key, 0.0) + 1.0 / (RRF_K + rank)
+        for key, rank in sem_rank.items():
+            fused[key] = 1.0 / (RRF_K + rank)
+        for key, rank in kw_rank.items():
+            weight = coverage.get(key, 1.0) ** COVERAGE_POWER
+            fused[key] = fused.get(key, 0.0) + weight / (RRF_K + rank)
         out = []
         for (si, row), score in fused.items():
             age_days = max(0.0, now - float(segments[si].created[row])) / 86400.0

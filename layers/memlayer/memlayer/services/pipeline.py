@@ -110,7 +110,7 @@ async def _enrich(record: MemoryRecord, *, final: bool) -> MemoryRecord:
         update["error"] = f"analysis fell back to offline: {outcome.fallback_reason}"
     usage = record.usage
     update.update(
-        analysis=outcome.analysis.model_dump(),
+        analysis=outcome.analysis,
         analyzed_hash=record.content_hash if "content" not in update else update["content_hash"],
         status="processing",
         updated_at=utcnow(),

@@ -1,0 +1,289 @@
+"""Retrieval benchmark: quality per mode, exactness of semantic search, latency, build, memory.
+
+    PYTHONPATH=layers/memlayer:. .venv/bin/python -m bench.retrieval.run            # full
+    PYTHONPATH=layers/memlayer:. .venv/bin/python -m bench.retrieval.run --quick    # smoke
+
+For each size (1k, 10k, 100k memories for one user) and embedder it builds the index, runs
+every query in every mode, and reports recall@5/@10 and MRR (answers counted per dedupe
+group), how often semantic top-10 equals the float32 brute-force top-10, search latency
+p50/p95 (warm, in process, query embedding excluded), build time and index bytes. Writes
+bench/results/retrieval.json and prints a markdown table.
+
+Embedders: `concept` (default; deterministic and synonym-aware, see dataset.py), `hash`
+(memlayer.ai.embeddings.HashEmbedder: lexical, knows no synonyms) and `local`
+(memlayer.ai.embeddings.LocalEmbedder, a real sentence-transformers model if installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.retrieval.dataset import ConceptEmbedder, Corpus, make_corpus
+from memlayer.search.index import UserIndex
+
+MODES = ("keyword", "semantic", "hybrid")
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "retrieval.json"
+
+
+def make_embedder(name: str, dimensions: int) -> Any:
+    if name == "concept":
+        return ConceptEmbedder(dimensions)
+    if name == "hash":
+        from memlayer.ai.embeddings import HashEmbedder
+
+        return HashEmbedder(dimensions)
+    if name == "local":
+        from memlayer.ai.embeddings import LocalEmbedder
+
+        return LocalEmbedder()
+    raise SystemExit(f"unknown embedder {name!r}")
+
+
+def embed(embedder: Any, texts: list[str], batch: int = 256) -> np.ndarray:
+    sync = getattr(embedder, "embed_sync", None)
+    parts = []
+    for start in range(0, len(texts), batch):
+        chunk = texts[start : start + batch]
+        rows = sync(chunk) if sync is not None else asyncio.run(embedder.embed(chunk))
+        parts.append(np.asarray(rows, dtype=np.float32))
+    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) * 1000.0 if values else 0.0
+
+
+def evaluate(
+    corpus: Corpus,
+    embedder: Any,
+    *,
+    vector_store: str,
+    max_queries: int,
+    latency_queries: int,
+) -> dict[str, Any]:
+    docs = corpus.docs
+    dims = int(embedder.dimensions)
+    started = time.perf_counter()
+    vectors = embed(embedder, [d.text for d in docs])
+    embed_seconds = time.perf_counter() - started
+    for doc, vec in zip(docs, vectors, strict=True):
+        doc.vector = vec if doc.status == "ready" else None
+    index = UserIndex.build(docs, dims, vector_store=vector_store)  # type: ignore[arg-type]
+    build_seconds = index.build_seconds
+    queries = corpus.queries[:max_queries]
+    qvecs = embed(embedder, [q.text for q in queries])
+    now = 1_767_225_600.0
+
+    quality: dict[str, dict[str, float]] = {}
+    per_flavour: dict[str, dict[str, float]] = {}
+    for mode in MODES:
+        r5 = r10 = mrr = 0.0
+        flav: dict[str, list[float]] = {}
+        for q, qv in zip(queries, qvecs, strict=True):
+            hits = index.search(q.text, qv, mode=mode, limit=10, now=now, highlights=False)
+            groups = [corpus.group_of.get(h.memory_id) for h in hits]
+            found5 = len(q.relevant & set(groups[:5])) / len(q.relevant)
+            found10 = len(q.relevant & set(groups)) / len(q.relevant)
+            first = next((i for i, gr in enumerate(groups, 1) if gr in q.relevant), None)
+            r5 += found5
+            r10 += found10
+            mrr += 1.0 / first if first else 0.0
+            flav.setdefault(q.flavour, []).append(found10)
+        n = max(1, len(queries))
+        quality[mode] = {
+            "recall@5": round(r5 / n, 4),
+            "recall@10": round(r10 / n, 4),
+            "mrr": round(mrr / n, 4),
+        }
+        per_flavour[mode] = {f: round(statistics.fmean(v), 4) for f, v in sorted(flav.items())}
+
+    # semantic exactness against float32 brute force over the embedded memories
+    ready = [i for i, d in enumerate(docs) if d.vector is not None]
+    mat = vectors[ready]
+    mat = mat / np.maximum(np.linalg.norm(mat, axis=1, keepdims=True), 1e-30)
+    ids = np.asarray([docs[i].memory_id for i in ready])
+    pos = {m: i for i, m in enumerate(ids)}
+    exact_lists = 0
+    overlap = 0.0
+    for qv in qvecs:
+        qn = qv / max(float(np.linalg.norm(qv)), 1e-30)
+        scores = mat @ qn
+        k = min(10, len(ready))
+        brute = np.argsort(-scores, kind="stable")[:k]
+        hits = index.search("", qv, mode="semantic", limit=10, collapse=False, highlights=False)
+        got = [h.memory_id for h in hits]
+        want = list(ids[brute])
+        # exact duplicates have equal scores, so compare scores position by position: a list
+        # is identical when it has the brute force's scores in the same order (ties in any
+        # order), and recall counts our hits scoring at least the brute-force k-th score
+        got_scores = np.asarray([scores[pos[m]] for m in got], dtype=np.float64)
+        want_scores = scores[brute].astype(np.float64)
+        kth = want_scores[-1] if k else 0.0
+        overlap += float(np.sum(got_scores >= kth - 1e-6)) / max(1, k)
+        if got == want or (
+            len(got) == k and bool(np.all(np.abs(got_scores - want_scores) <= 1e-6))
+        ):
+            exact_lists += 1
+    nq = max(1, len(qvecs))
+
+    # latency: warm, query vectors precomputed
+    lat_queries = list(zip(queries, qvecs, strict=True))
+    while len(lat_queries) < latency_queries and queries:
+        lat_queries += lat_queries
+    lat_queries = lat_queries[:latency_queries]
+    latency: dict[str, dict[str, float]] = {}
+    for mode in MODES:
+        index.search(queries[0].text, qvecs[0], mode=mode, limit=10, now=now)  # warm
+        times = []
+        for q, qv in lat_queries:
+            t0 = time.perf_counter()
+            index.search(q.text, qv, mode=mode, limit=10, now=now)
+            times.append(time.perf_counter() - t0)
+        latency[mode] = {"p50_ms": round(_pct(times, 50), 3), "p95_ms": round(_pct(times, 95), 3)}
+    result = {
+        "memories": len(docs),
+        "embedded": len(ready),
+        "queries": len(queries),
+        "dimensions": dims,
+        "vector_store": vector_store,
+        "embed_seconds": round(embed_seconds, 2),
+        "build_seconds": round(build_seconds, 3),
+        "memory_bytes": index.memory_bytes(),
+        "disk_bytes": index.disk_bytes(),
+        "quality": quality,
+        "recall@10_by_flavour": per_flavour,
+        "semantic_vs_bruteforce": {
+            "recall@10": round(overlap / nq, 4),
+            "identical_top10": round(exact_lists / nq, 4),
+        },
+        "latency": latency,
+    }
+    index.close()
+    return result
+
+
+def _mean_results(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Average the numeric leaves of several users' results (sizes are equal per user)."""
+
+    def merge(values: list[Any]) -> Any:
+        first = values[0]
+        if isinstance(first, dict):
+            return {k: merge([v[k] for v in values]) for k in first}
+        if isinstance(first, bool) or not isinstance(first, int | float):
+            return first
+        mean = statistics.fmean(values)
+        return round(mean, 4) if isinstance(first, float) else round(mean)
+
+    merged = merge(runs)
+    merged["users"] = len(runs)
+    return merged
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| embedder | memories | users | mode | recall@5 | recall@10 | MRR | p50 ms | p95 ms |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        for mode in MODES:
+            q, lat = r["quality"][mode], r["latency"][mode]
+            lines.append(
+                f"| {r['embedder']} | {r['memories']:,} | {r['users']} | {mode} | "
+                f"{q['recall@5']:.3f} | {q['recall@10']:.3f} | {q['mrr']:.3f} | "
+                f"{lat['p50_ms']:.2f} | {lat['p95_ms']:.2f} |"
+            )
+    lines += [
+        "",
+        "| embedder | memories | build s | index MiB (RAM) | spill MiB (disk) | "
+        "semantic = brute force (recall@10 / identical top-10) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        sb = r["semantic_vs_bruteforce"]
+        lines.append(
+            f"| {r['embedder']} | {r['memories']:,} | {r['build_seconds']:.2f} | "
+            f"{r['memory_bytes'] / 2**20:.1f} | {r['disk_bytes'] / 2**20:.1f} | "
+            f"{sb['recall@10']:.4f} / {sb['identical_top10']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument(
+        "--embedder",
+        default="concept,hash",
+        help="comma-separated: concept, hash, local (unavailable ones are skipped)",
+    )
+    parser.add_argument("--sizes", default=None, help="comma-separated memory counts")
+    parser.add_argument("--dimensions", type=int, default=384)
+    parser.add_argument("--vector-store", default="int8", choices=["int8", "float32"])
+    parser.add_argument("--output", default=str(RESULTS))
+    args = parser.parse_args(argv)
+
+    if args.quick:
+        sizes = [1_000, 5_000]
+    else:
+        sizes = [1_000, 10_000, 100_000]
+    if args.sizes:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    users_for = {1_000: 3, 10_000: 2}
+    results: list[dict[str, Any]] = []
+    for name in [e.strip() for e in args.embedder.split(",") if e.strip()]:
+        try:
+            embedder = make_embedder(name, args.dimensions)
+        except Exception as exc:  # an optional embedder that is not installed
+            print(f"skipping embedder {name}: {exc}", file=sys.stderr)
+            continue
+        for size in sizes:
+            users = 1 if args.quick else users_for.get(size, 1)
+            runs = []
+            for user in range(users):
+                corpus = make_corpus(size, seed=1000 * user + size % 997, n_queries=300)
+                started = time.perf_counter()
+                run = evaluate(
+                    corpus,
+                    embedder,
+                    vector_store=args.vector_store,
+                    max_queries=300,
+                    latency_queries=100 if args.quick else 300,
+                )
+                run["seconds"] = round(time.perf_counter() - started, 1)
+                runs.append(run)
+                print(
+                    f"{name} {size:>7,} user {user}: {run['seconds']}s "
+                    f"hybrid r@10={run['quality']['hybrid']['recall@10']}",
+                    file=sys.stderr,
+                )
+            merged = _mean_results(runs)
+            merged["embedder"] = name
+            results.append(merged)
+    out = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "machine": f"{platform.machine()} x{len(__import__('os').sched_getaffinity(0))}",
+        "quick": args.quick,
+        "results": results,
+    }
+    path = Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(markdown(results))
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,19 @@
+"""Cleanup (EventBridge Scheduler, hourly): expired records, lost captures, orphan uploads,
+dead-letter depths. A failed run raises, so the Scheduler retries it and then dead-letters
+the event (CleanupDLQ, alarmed)."""
+
+import asyncio
+from typing import Any
+
+from memlayer.observability import get_metrics, logger
+from memlayer.services.cleanup import run_cleanup
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    logger.info("cleanup scheduled", schedule=event.get("resources") or event.get("source"))
+    metrics = get_metrics()
+    try:
+        report = asyncio.run(run_cleanup())
+    finally:
+        metrics.flush_metrics()
+    return report

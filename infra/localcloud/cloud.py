@@ -1,0 +1,488 @@
+"""`LocalCloud`: the template running in this process against moto.
+
+    with LocalCloud("template.yaml", port=0) as cloud:
+        httpx.get(cloud.base_url + "/v1/health")
+        cloud.boto3_client("sqs").send_message(QueueUrl=cloud.queue_url("AnalyzeQueue"), ...)
+        cloud.drain()
+
+Start order: moto (in-process ThreadedMotoServer), the HTTP socket (so the port is known),
+the resolved template, os.environ, the template's resources in moto, the HTTP/WebSocket
+server, the SQS pumps and the scheduler. `stop()` undoes all of it, including os.environ
+and sys.path, so tests stay hermetic. Only one LocalCloud should run per process at a time
+(moto's state is process-global; it is reset on start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .env import EnvPlan, plan_environment
+from .motofixes import patch_moto_s3_events
+from .pump import SqsPump
+from .resources import create_resources
+from .runtime import FunctionError, FunctionRuntime
+from .schedules import Scheduler, scheduled_event
+from .stack import ScheduleSpec, Stack, build_stack, localize_urls
+
+log = logging.getLogger("localcloud")
+
+DEFAULT_PORT = 8787
+
+
+def _free_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc}") from exc
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class LocalCloud:
+    """Run a SAM template locally: moto resources, HTTP/WS API, SQS pumps, schedules."""
+
+    def __init__(
+        self,
+        template_path: str | os.PathLike[str] = "template.yaml",
+        *,
+        port: int = DEFAULT_PORT,
+        host: str = "127.0.0.1",
+        moto_port: int = 0,
+        parameters: Mapping[str, Any] | None = None,
+        env_overrides: Mapping[str, str | None] | None = None,
+        serve_http: bool = True,
+        pumps: bool = True,
+        schedules: bool = True,
+        retry_visibility_seconds: int = 1,
+        stage_prefix: bool = False,
+        http_timeout: float | None = 30.0,
+        max_workers: int = 32,
+    ) -> None:
+        self.template_path = Path(template_path).resolve()
+        self.host = host
+        self.port = port
+        self.moto_port = moto_port
+        self.parameters = dict(parameters or {})
+        self.env_overrides = dict(env_overrides or {})
+        self.serve_http = serve_http
+        self.run_pumps = pumps
+        self.run_schedules = schedules
+        self.retry_visibility_seconds = retry_visibility_seconds
+        self.stage_prefix = stage_prefix
+        self.http_timeout = http_timeout
+        self.max_workers = max_workers
+
+        self.stack: Stack | None = None  # type: ignore[assignment]
+        self.env_plan: EnvPlan | None = None
+        self.warnings: list[str] = []
+        self.runtimes: dict[str, FunctionRuntime] = {}
+        self.pumps: list[SqsPump] = []
+        self.scheduler: Scheduler | None = None
+        self.gateway: Any = None
+        self.executor: ThreadPoolExecutor | None = None  # type: ignore[assignment]
+        self.moto_endpoint = ""
+        self.base_url = ""
+        self.startup_seconds = 0.0
+        self._moto: Any = None
+        self._server: Any = None
+        self._server_thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self._saved_environ: dict[str, str] | None = None
+        self._saved_path: list[str] | None = None
+        self._session: Any = None
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> LocalCloud:
+        if self._started:
+            return self
+        started = time.monotonic()
+        self._saved_environ = dict(os.environ)
+        self._saved_path = list(sys.path)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        self.startup_seconds = time.monotonic() - started
+        log.info("local cloud up in %.2f s", self.startup_seconds)
+        return self
+
+    def _start(self) -> None:
+        import boto3
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        patch_moto_s3_events()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self._moto.start()
+        moto_host, moto_port = self._moto.get_host_and_port()
+        self.moto_endpoint = f"http://{moto_host}:{moto_port}"
+        # Moto's backends are process-global: start from a clean slate.
+        request = urllib.request.Request(f"{self.moto_endpoint}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - loopback
+
+        if self.serve_http:
+            self._socket = _free_socket(self.host, self.port)
+            self.port = self._socket.getsockname()[1]
+        self.base_url = f"http://{self.host}:{self.port}"
+
+        self.stack = build_stack(
+            self.template_path, self.parameters, aws_endpoint_url=self.moto_endpoint
+        )
+        self.warnings = list(self.stack.warnings)
+        self.env_plan = plan_environment(
+            self.stack,
+            moto_endpoint=self.moto_endpoint,
+            http_base=self.base_url,
+            ws_paths=self._ws_paths_by_api_id(),
+            current=os.environ,
+            overrides=self.env_overrides,
+            region=self.stack.resolver.options.region,
+        )
+        self.warnings += self.env_plan.warnings
+        self.env_plan.apply()
+
+        self._session = boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name=self.stack.resolver.options.region,
+        )
+        self.warnings += create_resources(self.stack, self._session, self.moto_endpoint)
+        for warning in self.warnings:
+            log.warning("%s", warning)
+
+        for spec in self.stack.functions.values():
+            for layer_dir in spec.layer_dirs:
+                for candidate in (layer_dir, layer_dir / "python"):
+                    if candidate.is_dir() and str(candidate) not in sys.path:
+                        sys.path.insert(0, str(candidate))
+        self.runtimes = {lid: FunctionRuntime(spec) for lid, spec in self.stack.functions.items()}
+        self.executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="lambda")
+
+        if self.serve_http:
+            self._start_server()
+        if self.run_pumps:
+            for source in self.stack.sqs_sources:
+                if not source.enabled:
+                    continue
+                pump = SqsPump(
+                    source,
+                    queue_url=self.stack.queue_url(source.queue),
+                    region=self.stack.resolver.options.region,
+                    client_factory=lambda: self.boto3_client("sqs"),
+                    invoke=self.invoke,
+                    retry_visibility_seconds=self.retry_visibility_seconds,
+                )
+                pump.start()
+                self.pumps.append(pump)
+        if self.run_schedules and self.stack.schedules:
+            self.scheduler = Scheduler(self.stack.schedules, self._fire)
+            self.scheduler.start()
+
+    def _ws_paths_by_api_id(self) -> dict[str, str]:
+        assert self.stack is not None
+        apis = list(self.stack.ws_apis.values())
+        return {
+            api.api_id: "/ws" if len(apis) == 1 else f"/ws/{api.logical_id}" for api in apis
+        }
+
+    def _start_server(self) -> None:
+        import uvicorn
+
+        from .gateway import Gateway
+
+        self.gateway = Gateway(self)
+        config = uvicorn.Config(
+            self.gateway,
+            lifespan="off",
+            ws="websockets-sansio",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            ws_ping_interval=None,
+        )
+        self._server = uvicorn.Server(config)
+        sock = self._socket
+        self._server_thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name="localcloud-http",
+            daemon=True,
+        )
+        self._server_thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._server_thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the local HTTP server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        for pump in self.pumps:
+            pump.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=5)
+        for pump in self.pumps:
+            pump.join(timeout=3)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._moto is not None:
+            with contextlib.suppress(Exception):
+                self._moto.stop()
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.close()
+        if self._saved_environ is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_environ)
+        if self._saved_path is not None:
+            sys.path[:] = self._saved_path
+        self.pumps = []
+        self.scheduler = None
+        self._server = self._server_thread = self._moto = self._socket = None
+        self._saved_environ = self._saved_path = None
+        self._started = False
+
+    # ------------------------------------------------------------------ accessors
+
+    def _require(self) -> Stack:
+        if self.stack is None:
+            raise RuntimeError("the local cloud is not started")
+        return self.stack
+
+    @property
+    def ws_url(self) -> str | None:
+        """URL of the (single) WebSocket API; see `ws_urls` when there are several."""
+        urls = self.ws_urls
+        return next(iter(urls.values())) if len(urls) == 1 else None
+
+    @property
+    def ws_urls(self) -> dict[str, str]:
+        stack = self._require()
+        paths = self._ws_paths_by_api_id()
+        ws_base = self.base_url.replace("http", "ws", 1)
+        return {lid: ws_base + paths[api.api_id] for lid, api in stack.ws_apis.items()}
+
+    @property
+    def management_endpoint(self) -> str | None:
+        """endpoint_url for boto3's apigatewaymanagementapi (the single WebSocket API)."""
+        url = self.ws_url
+        return url.replace("ws", "http", 1) if url else None
+
+    def queue_url(self, logical_id: str) -> str:
+        return self._require().queue_url(logical_id)
+
+    def queue_arn(self, logical_id: str) -> str:
+        return self._require().queue_arn(logical_id)
+
+    def physical_id(self, logical_id: str) -> Any:
+        """What `!Ref <logical_id>` resolves to locally (table name, queue URL, ...)."""
+        return self._require().resolver.ref(logical_id)
+
+    def table_name(self, logical_id: str) -> str:
+        return self._require().resolver.physical_name(logical_id)
+
+    def bucket_name(self, logical_id: str) -> str:
+        return self._require().resolver.physical_name(logical_id)
+
+    def boto3_client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client pointed at this cloud's moto (or at the local management API)."""
+        stack = self._require()
+        if service == "apigatewaymanagementapi":
+            kwargs.setdefault("endpoint_url", self.management_endpoint)
+        kwargs.setdefault("endpoint_url", self.moto_endpoint)
+        kwargs.setdefault("region_name", stack.resolver.options.region)
+        kwargs.setdefault("aws_access_key_id", "testing")
+        kwargs.setdefault("aws_secret_access_key", "testing")
+        import boto3
+
+        return boto3.session.Session().client(service, **kwargs)
+
+    # ------------------------------------------------------------------ invoking
+
+    def runtime(self, function: str) -> FunctionRuntime:
+        stack = self._require()
+        return self.runtimes[stack.function(function).logical_id]
+
+    def invoke(self, function: str, event: Any = None) -> Any:
+        """Invoke a function (logical id or CodeUri dir name) synchronously; returns its
+        JSON result or raises FunctionError."""
+        return self.runtime(function).invoke({} if event is None else event)
+
+    def _fire(self, spec: ScheduleSpec) -> Any:
+        stack = self._require()
+        options = stack.resolver.options
+        function = stack.functions[spec.function]
+        event = scheduled_event(spec, function.arn, options.region, options.account_id)
+        attempts = 1 + max(0, spec.retry_attempts)
+        last: FunctionError | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                result = self.invoke(spec.function, event)
+                log.info("schedule %s -> %s ok", spec.name, spec.function)
+                return result
+            except FunctionError as exc:
+                last = exc
+                log.warning("schedule %s attempt %d/%d failed", spec.name, attempt, attempts)
+        assert last is not None
+        if spec.dead_letter_queue:
+            self.boto3_client("sqs").send_message(
+                QueueUrl=stack.queue_url(spec.dead_letter_queue),
+                MessageBody=json.dumps(event),
+                MessageAttributes={
+                    "ERROR_CODE": {"DataType": "String", "StringValue": last.error_type},
+                    "ERROR_MESSAGE": {
+                        "DataType": "String",
+                        "StringValue": last.error_message[:256] or last.error_type,
+                    },
+                    "RETRY_ATTEMPTS": {"DataType": "Number", "StringValue": str(attempts - 1)},
+                },
+            )
+            log.warning("schedule %s dead-lettered to %s", spec.name, spec.dead_letter_queue)
+        raise last
+
+    def fire_schedule(self, name: str) -> list[dict[str, Any]]:
+        """Fire now every schedule matching `name` (function logical id or dir, schedule
+        name, or event name). Returns [{schedule, function, result | error}]."""
+        stack = self._require()
+        try:
+            function = stack.function(name).logical_id
+        except KeyError:
+            function = None
+        chosen = [
+            s
+            for s in stack.schedules
+            if s.function == function or name in (s.name, s.event_name)
+        ]
+        if not chosen:
+            raise KeyError(f"no schedule for {name!r}")
+        out: list[dict[str, Any]] = []
+        for spec in chosen:
+            entry: dict[str, Any] = {"schedule": spec.name, "function": spec.function}
+            try:
+                entry["result"] = self._fire(spec)
+            except FunctionError as exc:
+                entry["error"] = exc.payload()
+            out.append(entry)
+        return out
+
+    # ------------------------------------------------------------------ queues
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        stack = self._require()
+        sqs = self.boto3_client("sqs")
+        names = (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for logical_id in stack.queues:
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=stack.queue_url(logical_id), AttributeNames=list(names)
+            )["Attributes"]
+            counts[logical_id] = {
+                "visible": int(attrs.get(names[0], 0)),
+                "in_flight": int(attrs.get(names[1], 0)),
+                "delayed": int(attrs.get(names[2], 0)),
+            }
+        return counts
+
+    def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every queue with a pump is empty (nothing visible, in flight or
+        delayed) and every pump is idle. Raises TimeoutError with the counts otherwise."""
+        stack = self._require()
+        pumped = {p.source.queue for p in self.pumps}
+        deadline = time.monotonic() + timeout
+        quiet_checks = 0
+        counts: dict[str, dict[str, int]] = {}
+        while time.monotonic() < deadline:
+            counts = {k: v for k, v in self.queue_counts().items() if k in pumped}
+            empty = all(sum(c.values()) == 0 for c in counts.values())
+            idle = not any(p.busy for p in self.pumps)
+            quiet_checks = quiet_checks + 1 if empty and idle else 0
+            if quiet_checks >= 2:
+                return
+            time.sleep(0.1)
+        del stack
+        raise TimeoutError(f"queues not drained after {timeout} s: {counts}")
+
+    # ------------------------------------------------------------------ description
+
+    def describe(self) -> dict[str, Any]:
+        """Everything a developer wants to see: URLs, routes, queues, functions."""
+        stack = self._require()
+        http_ids = {api.api_id for api in stack.http_apis.values()}
+        ws_paths = self._ws_paths_by_api_id()
+
+        def local(value: Any) -> Any:
+            if isinstance(value, str):
+                return localize_urls(value, self.base_url, ws_paths, http_ids)
+            return value
+
+        return {
+            "base_url": self.base_url if self.serve_http else None,
+            "ws_urls": self.ws_urls if self.serve_http else {},
+            "management_endpoint": self.management_endpoint if self.serve_http else None,
+            "aws_endpoint_url": self.moto_endpoint,
+            "routes": [
+                {"route": r.route_key, "function": r.function} for r in stack.routes
+            ],
+            "functions": {
+                lid: {
+                    "handler": str(spec.handler_file().relative_to(stack.root))
+                    if spec.code_dir
+                    else None,
+                    "timeout": spec.timeout_s,
+                    "memory": spec.memory_mb,
+                }
+                for lid, spec in stack.functions.items()
+            },
+            "queues": {lid: stack.queue_url(lid) for lid in stack.queues},
+            "event_sources": [
+                {
+                    "function": s.function,
+                    "queue": s.queue,
+                    "batch_size": s.batch_size,
+                    "window_s": s.batching_window_s,
+                    "report_batch_item_failures": s.report_batch_item_failures,
+                }
+                for s in stack.sqs_sources
+            ],
+            "schedules": [
+                {"name": s.name, "function": s.function, "expression": s.expression}
+                for s in stack.schedules
+            ],
+            "tables": {lid: self.table_name(lid) for lid in stack.tables},
+            "buckets": {lid: self.bucket_name(lid) for lid in stack.buckets},
+            "outputs": {k: local(v) for k, v in stack.outputs.items()},
+            "warnings": self.warnings,
+        }

@@ -1,0 +1,106 @@
+"""The user's own account: usage and limits (`GET /v1/me`) and erasing everything
+(`DELETE /v1/me`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel
+
+from memlayer import dlq
+from memlayer.ids import utcnow
+from memlayer.models import Limits, Timestamp, UsageCounts
+from memlayer.observability import logger
+from memlayer.services.limits import limits_of
+from memlayer.storage import get_store
+from memlayer.storage.accounts import AccountsStore
+
+RECEIPT_KINDS = ("memories", "uploads", "jobs", "api_keys", "vectors", "connections", "captures")
+
+
+class Me(BaseModel):
+    user_id: str
+    usage: UsageCounts
+    limits: Limits
+
+
+class ExportAccepted(BaseModel):
+    job_id: str
+    status_url: str
+
+
+class EraseReceipt(BaseModel):
+    deleted: dict[str, int]
+    completed_at: Timestamp
+
+
+def _store() -> AccountsStore:
+    store: Any = get_store()
+    return store
+
+
+async def me(user_id: str) -> Me:
+    profile = await get_store().get_profile(user_id)
+    return Me(user_id=user_id, usage=profile.usage, limits=limits_of(profile))
+
+
+def user_prefixes(user_id: str) -> tuple[str, str]:
+    """The S3 folders holding one user's objects (the user id is quoted, so no id can name
+    another user's folder)."""
+    from memlayer.services.uploads import upload_prefix
+
+    return upload_prefix(user_id), f"exports/{quote(user_id, safe='')}/"
+
+
+def mentions_user(body: str, user_id: str) -> bool:
+    """Whether a queue message is about this user: a `user_id` field naming them, or an S3
+    object key under one of their prefixes (S3 event notifications)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return False
+    prefixes = user_prefixes(user_id)
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, dict):
+            if node.get("user_id") == user_id:
+                return True
+            return any(walk(value) for value in node.values())
+        if isinstance(node, list):
+            return any(walk(value) for value in node)
+        return isinstance(node, str) and node.startswith(prefixes)
+
+    return walk(document)
+
+
+async def erase(user_id: str) -> EraseReceipt:
+    """Deletes every record of the user (memories, vectors, jobs, uploads, API keys,
+    connections, pending captures, counters), their objects in S3, and their dead-lettered
+    messages. Safe to repeat: a failed erase is finished by calling it again.
+
+    Kept: limits an admin set for the user (policy about the account, not the user's data),
+    so erasing cannot lift a restriction. Messages still in the work queues carry only ids;
+    their workers find nothing to act on and drop them."""
+    from memlayer import blobs
+
+    store = get_store()
+    profile = await store.get_profile(user_id)
+    counts = await _store().erase_user(user_id)
+    files = 0
+    for prefix in user_prefixes(user_id):
+        files += await blobs.delete_prefix(prefix)
+    dead_letters = await dlq.sweep(
+        list(dlq.dead_letter_queues().values()), lambda body: mentions_user(body, user_id)
+    )
+    if profile.limits_override:
+        await store.set_limits(user_id, profile.limits_override)
+    deleted = {kind: counts.get(kind, 0) for kind in RECEIPT_KINDS}
+    deleted["other"] = sum(n for kind, n in counts.items() if kind not in RECEIPT_KINDS)
+    deleted["files"] = files
+    deleted["dead_letters"] = dead_letters
+    completed: datetime = utcnow()
+    logger.info("account erased", deleted=deleted)
+    return EraseReceipt(deleted=deleted, completed_at=completed)

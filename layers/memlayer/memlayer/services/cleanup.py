@@ -1,0 +1,169 @@
+"""The scheduled cleanup sweep (hourly, EventBridge Scheduler).
+
+- Expired jobs, WebSocket connections, idempotency records, rate windows, daily counters and
+  revoked API keys are deleted. TTL is not relied on (DynamoDB deletes expired items lazily,
+  moto never): the sweep finds them by `expires_at` itself.
+- A pending captured prompt past its pairing window is never deleted: it is flushed into a
+  `prompt` memory (`services.captures.flush`), which removes it. Only captures that expired
+  more than `CAPTURE_GRACE_SECONDS` ago are taken (the delayed flush task normally handles
+  them on time; the sweep catches lost tasks), and each is claimed first, so two sweeps never
+  both flush one.
+- Uploads still `awaiting` their file after `orphan_upload_hours` (found through the sparse
+  open-uploads index), and upload records past their `purge_after`, lose their S3 objects
+  and records.
+- The report carries the dead-letter queues' depths.
+
+Every delete is conditional on the item being as it was found, so two sweeps running at once
+are harmless, and each counts only what it deleted itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from memlayer import blobs, dlq
+from memlayer.ids import iso, new_id, utcnow
+from memlayer.observability import count, logger
+from memlayer.services.uploads import upload_prefix, uploads_store
+from memlayer.settings import get_settings
+from memlayer.storage import get_store
+from memlayer.storage.accounts import AccountsStore, ExpiredItem
+from memlayer.storage.uploads import UploadRecord
+
+T = TypeVar("T")
+
+# Deleted once `expires_at` has passed.
+EXPIRING_KINDS = ("jobs", "connections", "idempotency", "rate", "counters", "api_keys")
+CAPTURE_GRACE_SECONDS = 600
+CLAIM_STALE_SECONDS = 900
+CONCURRENCY = 16
+ORPHAN_BATCH = 1_000
+
+
+def _store() -> AccountsStore:
+    store: Any = get_store()
+    return store
+
+
+async def run_cleanup(now: datetime | None = None) -> dict[str, Any]:
+    """One sweep; returns what it did (counts are of what this run itself deleted)."""
+    now = now or utcnow()
+    stamp = int(now.timestamp())
+    run_id = new_id()
+    store = _store()
+    limit = asyncio.Semaphore(CONCURRENCY)
+    deleted: dict[str, int] = dict.fromkeys((*EXPIRING_KINDS, "uploads", "files"), 0)
+    report: dict[str, Any] = {
+        "run_id": run_id,
+        "now": iso(now),
+        "deleted": deleted,
+        "captures_flushed": 0,
+        "captures_waiting": 0,
+        "skipped": {},
+        "errors": 0,
+    }
+
+    async def bounded(step: Awaitable[T]) -> T | None:
+        async with limit:
+            try:
+                return await step
+            except Exception:
+                report["errors"] += 1
+                logger.exception("cleanup step failed")
+                return None
+
+    # ---- expired items
+    expired = await store.scan_expired(stamp)
+    steps: list[Awaitable[Any]] = []
+    for item in expired:
+        if item.kind == "api_keys" and item.attributes.get("revoked") != "true":
+            continue  # only revoked keys expire
+        if item.kind in EXPIRING_KINDS:
+            steps.append(bounded(_delete_expired(store, item, deleted)))
+        elif item.kind == "uploads" and item.user_id:
+            steps.append(bounded(_delete_expired_upload(store, item, deleted)))
+        elif item.kind == "captures":
+            if item.expires_at <= stamp - CAPTURE_GRACE_SECONDS:
+                steps.append(bounded(_flush_capture(store, item, run_id, stamp, report)))
+            else:
+                report["captures_waiting"] += 1
+        else:
+            report["skipped"][item.kind] = report["skipped"].get(item.kind, 0) + 1
+
+    # ---- uploads that never received their file
+    cutoff = now - timedelta(hours=get_settings().orphan_upload_hours)
+    for upload in await uploads_store().list_uploads_older_than(cutoff, limit=ORPHAN_BATCH):
+        if upload.status == "awaiting":
+            steps.append(bounded(_delete_orphan(store, upload, deleted)))
+    await asyncio.gather(*steps)
+
+    # ---- dead letters
+    depths = await dlq.depths(dlq.dead_letter_queues())
+    report["dlqs"] = {
+        name: {
+            "visible": d.visible,
+            "in_flight": d.in_flight,
+            **({"error": d.error} if d.error else {}),
+        }
+        for name, d in depths.items()
+    }
+    dead = sum(d.visible + d.in_flight for d in depths.values())
+    report["dead_letters"] = dead
+
+    for kind, n in deleted.items():
+        count(f"CleanupDeleted_{kind}", n)
+    count("CleanupCapturesFlushed", report["captures_flushed"])
+    count("CleanupErrors", report["errors"])
+    count("DeadLetters", dead)
+    logger.info("cleanup finished", report=report)
+    return report
+
+
+async def _delete_expired(store: AccountsStore, item: ExpiredItem, deleted: dict[str, int]) -> None:
+    if await store.delete_expired(item):
+        deleted[item.kind] += 1
+
+
+async def _flush_capture(
+    store: AccountsStore, item: ExpiredItem, run_id: str, stamp: int, report: dict[str, Any]
+) -> None:
+    user_id = item.user_id
+    capture_id = item.attributes.get("capture_id")
+    provider, _, conversation_id = item.sk.removeprefix("CAP#").partition("#")
+    if not (user_id and capture_id and provider and conversation_id):
+        logger.warning("unreadable capture item", sk=item.sk)
+        return
+    if not await store.claim_item(item, run_id, stamp, CLAIM_STALE_SECONDS):
+        return  # another sweep has it, or it was paired or replaced meanwhile
+    from memlayer.services import captures
+
+    if await captures.flush(user_id, provider, conversation_id, capture_id):
+        report["captures_flushed"] += 1
+
+
+async def _delete_expired_upload(
+    store: AccountsStore, item: ExpiredItem, deleted: dict[str, int]
+) -> None:
+    """An upload record past its `purge_after` (an expired ticket, or a failed upload kept for
+    a while): its object, if any, then the record, if it still expires as found."""
+    user_id, upload_id = item.user_id or "", item.sk.removeprefix("UPL#")
+    files = await blobs.delete_prefix(upload_prefix(user_id, upload_id))
+    if await store.delete_expired(item):
+        deleted["uploads"] += 1
+        deleted["files"] += files
+
+
+async def _delete_orphan(
+    store: AccountsStore, upload: UploadRecord, deleted: dict[str, int]
+) -> None:
+    """The object first, then the record, only if it is unchanged: a failure in between
+    leaves the record, so the next sweep tries again, and only the sweep that deletes the
+    record counts."""
+    files = await blobs.delete_prefix(upload_prefix(upload.user_id, upload.id))
+    if await store.delete_upload_if_unchanged(
+        upload.user_id, upload.id, upload.version, upload.status
+    ):
+        deleted["uploads"] += 1
+        deleted["files"] += files
