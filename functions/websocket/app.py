@@ -5,8 +5,8 @@ HTTP API in the `token` query parameter (or an Authorization header when the cli
 
 from typing import Any
 
+from memlayer.runloop import run
 from memlayer.services import connections
-from memlayer.worker import run
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

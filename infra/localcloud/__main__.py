@@ -64,8 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "0")))
     common.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
-    parser = argparse.ArgumentParser(prog="python -m infra.localcloud", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.localcloud",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", parents=[common], help="run the local cloud")
@@ -85,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
         help="serve HTTP APIs under /<StageName> with the stage in rawPath, as deployed",
     )
     serve.add_argument("--no-timeout", action="store_true", help="no 30 s HTTP API timeout")
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="cold-start functions after a .py file under a CodeUri or layer changes",
+    )
     serve.add_argument(
         "--on-ready",
         metavar="MODULE:CALLABLE",
@@ -127,37 +135,6 @@ def _setup_logging(verbose: bool, level: int) -> None:
     logging.getLogger("localcloud").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def summary_lines(cloud: LocalCloud) -> list[str]:
-    """Human-readable startup summary (used by `serve`; callers may print their own)."""
-    info = cloud.describe()
-    stack = cloud.stack
-    assert stack is not None
-    lines = [
-        f"local cloud for {stack.template_path.name} up in {cloud.startup_seconds:.2f} s",
-        f"  HTTP API      {info['base_url']}   ({len(info['routes'])} routes)",
-    ]
-    for logical_id, url in info["ws_urls"].items():
-        lines.append(f"  WebSocket     {url}   ({logical_id})")
-    if info["management_endpoint"]:
-        lines.append(f"  WS mgmt API   {info['management_endpoint']}/@connections/{{id}}")
-    lines.append(f"  AWS (moto)    {info['aws_endpoint_url']}   (AWS_ENDPOINT_URL)")
-    for source in info["event_sources"]:
-        lines.append(f"  SQS pump      {source['queue']} -> {source['function']}")
-    for schedule in info["schedules"]:
-        lines.append(
-            f"  Schedule      {schedule['expression']} -> {schedule['function']}   "
-            f"(now: curl -X POST {info['base_url']}/_local/schedules/{schedule['function']})"
-        )
-    named = [a for a in stack.http_apis.values() if a.stage != "$default"]
-    if named and not cloud.stage_prefix:
-        lines.append(
-            f"  note: {named[0].logical_id} has StageName {named[0].stage!r}; deployed, rawPath "
-            f"starts with /{named[0].stage} (use --stage-prefix to serve it that way)"
-        )
-    lines.append(f"  Admin         {info['base_url']}/_local   (routes, queues, warnings)")
-    return lines
-
-
 def _load_hook(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
     if not attr:
@@ -180,6 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         retry_visibility_seconds=args.retry_visibility,
         stage_prefix=args.stage_prefix,
         http_timeout=None if args.no_timeout else 30.0,
+        reload=args.reload,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -188,7 +166,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(cloud.describe()), flush=True)
         else:
-            print("\n".join(summary_lines(cloud)), flush=True)
+            print("\n".join(cloud.summary_lines()), flush=True)
         if hook is not None:
             hook(cloud)
         sys.stdout.flush()
@@ -240,9 +218,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     out = {
         "functions": {
             lid: {
-                "handler": str(spec.handler_file().relative_to(stack.root))
-                if spec.code_dir
-                else None,
+                "handler": str(spec.handler_file()) if spec.code_dir else None,
                 "env": sorted(spec.environment),
             }
             for lid, spec in stack.functions.items()

@@ -41,6 +41,13 @@ log = logging.getLogger("localcloud")
 DEFAULT_PORT = 8787
 
 
+def _display_path(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _free_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -72,6 +79,7 @@ class LocalCloud:
         retry_visibility_seconds: int = 1,
         stage_prefix: bool = False,
         http_timeout: float | None = 30.0,
+        reload: bool = False,
         max_workers: int = 32,
     ) -> None:
         self.template_path = Path(template_path).resolve()
@@ -86,7 +94,11 @@ class LocalCloud:
         self.retry_visibility_seconds = retry_visibility_seconds
         self.stage_prefix = stage_prefix
         self.http_timeout = http_timeout
+        self.reload = reload
         self.max_workers = max_workers
+        self._reload_lock = threading.Lock()
+        self._last_reload_check = 0.0
+        self._code_fingerprint: int | None = None
 
         self.stack: Stack | None = None  # type: ignore[assignment]
         self.env_plan: EnvPlan | None = None
@@ -182,6 +194,8 @@ class LocalCloud:
                     if candidate.is_dir() and str(candidate) not in sys.path:
                         sys.path.insert(0, str(candidate))
         self.runtimes = {lid: FunctionRuntime(spec) for lid, spec in self.stack.functions.items()}
+        if self.reload:
+            self._code_fingerprint = self._fingerprint()
         self.executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="lambda")
 
         if self.serve_http:
@@ -207,9 +221,7 @@ class LocalCloud:
     def _ws_paths_by_api_id(self) -> dict[str, str]:
         assert self.stack is not None
         apis = list(self.stack.ws_apis.values())
-        return {
-            api.api_id: "/ws" if len(apis) == 1 else f"/ws/{api.logical_id}" for api in apis
-        }
+        return {api.api_id: "/ws" if len(apis) == 1 else f"/ws/{api.logical_id}" for api in apis}
 
     def _start_server(self) -> None:
         import uvicorn
@@ -335,7 +347,53 @@ class LocalCloud:
     def invoke(self, function: str, event: Any = None) -> Any:
         """Invoke a function (logical id or CodeUri dir name) synchronously; returns its
         JSON result or raises FunctionError."""
+        if self.reload:
+            self._reload_if_changed()
         return self.runtime(function).invoke({} if event is None else event)
+
+    # ------------------------------------------------------------------ hot reload
+
+    def _watched_dirs(self) -> list[Path]:
+        stack = self._require()
+        dirs: set[Path] = set()
+        for spec in stack.functions.values():
+            if spec.code_dir is not None:
+                dirs.add(spec.code_dir)
+            dirs.update(spec.layer_dirs)
+        return sorted(d for d in dirs if d.is_dir())
+
+    def _fingerprint(self) -> int:
+        entries = []
+        for root in self._watched_dirs():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = [d for d in dirnames if d != "__pycache__" and not d.startswith(".")]
+                for name in filenames:
+                    if name.endswith(".py"):
+                        path = os.path.join(dirpath, name)
+                        with contextlib.suppress(OSError):
+                            entries.append((path, os.stat(path).st_mtime_ns))
+        return hash(tuple(sorted(entries)))
+
+    def _reload_if_changed(self) -> None:
+        """Cold-start every function on its next invocation after a .py file changed."""
+        if time.monotonic() - self._last_reload_check < 0.5:
+            return
+        with self._reload_lock:
+            if time.monotonic() - self._last_reload_check < 0.5:
+                return
+            self._last_reload_check = time.monotonic()
+            fingerprint = self._fingerprint()
+            if fingerprint == self._code_fingerprint:
+                return
+            self._code_fingerprint = fingerprint
+            log.info("code changed: functions cold-start on their next invocation")
+            for runtime in self.runtimes.values():
+                runtime.unload()
+            prefixes = tuple(str(d) + os.sep for d in self._watched_dirs())
+            for name, module in list(sys.modules.items()):
+                file = getattr(module, "__file__", None)
+                if file and file.startswith(prefixes):
+                    sys.modules.pop(name, None)
 
     def _fire(self, spec: ScheduleSpec) -> Any:
         stack = self._require()
@@ -378,9 +436,7 @@ class LocalCloud:
         except KeyError:
             function = None
         chosen = [
-            s
-            for s in stack.schedules
-            if s.function == function or name in (s.name, s.event_name)
+            s for s in stack.schedules if s.function == function or name in (s.name, s.event_name)
         ]
         if not chosen:
             raise KeyError(f"no schedule for {name!r}")
@@ -453,12 +509,10 @@ class LocalCloud:
             "ws_urls": self.ws_urls if self.serve_http else {},
             "management_endpoint": self.management_endpoint if self.serve_http else None,
             "aws_endpoint_url": self.moto_endpoint,
-            "routes": [
-                {"route": r.route_key, "function": r.function} for r in stack.routes
-            ],
+            "routes": [{"route": r.route_key, "function": r.function} for r in stack.routes],
             "functions": {
                 lid: {
-                    "handler": str(spec.handler_file().relative_to(stack.root))
+                    "handler": _display_path(spec.handler_file(), stack.root)
                     if spec.code_dir
                     else None,
                     "timeout": spec.timeout_s,
@@ -486,3 +540,35 @@ class LocalCloud:
             "outputs": {k: local(v) for k, v in stack.outputs.items()},
             "warnings": self.warnings,
         }
+
+    def summary_lines(self) -> list[str]:
+        """A human-readable startup summary (what `serve` prints)."""
+        info = self.describe()
+        stack = self._require()
+        lines = [
+            f"local cloud for {stack.template_path.name} up in {self.startup_seconds:.2f} s",
+            f"  HTTP API      {info['base_url']}   ({len(info['routes'])} routes)",
+        ]
+        for logical_id, url in info["ws_urls"].items():
+            lines.append(f"  WebSocket     {url}   ({logical_id})")
+        if info["management_endpoint"]:
+            lines.append(f"  WS mgmt API   {info['management_endpoint']}/@connections/{{id}}")
+        lines.append(f"  AWS (moto)    {info['aws_endpoint_url']}   (AWS_ENDPOINT_URL)")
+        for source in info["event_sources"]:
+            lines.append(f"  SQS pump      {source['queue']} -> {source['function']}")
+        for schedule in info["schedules"]:
+            lines.append(
+                f"  Schedule      {schedule['expression']} -> {schedule['function']}   "
+                f"(fire now: curl -X POST {info['base_url']}/_local/schedules/"
+                f"{schedule['function']})"
+            )
+        named = [a for a in stack.http_apis.values() if a.stage != "$default"]
+        if named and not self.stage_prefix:
+            lines.append(
+                f"  note: {named[0].logical_id} has StageName {named[0].stage!r}: deployed, its "
+                f"rawPath starts with /{named[0].stage} (--stage-prefix serves it that way)"
+            )
+        if self.warnings:
+            lines.append(f"  {len(self.warnings)} warning(s): see the log above or GET /_local")
+        lines.append(f"  Admin         {info['base_url']}/_local")
+        return lines

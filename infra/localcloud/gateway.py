@@ -361,9 +361,7 @@ class Gateway:
                 path = full_path[len(first) :] or "/"
         route, params = self.stack.match_route(method, path)
         origin = headers.get("origin")
-        preflight = (
-            method == "OPTIONS" and origin and "access-control-request-method" in headers
-        )
+        preflight = method == "OPTIONS" and origin and "access-control-request-method" in headers
         if preflight:
             api = self._api_for_preflight(path)
             if api is not None and api.cors is not None:
@@ -378,7 +376,9 @@ class Gateway:
         try:
             result = await asyncio.wait_for(
                 self._call(route.function, event),
-                timeout=self.cloud.http_timeout if self.cloud.http_timeout else None,
+                timeout=min(self.cloud.http_timeout, route.timeout_ms / 1000)
+                if self.cloud.http_timeout
+                else None,
             )
             status, out_headers, out_body = http_response(result)
             if len(out_body) > MAX_RESPONSE_BYTES:
@@ -489,7 +489,9 @@ class Gateway:
                 try:
                     result = await self._call(function, event)
                 except FunctionError as exc:
-                    await self._json(send, 200, exc.payload(), [("x-amz-function-error", "Unhandled")])
+                    await self._json(
+                        send, 200, exc.payload(), [("x-amz-function-error", "Unhandled")]
+                    )
                     return
                 await self._json(send, 200, result)
                 return
@@ -625,9 +627,7 @@ class Gateway:
             status, result = 500, None
             try:
                 result = await self._call(route.function, connect_event)
-                status = (
-                    int(result.get("statusCode", 200)) if isinstance(result, dict) else 200
-                )
+                status = int(result.get("statusCode", 200)) if isinstance(result, dict) else 200
             except (FunctionError, ValueError, TypeError) as exc:
                 log.warning("$connect failed: %s", exc)
             if not 200 <= status < 300:

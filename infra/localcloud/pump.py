@@ -152,7 +152,7 @@ class SqsPump(threading.Thread):
     def _poll_once(self, client: Any) -> None:
         source = self.source
         messages = self._receive(client, source.batch_size, RECEIVE_WAIT_SECONDS)
-        if not messages:
+        if not messages or self._stop_event.is_set():
             return
         self.busy = True
         deadline = time.monotonic() + source.batching_window_s
@@ -220,8 +220,7 @@ class SqsPump(threading.Thread):
             client.delete_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(chunk)
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
                 ],
             )
 

@@ -65,9 +65,10 @@ def table_request(name: str, props: dict[str, Any]) -> dict[str, Any]:
         for index in props.get(key) or []:
             item = {k: index[k] for k in ("IndexName", "KeySchema", "Projection") if k in index}
             if key == "GlobalSecondaryIndexes" and billing == "PROVISIONED":
-                item["ProvisionedThroughput"] = _throughput(
-                    index.get("ProvisionedThroughput")
-                ) or {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+                item["ProvisionedThroughput"] = _throughput(index.get("ProvisionedThroughput")) or {
+                    "ReadCapacityUnits": 5,
+                    "WriteCapacityUnits": 5,
+                }
             indexes.append(item)
         if indexes:
             request[key] = indexes

@@ -82,6 +82,12 @@ class FunctionRuntime:
 
     # ------------------------------------------------------------------ loading
 
+    def unload(self) -> None:
+        """Forget the handler; the next invocation imports it again (a cold start)."""
+        with self._lock:
+            self._handler = None
+            sys.modules.pop(self.module_name, None)
+
     def load(self) -> Any:
         """Import the handler module (once) and return the handler callable."""
         if self._handler is not None:
@@ -155,7 +161,13 @@ class FunctionRuntime:
 
     def invoke(self, event: Any, request_id: str | None = None) -> Any:
         """Call the handler like Lambda would; raises FunctionError if it raises."""
-        handler = self.load()
+        try:
+            handler = self.load()
+        except Exception as exc:
+            log.exception("%s: cannot load handler %s", self.spec.logical_id, self.spec.handler)
+            error = FunctionError(self.spec.logical_id, exc)
+            error.error_type = "Runtime.ImportModuleError"
+            raise error from exc
         context = LambdaContext(self.spec, request_id)
         payload = _json_roundtrip(copy.deepcopy(event), "event")
         self.invocations += 1

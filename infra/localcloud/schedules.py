@@ -88,11 +88,7 @@ def next_cron(expression: str, after: dt.datetime) -> dt.datetime | None:
     for _ in range(366 * 5):
         aws_dow = (day.weekday() + 1) % 7 + 1  # Monday=0 -> 2; Sunday=6 -> 1
         day_ok = (dom_any or day.day in days) and (dow_any or aws_dow in weekdays)
-        if (
-            day_ok
-            and day.month in months
-            and (years is None or day.year in years)
-        ):
+        if day_ok and day.month in months and (years is None or day.year in years):
             for hour in sorted(hours):
                 for minute in sorted(minutes):
                     candidate = day.replace(hour=hour, minute=minute)

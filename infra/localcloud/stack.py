@@ -423,7 +423,9 @@ def build_stack(
                     warnings.append(f"{where}: no schedule expression")
                     continue
                 state = str(eprops.get("State", "ENABLED")).upper()
-                enabled = state != "DISABLED" and str(eprops.get("Enabled", True)).lower() != "false"
+                enabled = (
+                    state != "DISABLED" and str(eprops.get("Enabled", True)).lower() != "false"
+                )
                 dlq_arn = (eprops.get("DeadLetterConfig") or {}).get("Arn")
                 dlq = queue_by_arn.get(str(dlq_arn)) if dlq_arn else None
                 if dlq_arn and dlq is None:
@@ -541,7 +543,9 @@ def build_stack(
     )
 
 
-def localize_urls(value: str, http_base: str, ws_paths: Mapping[str, str], http_ids: set[str]) -> str:
+def localize_urls(
+    value: str, http_base: str, ws_paths: Mapping[str, str], http_ids: set[str]
+) -> str:
     """Rewrite execute-api URLs of APIs in this template to their local equivalents.
 
     `https://<wsApiId>.execute-api.<region>.amazonaws.com/<stage>` (the management endpoint)

@@ -375,7 +375,11 @@ class Resolver:
             self.warnings.append(f"Ref to {name}, whose Condition is false")
         if rtype == "AWS::SQS::Queue":
             return self.queue_url(name)
-        if rtype in ("AWS::SNS::Topic", "AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
+        if rtype in (
+            "AWS::SNS::Topic",
+            "AWS::Serverless::LayerVersion",
+            "AWS::Lambda::LayerVersion",
+        ):
             return self.arn(name)
         if rtype in _API_TYPES:
             return api_id_for(name)
@@ -440,7 +444,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             fn = self._INTRINSICS.get(key)
             if fn is not None:
                 return fn(self, arg)

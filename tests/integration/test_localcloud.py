@@ -35,11 +35,18 @@ REAL_TEMPLATE = REPO / "template.yaml"
 
 
 @pytest.fixture(scope="module")
+def http():
+    with httpx.Client(timeout=20) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
 def cloud():
     added = {"FIXTURE_SECRET": "from-developer", "EMPTY_FROM_DEVELOPER": ""}
     previous = {name: os.environ.get(name) for name in added}
     os.environ.update(added)
-    local = LocalCloud(FIXTURE_TEMPLATE, port=0, retry_visibility_seconds=1)
+    # Failed SQS messages become visible again at once (the default is 1 s).
+    local = LocalCloud(FIXTURE_TEMPLATE, port=0, retry_visibility_seconds=0)
     try:
         with local:
             yield local
@@ -194,8 +201,8 @@ Outputs:
 # --------------------------------------------------------------------------- HTTP API
 
 
-def test_http_route_gets_payload_v2_event_and_response(cloud):
-    response = httpx.get(
+def test_http_route_gets_payload_v2_event_and_response(cloud, http):
+    response = http.get(
         f"{cloud.base_url}/hello?x=1&x=2&y=",
         headers={"cookie": "s=1; t=2", "X-Custom": "v", "origin": "https://app.example.com"},
     )
@@ -229,24 +236,24 @@ def test_http_route_gets_payload_v2_event_and_response(cloud):
     assert 0 < payload["context"]["remaining_ms"] <= 10_000
 
 
-def test_path_parameters_precedence_and_greedy(cloud):
-    item = httpx.get(f"{cloud.base_url}/items/abc%20d").json()["event"]
+def test_path_parameters_precedence_and_greedy(cloud, http):
+    item = http.get(f"{cloud.base_url}/items/abc%20d").json()["event"]
     assert item["routeKey"] == "GET /items/{id}"
     assert item["pathParameters"] == {"id": "abc d"}
-    special = httpx.get(f"{cloud.base_url}/items/special").json()["event"]
+    special = http.get(f"{cloud.base_url}/items/special").json()["event"]
     assert special["routeKey"] == "GET /items/special"
-    proxy = httpx.delete(f"{cloud.base_url}/proxy/a/b/c").json()["event"]
+    proxy = http.delete(f"{cloud.base_url}/proxy/a/b/c").json()["event"]
     assert proxy["routeKey"] == "ANY /proxy/{proxy+}"
     assert proxy["pathParameters"] == {"proxy": "a/b/c"}
 
 
-def test_bodies_text_and_binary(cloud):
-    created = httpx.post(f"{cloud.base_url}/items", json={"a": 1})
+def test_bodies_text_and_binary(cloud, http):
+    created = http.post(f"{cloud.base_url}/items", json={"a": 1})
     assert created.status_code == 201
     event = created.json()["event"]
     assert json.loads(event["body"]) == {"a": 1} and event["isBase64Encoded"] is False
     blob = bytes(range(256))
-    binary = httpx.post(
+    binary = http.post(
         f"{cloud.base_url}/items",
         content=blob,
         headers={"content-type": "application/octet-stream"},
@@ -255,21 +262,21 @@ def test_bodies_text_and_binary(cloud):
     assert base64.b64decode(binary["body"]) == blob
 
 
-def test_unknown_route_wrong_method_errors_and_inferred_response(cloud):
+def test_unknown_route_wrong_method_errors_and_inferred_response(cloud, http):
     for method, path in (("GET", "/nope"), ("POST", "/hello"), ("GET", "/items/a/b")):
-        response = httpx.request(method, cloud.base_url + path)
+        response = http.request(method, cloud.base_url + path)
         assert response.status_code == 404, path
         assert response.json() == {"message": "Not Found"}
-    boom = httpx.get(f"{cloud.base_url}/boom")
+    boom = http.get(f"{cloud.base_url}/boom")
     assert boom.status_code == 500
     assert boom.json() == {"message": "Internal Server Error"}
-    plain = httpx.get(f"{cloud.base_url}/plain")
+    plain = http.get(f"{cloud.base_url}/plain")
     assert plain.status_code == 200 and plain.json() == {"ok": True}
     assert plain.headers["content-type"] == "application/json"
 
 
-def test_cors_preflight(cloud):
-    allowed = httpx.options(
+def test_cors_preflight(cloud, http):
+    allowed = http.options(
         f"{cloud.base_url}/items/1",
         headers={
             "origin": "chrome-extension://fixture",
@@ -282,7 +289,7 @@ def test_cors_preflight(cloud):
     assert allowed.headers["access-control-allow-methods"] == "GET,POST,OPTIONS"
     assert allowed.headers["access-control-allow-headers"] == "authorization,content-type"
     assert allowed.headers["access-control-max-age"] == "600"
-    denied = httpx.options(
+    denied = http.options(
         f"{cloud.base_url}/hello",
         headers={"origin": "https://evil.example", "access-control-request-method": "GET"},
     )
@@ -290,8 +297,8 @@ def test_cors_preflight(cloud):
     assert "access-control-allow-origin" not in denied.headers
 
 
-def test_environment_and_isolation(cloud):
-    env = httpx.get(f"{cloud.base_url}/env").json()
+def test_environment_and_isolation(cloud, http):
+    env = http.get(f"{cloud.base_url}/env").json()
     assert env["ENVIRONMENT"] == "local"
     assert env["MODE"] == "development"  # !If on a condition
     assert env["FIXTURE_SECRET"] == "from-developer"  # empty parameter did not clobber it
@@ -302,7 +309,7 @@ def test_environment_and_isolation(cloud):
     assert env["QUEUE_NAMES"] == "memlayer-local-WorkQueue,memlayer-local-WorkDLQ"
     assert env["API_ONLY"] == "yes"
     # Both functions have a helpers.py; each sees its own.
-    assert httpx.get(f"{cloud.base_url}/helpers").text == "api-helpers"
+    assert http.get(f"{cloud.base_url}/helpers").text == "api-helpers"
     # A resource whose Condition is false does not exist locally.
     assert "ProdOnlyQueue" not in cloud.stack.queues
     urls = cloud.boto3_client("sqs").list_queues().get("QueueUrls", [])
@@ -408,9 +415,9 @@ def test_websocket_connect_message_management_api_and_disconnect(cloud):
 # --------------------------------------------------------------------------- schedules / CLI
 
 
-def test_schedule_fires_only_on_demand(cloud):
+def test_schedule_fires_only_on_demand(cloud, http):
     assert records(cloud, "cron") == []  # nothing fires at startup
-    response = httpx.post(f"{cloud.base_url}/_local/schedules/CronFunction")
+    response = http.post(f"{cloud.base_url}/_local/schedules/CronFunction")
     assert response.status_code == 200
     fired = response.json()["fired"]
     assert fired == [
@@ -423,7 +430,7 @@ def test_schedule_fires_only_on_demand(cloud):
     (event,) = records(cloud, "cron")
     assert event["source"] == "aws.scheduler" and event["detail-type"] == "Scheduled Event"
     assert cloud.fire_schedule("Hourly")[0]["function"] == "CronFunction"
-    assert httpx.post(f"{cloud.base_url}/_local/schedules/ApiFunction").status_code == 404
+    assert http.post(f"{cloud.base_url}/_local/schedules/ApiFunction").status_code == 404
 
 
 def test_cli_invoke_prints_the_result():

@@ -149,4 +149,12 @@ def create_app(*routers: APIRouter, title: str) -> FastAPI:
 def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     from mangum import Mangum
 
-    return Mangum(app, lifespan="off")
+    from memlayer.runloop import thread_loop
+
+    adapter = Mangum(app, lifespan="off")
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        thread_loop()  # Mangum runs on the thread's current loop; make sure there is one
+        return adapter(event, context)  # type: ignore[return-value]
+
+    return handler

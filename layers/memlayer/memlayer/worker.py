@@ -4,10 +4,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -17,20 +15,9 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from memlayer.observability import get_metrics, logger
+from memlayer.runloop import run
 
-T = TypeVar("T")
-
-# One loop per thread for the container's lifetime, so SDK clients cached across invocations
-# stay bound to a live loop. Lambda has one thread; the local cloud runs several functions in
-# one process, each invocation on its own thread.
-_local = threading.local()
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    loop = getattr(_local, "loop", None)
-    if loop is None:
-        loop = _local.loop = asyncio.new_event_loop()
-    return loop.run_until_complete(coro)
+__all__ = ["each", "receive_count", "run", "sqs_batch_handler"]
 
 
 BatchFn = Callable[[list[SQSRecord]], Awaitable[dict[str, Exception]]]

@@ -56,10 +56,18 @@ def _cjk_cost(run: str) -> int:
     return math.ceil(weight)
 
 
+def _lower_cost(part: str) -> int:
+    n = len(part)
+    if n <= 3:
+        return 1
+    vowels = sum(part.count(v) for v in "aeiouy")
+    return math.ceil(n / 2) if vowels * 5 < n else math.ceil(n / 3)
+
+
 def _alpha_cost(run: str) -> int:
     """Tokens charged for a run of ASCII letters, by case part (see `estimate_tokens`)."""
     if run.islower():
-        return 1 if len(run) <= 3 else math.ceil(len(run) / 3)
+        return _lower_cost(run)
     cost = 0
     for part in _CASE_PARTS.findall(run):
         n = len(part)
@@ -68,7 +76,7 @@ def _alpha_cost(run: str) -> int:
         elif part[0].isupper():
             cost += max(1, math.ceil(n / 2.5))
         else:
-            cost += 1 if n <= 3 else math.ceil(n / 3)
+            cost += _lower_cost(part)
     return cost
 
 
@@ -109,6 +117,8 @@ def estimate_tokens(text: str) -> int:
         elif kind == "ws":
             newlines = piece.count("\n")
             total += newlines + math.ceil((len(piece) - newlines) / 4)
+            if text[m.end() : m.end() + 1].isdigit():
+                total += 1  # the space before a number is a token of its own
         elif kind == "cjk":
             total += _cjk_cost(piece)
         else:
