@@ -152,7 +152,15 @@ def measure(target: str, runs: int, requests: int) -> dict:
     samples = []
     for _ in range(runs):
         out = subprocess.run(
-            [sys.executable, "-m", "bench.coldstart", "--child", target, "--requests", str(requests)],
+            [
+                sys.executable,
+                "-m",
+                "bench.coldstart",
+                "--child",
+                target,
+                "--requests",
+                str(requests),
+            ],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -189,15 +197,30 @@ def main() -> None:
     results = {"baseline": baseline, "functions": {}}
     print(f"{'function':<12} {'init ms':>8} {'× base':>7} {'warm p50 ms':>12} {'p99 ms':>7}  heavy")
     row = "{:<12} {:>8.0f} {:>7.2f} {:>12.3f} {:>7.3f}  {}"
-    print(row.format("baseline", baseline["init_ms"], 1.0, baseline["warm_p50_ms"],
-                     baseline["warm_p99_ms"], ""))
+    print(
+        row.format(
+            "baseline",
+            baseline["init_ms"],
+            1.0,
+            baseline["warm_p50_ms"],
+            baseline["warm_p99_ms"],
+            "",
+        )
+    )
     for name in http_functions():
         result = measure(name, args.runs, args.requests)
         result["init_vs_baseline"] = result["init_ms"] / baseline["init_ms"]
         results["functions"][name] = result
-        print(row.format(name, result["init_ms"], result["init_vs_baseline"],
-                         result["warm_p50_ms"], result["warm_p99_ms"],
-                         ",".join(result["heavy_modules_loaded"]) or "-"))
+        print(
+            row.format(
+                name,
+                result["init_ms"],
+                result["init_vs_baseline"],
+                result["warm_p50_ms"],
+                result["warm_p99_ms"],
+                ",".join(result["heavy_modules_loaded"]) or "-",
+            )
+        )
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -4,8 +4,9 @@ Each user owns notes, chat exchanges and shared links spread over topics. A topi
 concepts and each concept a synonym group ("oven|stove|cooker"), so a text and a query can say
 the same thing with different words. Queries come in three flavours:
 
-- paraphrase: the target's three concepts, two of them in *other* synonyms, no names — keyword
-  search sees one common word; a semantic model that knows synonyms sees all three.
+- paraphrase: the target's three concepts in *other* synonyms (half the time one word is
+  kept), no names — keyword search sees at most one word; a semantic model that knows
+  synonyms sees all three.
 - keyword: a rare name or code from the target plus one concept word — exact words win, and an
   embedding dilutes a one-off name.
 - mixed: a name plus paraphrased concepts; both signals carry part of the answer.
@@ -197,20 +198,129 @@ TOPICS: dict[str, list[str]] = {
     ],
 }
 
-FILLER = (
-    "yesterday today tomorrow remember maybe really think next week weekend later again soon "
-    "quick idea thought plan try check look ask call friend good better great small big new "
-    "old first last morning evening note important remind keep find start finish"
-).split()
+FILLER = [
+    "yesterday",
+    "today",
+    "tomorrow",
+    "remember",
+    "maybe",
+    "really",
+    "think",
+    "next",
+    "week",
+    "weekend",
+    "later",
+    "again",
+    "soon",
+    "quick",
+    "idea",
+    "thought",
+    "plan",
+    "try",
+    "check",
+    "look",
+    "ask",
+    "call",
+    "friend",
+    "good",
+    "better",
+    "great",
+    "small",
+    "big",
+    "new",
+    "old",
+    "first",
+    "last",
+    "morning",
+    "evening",
+    "note",
+    "important",
+    "remind",
+    "keep",
+    "find",
+    "start",
+    "finish",
+]
 SITES = ["example.com", "blog.example.org", "docs.sample.net", "news.test", "wiki.demo.io"]
 PROVIDERS = ["chatgpt", "claude", "gemini"]
-SYLLABLES = "ka lo mi ren sa tor vel qui zan bri dov elk fan gru hol ix jur kem lun mor".split()
+SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ren",
+    "sa",
+    "tor",
+    "vel",
+    "qui",
+    "zan",
+    "bri",
+    "dov",
+    "elk",
+    "fan",
+    "gru",
+    "hol",
+    "ix",
+    "jur",
+    "kem",
+    "lun",
+    "mor",
+]
 _WORD = re.compile(r"[a-z0-9]+")
+
+
+# Sixteen hand-written topics are too few concepts for 100k memories (every combination of
+# three concepts would recur hundreds of times), so more topics are generated: made-up words,
+# three per concept, 24 concepts per topic. They read as jargon; the embedder treats them
+# exactly like the real synonym groups.
+GENERATED_TOPICS = 48
+GENERATED_GROUPS = 24
+_WORD_SYLLABLES = [
+    "ba",
+    "de",
+    "fi",
+    "go",
+    "hu",
+    "la",
+    "me",
+    "ni",
+    "po",
+    "ru",
+    "sa",
+    "te",
+    "vi",
+    "wo",
+    "xa",
+    "yo",
+    "zu",
+    "ce",
+    "do",
+]
+
+
+def _generated_topics() -> dict[str, list[str]]:
+    rng = random.Random(20240601)
+    seen = {w for groups in TOPICS.values() for g in groups for w in g.split("|")}
+    out: dict[str, list[str]] = {}
+    for t in range(GENERATED_TOPICS):
+        groups = []
+        for _ in range(GENERATED_GROUPS):
+            words = []
+            while len(words) < 3:
+                w = "".join(rng.choice(_WORD_SYLLABLES) for _ in range(rng.randint(2, 4))) + "x"
+                if w not in seen:
+                    seen.add(w)
+                    words.append(w)
+            groups.append("|".join(words))
+        out[f"topic{t:02d}"] = groups
+    return out
+
+
+ALL_TOPICS: dict[str, list[str]] = {**TOPICS, **_generated_topics()}
 
 
 def _groups() -> list[tuple[str, int, list[str]]]:
     out = []
-    for topic_no, (_topic, groups) in enumerate(TOPICS.items()):
+    for topic_no, (_topic, groups) in enumerate(ALL_TOPICS.items()):
         for g in groups:
             out.append((g, topic_no, g.split("|")))
     return out
@@ -219,8 +329,10 @@ def _groups() -> list[tuple[str, int, list[str]]]:
 GROUPS = _groups()
 WORD_TO_GROUP: dict[str, int] = {w: gi for gi, (_, _, ws) in enumerate(GROUPS) for w in ws}
 TOPIC_GROUPS: list[list[int]] = [
-    [gi for gi, (_, t, _) in enumerate(GROUPS) if t == topic_no] for topic_no in range(len(TOPICS))
+    [gi for gi, (_, t, _) in enumerate(GROUPS) if t == topic_no]
+    for topic_no in range(len(ALL_TOPICS))
 ]
+TOPIC_NAMES = list(ALL_TOPICS)
 
 
 def _ulid(ts: float, rng: random.Random) -> str:
@@ -293,14 +405,14 @@ class _Gen:
         chosen = chosen or {}
         words = [chosen.get(g) or self.word(g) for g in groups]
         topic = GROUPS[groups[0]][1]
-        other_topic = r.randrange(len(TOPICS))
+        other_topic = r.randrange(len(ALL_TOPICS))
         background = [r.choice(TOPIC_GROUPS[topic]), r.choice(TOPIC_GROUPS[other_topic])]
         body = words + [self.word(g) for g in background] + (extra or [])
         r.shuffle(body)
         filler = r.sample(FILLER, r.randint(4, 9))
         text_words = body + filler
         r.shuffle(text_words)
-        tags = tuple(sorted({list(TOPICS)[topic]} | ({"todo"} if r.random() < 0.1 else set())))
+        tags = tuple(sorted({TOPIC_NAMES[topic]} | ({"todo"} if r.random() < 0.1 else set())))
         if kind == "note":
             text = " ".join(text_words).capitalize() + "."
             title = None if r.random() < 0.5 else " ".join(words[:2]).capitalize()
@@ -313,7 +425,7 @@ class _Gen:
                 "Assistant: " + " ".join(text_words[half:]).capitalize() + "."
             )
             return text, None, kind, provider, tags, None
-        slug = "-".join(words[:2] + [str(r.randint(1, 9999))])
+        slug = "-".join([*words[:2], str(r.randint(1, 9999))])
         url = f"https://{r.choice(SITES)}/{slug}"
         title = " ".join(words[:3]).title()
         text = f"{title}. " + " ".join(text_words) + f". {url}"
@@ -371,7 +483,7 @@ def make_corpus(
     flavours = ["paraphrase", "keyword", "mixed"]
     for qi in range(n_queries):
         flavour = flavours[qi % 3]
-        topic = r.randrange(len(TOPICS))
+        topic = r.randrange(len(ALL_TOPICS))
         groups = r.sample(TOPIC_GROUPS[topic], 3)
         name = g.entity() if r.random() < 0.6 else g.code()
         chosen = {gr: g.word(gr) for gr in groups}
@@ -396,8 +508,8 @@ def make_corpus(
             other = r.sample([x for x in TOPIC_GROUPS[topic] if x not in groups], 2)
             add(*g.memory(other, extra=[name]))
             add(*g.memory(r.sample(groups, 2) + other[:1]))
-        if flavour == "paraphrase":  # one exact word shared with the target, the rest synonyms
-            keep = r.choice(groups)
+        if flavour == "paraphrase":  # at most one word shared with the target
+            keep = r.choice(groups) if r.random() < 0.5 else None
             words = [chosen[gr] if gr == keep else g.word(gr, avoid=chosen[gr]) for gr in groups]
             qtext = " ".join(words)
         elif flavour == "keyword":
@@ -406,9 +518,11 @@ def make_corpus(
         else:
             gr1, gr2 = r.sample(groups, 2)
             qtext = f"{name} {g.word(gr1, avoid=chosen[gr1])} {g.word(gr2, avoid=chosen[gr2])}"
+        if r.random() < 0.5:  # people pad queries with everyday words
+            qtext = f"{qtext} {r.choice(FILLER)}"
         queries.append(Query(text=qtext, relevant=relevant, flavour=flavour))
     while len(docs) < n_docs:  # background distractors
-        topic = r.randrange(len(TOPICS))
+        topic = r.randrange(len(ALL_TOPICS))
         extra = [g.entity()] if r.random() < 0.3 else []
         add(*g.memory(r.sample(TOPIC_GROUPS[topic], r.randint(2, 3)), extra=extra))
     docs = docs[:n_docs]
@@ -442,7 +556,7 @@ class ConceptEmbedder:
         self.dimensions = dimensions
         self._cache: dict[str, np.ndarray] = {}
         rng = np.random.default_rng(7)
-        self._topic = rng.standard_normal((len(TOPICS), dimensions)).astype(np.float32)
+        self._topic = rng.standard_normal((len(ALL_TOPICS), dimensions)).astype(np.float32)
         self._concept = rng.standard_normal((len(GROUPS), dimensions)).astype(np.float32)
         self._stop = {"user", "assistant", "how", "should", "i", "https", "com", "the"}
 

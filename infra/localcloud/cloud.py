@@ -8,8 +8,11 @@
 Start order: moto (in-process ThreadedMotoServer), the HTTP socket (so the port is known),
 the resolved template, os.environ, the template's resources in moto, the HTTP/WebSocket
 server, the SQS pumps and the scheduler. `stop()` undoes all of it, including os.environ
-and sys.path, so tests stay hermetic. Only one LocalCloud should run per process at a time
-(moto's state is process-global; it is reset on start).
+and sys.path, so tests stay hermetic.
+
+Moto's state is process-global: it is reset when the first LocalCloud of a process starts.
+Clouds running at the same time in one process need different `stack_name`s (so their
+resource names differ) and share os.environ: the most recently started one's wins.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from .env import EnvPlan, plan_environment
+from .env import DUMMY_CREDENTIAL, EnvPlan, plan_environment
 from .motofixes import patch_moto_s3_events
 from .pump import SqsPump
 from .resources import create_resources
@@ -64,6 +67,9 @@ def _free_socket(host: str, port: int) -> socket.socket:
 class LocalCloud:
     """Run a SAM template locally: moto resources, HTTP/WS API, SQS pumps, schedules."""
 
+    _live: ClassVar[set[LocalCloud]] = set()
+    _live_lock: ClassVar[threading.Lock] = threading.Lock()
+
     def __init__(
         self,
         template_path: str | os.PathLike[str] = "template.yaml",
@@ -80,6 +86,7 @@ class LocalCloud:
         stage_prefix: bool = False,
         http_timeout: float | None = 30.0,
         reload: bool = False,
+        stack_name: str | None = None,
         max_workers: int = 32,
     ) -> None:
         self.template_path = Path(template_path).resolve()
@@ -95,6 +102,7 @@ class LocalCloud:
         self.stage_prefix = stage_prefix
         self.http_timeout = http_timeout
         self.reload = reload
+        self.stack_name = stack_name
         self.max_workers = max_workers
         self._reload_lock = threading.Lock()
         self._last_reload_check = 0.0
@@ -155,8 +163,15 @@ class LocalCloud:
         moto_host, moto_port = self._moto.get_host_and_port()
         self.moto_endpoint = f"http://{moto_host}:{moto_port}"
         # Moto's backends are process-global: start from a clean slate.
-        request = urllib.request.Request(f"{self.moto_endpoint}/moto-api/reset", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - loopback
+        with LocalCloud._live_lock:
+            others = set(LocalCloud._live)
+            LocalCloud._live.add(self)
+        if not others:
+            # Moto's backends are process-global: start from a clean slate, unless another
+            # LocalCloud in this process is using them.
+            reset = f"{self.moto_endpoint}/moto-api/reset"
+            request = urllib.request.Request(reset, method="POST")  # noqa: S310 - loopback
+            urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
 
         if self.serve_http:
             self._socket = _free_socket(self.host, self.port)
@@ -164,9 +179,19 @@ class LocalCloud:
         self.base_url = f"http://{self.host}:{self.port}"
 
         self.stack = build_stack(
-            self.template_path, self.parameters, aws_endpoint_url=self.moto_endpoint
+            self.template_path,
+            self.parameters,
+            aws_endpoint_url=self.moto_endpoint,
+            stack_name=self.stack_name,
         )
         self.warnings = list(self.stack.warnings)
+        name = self.stack.resolver.options.stack_name
+        clash = [c for c in others if c.stack and c.stack.resolver.options.stack_name == name]
+        if clash:
+            raise RuntimeError(
+                f"another LocalCloud with stack name {name!r} is running in this process; "
+                "moto's state is shared, so pass a different stack_name="
+            )
         self.env_plan = plan_environment(
             self.stack,
             moto_endpoint=self.moto_endpoint,
@@ -180,8 +205,8 @@ class LocalCloud:
         self.env_plan.apply()
 
         self._session = boto3.session.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=DUMMY_CREDENTIAL,
+            aws_secret_access_key=DUMMY_CREDENTIAL,
             region_name=self.stack.resolver.options.region,
         )
         self.warnings += create_resources(self.stack, self._session, self.moto_endpoint)
@@ -254,6 +279,8 @@ class LocalCloud:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        with LocalCloud._live_lock:
+            LocalCloud._live.discard(self)
         for pump in self.pumps:
             pump.stop()
         if self.scheduler is not None:
@@ -272,9 +299,13 @@ class LocalCloud:
         if self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.close()
-        if self._saved_environ is not None:
-            os.environ.clear()
-            os.environ.update(self._saved_environ)
+        if self._saved_environ is not None and self.env_plan is not None:
+            # Put back only what the cloud set or unset; leave other changes alone.
+            for name in set(self.env_plan.set_vars) | self.env_plan.unset_vars:
+                if name in self._saved_environ:
+                    os.environ[name] = self._saved_environ[name]
+                else:
+                    os.environ.pop(name, None)
         if self._saved_path is not None:
             sys.path[:] = self._saved_path
         self.pumps = []
@@ -282,6 +313,12 @@ class LocalCloud:
         self._server = self._server_thread = self._moto = self._socket = None
         self._saved_environ = self._saved_path = None
         self._started = False
+
+    def ensure_resources(self) -> None:
+        """Re-create any of the template's tables, queues or buckets that are missing
+        (e.g. after something reset moto's process-global state, like `mock_aws()`)."""
+        stack = self._require()
+        create_resources(stack, self._session, self.moto_endpoint, only_missing=True)
 
     # ------------------------------------------------------------------ accessors
 
@@ -332,8 +369,8 @@ class LocalCloud:
             kwargs.setdefault("endpoint_url", self.management_endpoint)
         kwargs.setdefault("endpoint_url", self.moto_endpoint)
         kwargs.setdefault("region_name", stack.resolver.options.region)
-        kwargs.setdefault("aws_access_key_id", "testing")
-        kwargs.setdefault("aws_secret_access_key", "testing")
+        kwargs.setdefault("aws_access_key_id", DUMMY_CREDENTIAL)
+        kwargs.setdefault("aws_secret_access_key", DUMMY_CREDENTIAL)
         import boto3
 
         return boto3.session.Session().client(service, **kwargs)
@@ -452,7 +489,8 @@ class LocalCloud:
 
     # ------------------------------------------------------------------ queues
 
-    def queue_counts(self) -> dict[str, dict[str, int]]:
+    def queue_counts(self, queues: list[str] | None = None) -> dict[str, dict[str, int]]:
+        """Approximate message counts per queue logical id (all queues by default)."""
         stack = self._require()
         sqs = self.boto3_client("sqs")
         names = (
@@ -461,7 +499,7 @@ class LocalCloud:
             "ApproximateNumberOfMessagesDelayed",
         )
         counts: dict[str, dict[str, int]] = {}
-        for logical_id in stack.queues:
+        for logical_id in stack.queues if queues is None else queues:
             attrs = sqs.get_queue_attributes(
                 QueueUrl=stack.queue_url(logical_id), AttributeNames=list(names)
             )["Attributes"]
@@ -475,20 +513,19 @@ class LocalCloud:
     def drain(self, timeout: float = 10.0) -> None:
         """Wait until every queue with a pump is empty (nothing visible, in flight or
         delayed) and every pump is idle. Raises TimeoutError with the counts otherwise."""
-        stack = self._require()
+        self._require()
         pumped = {p.source.queue for p in self.pumps}
         deadline = time.monotonic() + timeout
         quiet_checks = 0
         counts: dict[str, dict[str, int]] = {}
         while time.monotonic() < deadline:
-            counts = {k: v for k, v in self.queue_counts().items() if k in pumped}
+            counts = self.queue_counts(sorted(pumped))
             empty = all(sum(c.values()) == 0 for c in counts.values())
             idle = not any(p.busy for p in self.pumps)
             quiet_checks = quiet_checks + 1 if empty and idle else 0
             if quiet_checks >= 2:
                 return
-            time.sleep(0.1)
-        del stack
+            time.sleep(0.05)
         raise TimeoutError(f"queues not drained after {timeout} s: {counts}")
 
     # ------------------------------------------------------------------ description

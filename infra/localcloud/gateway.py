@@ -19,7 +19,6 @@ import re
 import secrets
 import string
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any

@@ -143,7 +143,7 @@ class SqsPump(threading.Thread):
         response = client.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=max(1, min(10, count)),
-            WaitTimeSeconds=max(0, int(round(wait))),
+            WaitTimeSeconds=max(0, round(wait)),
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )

@@ -112,17 +112,34 @@ def bucket_notification(props: dict[str, Any], warnings: list[str], where: str) 
     return out
 
 
-def create_resources(stack: Stack, session: Any, endpoint_url: str) -> list[str]:
-    """Create every table, queue, topic and bucket of `stack` in moto. Returns warnings."""
+def create_resources(
+    stack: Stack, session: Any, endpoint_url: str, *, only_missing: bool = False
+) -> list[str]:
+    """Create every table, queue, topic and bucket of `stack` in moto. Returns warnings.
+
+    With `only_missing`, resources that already exist (by name) are left as they are.
+    """
     warnings: list[str] = []
     region = stack.resolver.options.region
+    name_of = stack.resolver.physical_name
 
     def client(service: str) -> Any:
         return session.client(service, endpoint_url=endpoint_url, region_name=region)
 
-    if stack.tables:
+    tables, queues, buckets = dict(stack.tables), dict(stack.queues), dict(stack.buckets)
+    if only_missing:
+        existing_tables = set(client("dynamodb").list_tables().get("TableNames", []))
+        tables = {k: v for k, v in tables.items() if name_of(k) not in existing_tables}
+        existing_queues = {
+            url.rsplit("/", 1)[-1] for url in client("sqs").list_queues().get("QueueUrls", [])
+        }
+        queues = {k: v for k, v in queues.items() if name_of(k) not in existing_queues}
+        existing_buckets = {b["Name"] for b in client("s3").list_buckets().get("Buckets", [])}
+        buckets = {k: v for k, v in buckets.items() if name_of(k) not in existing_buckets}
+
+    if tables:
         dynamodb = client("dynamodb")
-        for logical_id, props in stack.tables.items():
+        for logical_id, props in tables.items():
             name = stack.resolver.physical_name(logical_id)
             dynamodb.create_table(**table_request(name, props))
             ttl = props.get("TimeToLiveSpecification") or {}
@@ -135,15 +152,15 @@ def create_resources(stack: Stack, session: Any, endpoint_url: str) -> list[str]
                     },
                 )
 
-    if stack.queues:
+    if queues:
         sqs = client("sqs")
         # Create every queue first so redrive targets exist, then attach redrive policies.
-        for logical_id, props in stack.queues.items():
+        for logical_id, props in queues.items():
             attributes = {k: _attr(props[k]) for k in _QUEUE_ATTRIBUTES if k in props}
             sqs.create_queue(
                 QueueName=stack.resolver.physical_name(logical_id), Attributes=attributes
             )
-        for logical_id, props in stack.queues.items():
+        for logical_id, props in queues.items():
             later = {
                 k: _attr(props[k]) for k in ("RedrivePolicy", "RedriveAllowPolicy") if k in props
             }
@@ -162,9 +179,9 @@ def create_resources(stack: Stack, session: Any, endpoint_url: str) -> list[str]
         for logical_id in topics:
             sns.create_topic(Name=stack.resolver.physical_name(logical_id))
 
-    if stack.buckets:
+    if buckets:
         s3 = client("s3")
-        for logical_id, props in stack.buckets.items():
+        for logical_id, props in buckets.items():
             name = stack.resolver.physical_name(logical_id)
             if region == "us-east-1":
                 s3.create_bucket(Bucket=name)

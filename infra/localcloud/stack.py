@@ -85,7 +85,7 @@ class HttpRoute:
         return "$default" if not self.path else f"{self.method} {self.path}"
 
     def _segments(self) -> list[str]:
-        return [seg for seg in self.path.strip("/").split("/")] if self.path != "/" else []
+        return self.path.split("/")[1:] if self.path != "/" else []
 
     def specificity(self) -> tuple:
         """Sort key: literal segments beat {params} beat {greedy+}; a method beats ANY."""
@@ -108,7 +108,8 @@ class HttpRoute:
         if self.method not in ("ANY", method.upper()):
             return None
         want = self._segments()
-        got = [seg for seg in path.strip("/").split("/")] if path not in ("", "/") else []
+        # Strict like API Gateway: "/items/" is not "/items".
+        got = path.split("/")[1:] if path not in ("", "/") else []
         params: dict[str, str] = {}
         for index, seg in enumerate(want):
             if seg.startswith("{") and seg.endswith("+}"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -582,7 +581,3 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() == "true"
     return bool(value)
-
-
-def to_datetime_iso(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -49,8 +49,13 @@ def reset_caches() -> None:
     auth._verifier.cache_clear()
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Any:
+@pytest.fixture(scope="module")
+def stack() -> Any:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield from _stack(monkeypatch)
+
+
+def _stack(monkeypatch: pytest.MonkeyPatch) -> Any:
     template = load_template(ROOT / "template.yaml")
     resources = template["Resources"]
     for key, value in {
@@ -124,7 +129,7 @@ def bearer(user_id: str, *, admin: bool = False) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- tests
-@pytest.fixture
+@pytest.fixture(scope="module")
 def apps(stack: Any) -> SimpleNamespace:
     return SimpleNamespace(
         account=TestClient(load_function("account").app),
@@ -212,7 +217,10 @@ def test_revoked_key_is_refused(stack: Any, apps: SimpleNamespace) -> None:
     [item] = apps.account.get("/v1/api-keys", headers=bearer(user)).json()["items"]
     assert item["revoked"] is True and item["revoked_at"]
     # Revoking again is harmless.
-    assert apps.account.delete(f"/v1/api-keys/{created['id']}", headers=bearer(user)).status_code == 204
+    assert (
+        apps.account.delete(f"/v1/api-keys/{created['id']}", headers=bearer(user)).status_code
+        == 204
+    )
 
 
 def test_unknown_or_malformed_keys_are_401(stack: Any, apps: SimpleNamespace) -> None:
@@ -237,7 +245,9 @@ def test_api_keys_cannot_manage_keys_or_erase(stack: Any, apps: SimpleNamespace)
     created = create_key(apps, user, ["read", "write"])
     headers = key_header(created["key"])
     attempts = [
-        apps.account.post("/v1/api-keys", json={"name": "more", "scopes": ["read"]}, headers=headers),
+        apps.account.post(
+            "/v1/api-keys", json={"name": "more", "scopes": ["read"]}, headers=headers
+        ),
         apps.account.get("/v1/api-keys", headers=headers),
         apps.account.delete(f"/v1/api-keys/{created['id']}", headers=headers),
         apps.account.delete("/v1/me", headers=headers),
@@ -279,10 +289,13 @@ def test_last_used_is_recorded_at_most_once_a_minute(stack: Any, apps: SimpleNam
     assert soon is False and later is True
 
 
-def test_key_count_is_capped(stack: Any, apps: SimpleNamespace) -> None:
+def test_key_count_is_capped(
+    stack: Any, apps: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from memlayer.errors import Conflict
     from memlayer.services import api_keys
 
+    monkeypatch.setattr(api_keys, "MAX_ACTIVE_KEYS", 3)
     user = f"user-{uuid.uuid4()}"
 
     async def run() -> None:

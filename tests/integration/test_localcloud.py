@@ -8,6 +8,7 @@ WebSocket API; its tiny functions record what they receive in the fixture Dynamo
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import subprocess
@@ -21,13 +22,18 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from infra.localcloud import FunctionError, LocalCloud, build_stack
+from infra.localcloud.__main__ import main as cli_main
 from infra.localcloud.env import plan_environment
+from infra.localcloud.schedules import next_fire
 from infra.localcloud.stack import localize_urls
 from infra.localcloud.template import NO_VALUE, Resolver, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "localcloud"
 FIXTURE_TEMPLATE = FIXTURES / "template.yaml"
+# Not the default "memlayer-local": the session cloud of tests/conftest.py may be running in
+# this process, and moto's state is process-global.
+STACK = "localcloud-fixture"
 REAL_TEMPLATE = REPO / "template.yaml"
 
 
@@ -46,13 +52,15 @@ def cloud():
     previous = {name: os.environ.get(name) for name in added}
     os.environ.update(added)
     # Failed SQS messages become visible again at once (the default is 1 s).
-    local = LocalCloud(FIXTURE_TEMPLATE, port=0, retry_visibility_seconds=0)
+    local = LocalCloud(FIXTURE_TEMPLATE, port=0, stack_name=STACK, retry_visibility_seconds=0)
+    before = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     try:
         with local:
+            assert os.environ["ENVIRONMENT"] == "local"
             yield local
         # Stopping restores the environment the cloud started from.
-        assert os.environ.get("ENVIRONMENT") != "local" or previous.get("ENVIRONMENT")
-        assert os.environ["EMPTY_FROM_DEVELOPER"] == ""
+        after = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+        assert after == before
     finally:
         for name, value in previous.items():
             if value is None:
@@ -174,7 +182,8 @@ Resources:
   Q: {Type: AWS::SQS::Queue, Properties: {QueueName: !Sub "${AWS::StackName}-q"}}
   Gone: {Type: AWS::SQS::Queue, Condition: IsProd}
 Outputs:
-  Sub: {Value: !Sub ["${x}-${AWS::Region}-${Q.QueueName}-${!Literal}", {x: !Select [1, !Ref Names]}]}
+  Sub:
+    Value: !Sub ["${x}-${AWS::Region}-${Q.QueueName}-${!Literal}", {x: !Select [1, !Ref Names]}]
   Join: {Value: !Join ["|", !Split [",", "p,q"]]}
   If: {Value: !If [NotProd, yes-not-prod, no]}
   Arn: {Value: !GetAtt Q.Arn}
@@ -194,8 +203,27 @@ Outputs:
     assert resolver.ref("AWS::NoValue") is NO_VALUE
     assert not resolver.resource_exists("Gone")
     assert Resolver(raw, {"Env": "prod"}).resource_exists("Gone")
-    with pytest.raises(ValueError, match="AllowedValues|no Default"):
+    with pytest.raises(ValueError, match=r"AllowedValues|no Default"):
         Resolver({"Parameters": {"P": {"Type": "String"}}, "Resources": {}})
+
+
+def test_describe_cli_on_the_real_template(capsys):
+    assert cli_main(["describe", "--template", str(REAL_TEMPLATE)]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["warnings"] == []
+    assert described["routes"]["GET /v1/health"] == "HealthFunction"
+    assert described["websocket_apis"]["WebSocketApi"]["$connect"] == "WebSocketFunction"
+
+
+def test_schedule_expressions():
+    now = dt.datetime(2026, 1, 5, 9, 30, tzinfo=dt.UTC)  # a Monday
+    assert next_fire("rate(1 hour)", now) == now + dt.timedelta(hours=1)
+    assert next_fire("rate(5 minutes)", now) == now + dt.timedelta(minutes=5)
+    assert next_fire("cron(0 12 * * ? *)", now) == now.replace(hour=12, minute=0)
+    assert next_fire("cron(15 10 ? * SAT *)", now) == dt.datetime(
+        2026, 1, 10, 10, 15, tzinfo=dt.UTC
+    )
+    assert next_fire("at(2020-01-01T00:00:00)", now) is None
 
 
 # --------------------------------------------------------------------------- HTTP API
@@ -231,7 +259,7 @@ def test_http_route_gets_payload_v2_event_and_response(cloud, http):
     assert ctx["accountId"] == "123456789012" and ctx["apiId"]
     assert ctx["http"]["sourceIp"] == "127.0.0.1"
     assert abs(ctx["timeEpoch"] / 1000 - time.time()) < 60
-    assert payload["context"]["function_name"] == "memlayer-local-ApiFunction"
+    assert payload["context"]["function_name"] == f"{STACK}-ApiFunction"
     assert payload["context"]["memory_limit_in_mb"] == 256
     assert 0 < payload["context"]["remaining_ms"] <= 10_000
 
@@ -263,7 +291,12 @@ def test_bodies_text_and_binary(cloud, http):
 
 
 def test_unknown_route_wrong_method_errors_and_inferred_response(cloud, http):
-    for method, path in (("GET", "/nope"), ("POST", "/hello"), ("GET", "/items/a/b")):
+    for method, path in (
+        ("GET", "/nope"),
+        ("POST", "/hello"),
+        ("GET", "/items/a/b"),
+        ("GET", "/hello/"),
+    ):
         response = http.request(method, cloud.base_url + path)
         assert response.status_code == 404, path
         assert response.json() == {"message": "Not Found"}
@@ -306,7 +339,7 @@ def test_environment_and_isolation(cloud, http):
     assert env["WS_MANAGEMENT_ENDPOINT"] == cloud.management_endpoint
     assert env["AWS_ENDPOINT_URL"] == cloud.moto_endpoint
     assert env["WORK_QUEUE_URL"] == cloud.queue_url("WorkQueue")
-    assert env["QUEUE_NAMES"] == "memlayer-local-WorkQueue,memlayer-local-WorkDLQ"
+    assert env["QUEUE_NAMES"] == f"{STACK}-WorkQueue,{STACK}-WorkDLQ"
     assert env["API_ONLY"] == "yes"
     # Both functions have a helpers.py; each sees its own.
     assert http.get(f"{cloud.base_url}/helpers").text == "api-helpers"
@@ -422,15 +455,27 @@ def test_schedule_fires_only_on_demand(cloud, http):
     fired = response.json()["fired"]
     assert fired == [
         {
-            "schedule": "memlayer-local-CronFunction-Hourly",
+            "schedule": f"{STACK}-CronFunction-Hourly",
             "function": "CronFunction",
-            "result": {"cleaned": 0, "function": "memlayer-local-CronFunction"},
+            "result": {"cleaned": 0, "function": f"{STACK}-CronFunction"},
         }
     ]
     (event,) = records(cloud, "cron")
     assert event["source"] == "aws.scheduler" and event["detail-type"] == "Scheduled Event"
     assert cloud.fire_schedule("Hourly")[0]["function"] == "CronFunction"
     assert http.post(f"{cloud.base_url}/_local/schedules/ApiFunction").status_code == 404
+
+
+def test_clouds_sharing_a_process_and_ensure_resources(cloud):
+    twin = LocalCloud(FIXTURE_TEMPLATE, port=0, stack_name=STACK, pumps=False, schedules=False)
+    with pytest.raises(RuntimeError, match="stack name"):
+        twin.start()
+    assert os.environ["WORK_QUEUE_URL"] == cloud.queue_url("WorkQueue")  # untouched
+    dynamodb = cloud.boto3_client("dynamodb")
+    dynamodb.delete_table(TableName=cloud.table_name("Table"))  # as a moto reset would
+    cloud.ensure_resources()
+    table = dynamodb.describe_table(TableName=cloud.table_name("Table"))["Table"]
+    assert table["GlobalSecondaryIndexes"][0]["IndexName"] == "GSI1"
 
 
 def test_cli_invoke_prints_the_result():

@@ -49,8 +49,13 @@ def reset_caches() -> None:
     auth._verifier.cache_clear()
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Any:
+@pytest.fixture(scope="module")
+def stack() -> Any:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield from _stack(monkeypatch)
+
+
+def _stack(monkeypatch: pytest.MonkeyPatch) -> Any:
     template = load_template(ROOT / "template.yaml")
     resources = template["Resources"]
     for key, value in {
@@ -170,8 +175,9 @@ def test_parallel_creates_never_exceed_the_daily_quota(stack: Any) -> None:
 
 
 def test_parallel_creates_never_exceed_the_memory_count_limit(stack: Any) -> None:
-    from memlayer.services import admin, memories
+    from memlayer.errors import QuotaExceeded
     from memlayer.models import LimitsPatch
+    from memlayer.services import admin, memories
 
     user = f"user-{uuid.uuid4()}"
 
@@ -183,8 +189,6 @@ def test_parallel_creates_never_exceed_the_memory_count_limit(stack: Any) -> Non
         )
 
     results = asyncio.run(run())
-    from memlayer.errors import QuotaExceeded
-
     assert sum(isinstance(r, memories.Created) for r in results) == 5
     assert sum(isinstance(r, QuotaExceeded) for r in results) == 15
     items = stack.ddb.query(

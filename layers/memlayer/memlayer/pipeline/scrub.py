@@ -194,7 +194,10 @@ _RULES: tuple[_Rule, ...] = (
         "private_key",
         re.compile(
             r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
-            r"(?:[\s\S]{0,20000}?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+            # PEM body: base64, headers (Proc-Type: 4,ENCRYPTED), literal \n in JSON; never
+            # another BEGIN, so a run of BEGIN lines stays linear.
+            r"(?:(?:[A-Za-z0-9+/=\s:,\\]|-(?!----BEGIN)){0,20000}?"
+            r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
             r"|(?:\s*(?:(?:Proc-Type|DEK-Info|Comment|Version|Hash):[^\n]*|[A-Za-z0-9+/=]{16,}))*)"
         ),
     ),
@@ -274,8 +277,11 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(
         "password",
         re.compile(
-            r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9_.-]{0,40}?(?:password|passwd|passphrase)"
-            r"|(?:[A-Za-z0-9_.-]{0,40}?[_.-])?(?:pass|pwd))" + _ASSIGN + _QUOTED_OR_BARE
+            # Any prefix for the long keys (DB_PASSWORD, PGPASSWORD); `pass`/`pwd` only as a
+            # word or after a separator (db_pass), never inside `compass` or `bypass`.
+            r"(?i)(?:password|passwd|passphrase|(?<![A-Za-z0-9])(?:pass|pwd))"
+            + _ASSIGN
+            + _QUOTED_OR_BARE
         ),
         _password,
         _VALUE_GROUPS,
@@ -289,9 +295,10 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(
         "secret",
         re.compile(
-            r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]{0,40}?(?:api[_-]?key|apikey|secret[_-]?key"
-            r"|client[_-]?secret|access[_-]?token|auth[_-]?token|refresh[_-]?token"
-            r"|private[_-]?token|secret|token)" + _ASSIGN + _QUOTED_OR_BARE
+            r"(?i)(?:api[_-]?key|secret[_-]?key|client[_-]?secret|access[_-]?token"
+            r"|auth[_-]?token|refresh[_-]?token|private[_-]?token|secret|token)"
+            + _ASSIGN
+            + _QUOTED_OR_BARE
         ),
         _generic_secret,
         _VALUE_GROUPS,

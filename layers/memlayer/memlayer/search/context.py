@@ -142,7 +142,7 @@ def _exact_counter() -> Callable[[str], int] | None:
 
 
 def token_counter_name() -> str:
-    """"cl100k_base" when counts are exact, else "estimate"."""
+    """ "cl100k_base" when counts are exact, else "estimate"."""
     return "cl100k_base" if _exact_counter() is not None else "estimate"
 
 

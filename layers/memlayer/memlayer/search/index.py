@@ -45,7 +45,7 @@ K1 = 1.2
 B = 0.75
 FIELD_BOOST = 2  # title and tag terms count this many times
 RRF_K = 60
-COVERAGE_POWER = 1.0  # hybrid: a keyword hit counts by the share of query IDF it contains
+COVERAGE_POWER = 2.0  # hybrid: a keyword hit counts by (share of query IDF it has)^2
 RECENCY_WEIGHT = 0.05  # at most +5% to a fused score, for a memory created just now
 RECENCY_HALF_LIFE_DAYS = 30.0
 _CHUNK = 512  # rows per block when scanning int8 codes (fits in L2)
@@ -193,9 +193,8 @@ class _Segment:
             toks = tokenize(d.text) if d.text else []
             text_ids.extend(map(lookup, toks))
             text_lens[row] = len(toks)
-            ftoks = tokenize(d.title) if d.title else []
-            for tag in d.tags:
-                ftoks.extend(tokenize(tag))
+            fields = " ".join((d.title or "", *d.tags)) if d.tags else d.title
+            ftoks = tokenize(fields) if fields else []
             if ftoks:
                 field_ids.extend(map(lookup, ftoks))
                 field_lens[row] = len(ftoks)
@@ -492,6 +491,11 @@ class UserIndex:
 
     def upsert(self, doc: IndexedDoc) -> None:
         """Add or replace one memory. Cheap: it lands in the delta segment."""
+        if doc.vector is not None and np.asarray(doc.vector).size != self.dimensions:
+            raise ValueError(
+                f"memory {doc.memory_id}: vector has {np.asarray(doc.vector).size} "
+                f"dimensions, not {self.dimensions}"
+            )
         self._tombstone_main(doc.memory_id)
         self._delta_docs.pop(doc.memory_id, None)
         self._delta_docs[doc.memory_id] = doc

@@ -21,7 +21,209 @@ import unicodedata
 from collections.abc import Iterable
 
 STOPWORDS: frozenset[str] = frozenset(
-    ["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "aren", "arent", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "cannot", "could", "couldn", "couldnt", "did", "didn", "didnt", "do", "does", "doesn", "doesnt", "doing", "don", "dont", "down", "during", "each", "few", "for", "from", "further", "had", "hadn", "hadnt", "has", "hasn", "hasnt", "have", "haven", "havent", "having", "he", "hed", "hell", "her", "here", "heres", "hers", "herself", "hes", "him", "himself", "his", "how", "hows", "i", "id", "ill", "im", "ive", "if", "in", "into", "is", "isn", "isnt", "it", "its", "itself", "lets", "me", "more", "most", "mustn", "mustnt", "my", "myself", "no", "nor", "not", "of", "off", "on", "once", "only", "or", "other", "ought", "our", "ours", "ourselves", "out", "over", "own", "same", "shan", "shant", "she", "shed", "shell", "shes", "should", "shouldn", "shouldnt", "so", "some", "such", "than", "that", "thats", "the", "their", "theirs", "them", "themselves", "then", "there", "theres", "these", "they", "theyd", "theyll", "theyre", "theyve", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "wasn", "wasnt", "we", "wed", "well", "were", "weren", "werent", "weve", "what", "whats", "when", "whens", "where", "wheres", "which", "while", "who", "whos", "whom", "why", "whys", "will", "with", "won", "wont", "would", "wouldn", "wouldnt", "you", "youd", "youll", "youre", "youve", "your", "yours", "yourself", "yourselves", "s", "t", "d", "ll", "m", "re", "ve", "also", "just", "http", "https", "www"]
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "aren",
+        "arent",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "cannot",
+        "could",
+        "couldn",
+        "couldnt",
+        "did",
+        "didn",
+        "didnt",
+        "do",
+        "does",
+        "doesn",
+        "doesnt",
+        "doing",
+        "don",
+        "dont",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "hadn",
+        "hadnt",
+        "has",
+        "hasn",
+        "hasnt",
+        "have",
+        "haven",
+        "havent",
+        "having",
+        "he",
+        "hed",
+        "hell",
+        "her",
+        "here",
+        "heres",
+        "hers",
+        "herself",
+        "hes",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "hows",
+        "i",
+        "id",
+        "ill",
+        "im",
+        "ive",
+        "if",
+        "in",
+        "into",
+        "is",
+        "isn",
+        "isnt",
+        "it",
+        "its",
+        "itself",
+        "lets",
+        "me",
+        "more",
+        "most",
+        "mustn",
+        "mustnt",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "ought",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "shan",
+        "shant",
+        "she",
+        "shed",
+        "shell",
+        "shes",
+        "should",
+        "shouldn",
+        "shouldnt",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "thats",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "theres",
+        "these",
+        "they",
+        "theyd",
+        "theyll",
+        "theyre",
+        "theyve",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "wasn",
+        "wasnt",
+        "we",
+        "wed",
+        "well",
+        "were",
+        "weren",
+        "werent",
+        "weve",
+        "what",
+        "whats",
+        "when",
+        "whens",
+        "where",
+        "wheres",
+        "which",
+        "while",
+        "who",
+        "whos",
+        "whom",
+        "why",
+        "whys",
+        "will",
+        "with",
+        "won",
+        "wont",
+        "would",
+        "wouldn",
+        "wouldnt",
+        "you",
+        "youd",
+        "youll",
+        "youre",
+        "youve",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "s",
+        "t",
+        "d",
+        "ll",
+        "m",
+        "re",
+        "ve",
+        "also",
+        "just",
+        "http",
+        "https",
+        "www",
+    ]
 )
 
 _CJK = (
@@ -72,9 +274,9 @@ def stem(word: str) -> str:
             base = word[: -len(suffix)]
             if len(base) >= 3 and _has_vowel(base):
                 word = base
-                if len(word) >= 4 and word[-1] == word[-2] and word[-1] not in _VOWELS:
-                    if word[-1] not in _NO_UNDOUBLE:
-                        word = word[:-1]
+                last = word[-1]
+                if len(word) >= 4 and last == word[-2] and last not in _VOWELS | _NO_UNDOUBLE:
+                    word = word[:-1]
             break
     if word.endswith("ly") and len(word) > 5:
         word = word[:-2]
@@ -136,15 +338,20 @@ def words(text: str) -> list[str]:
 
 def tokenize(text: str) -> list[str]:
     """Index/query terms of `text`, in order, with repeats."""
+    if not text:
+        return []
+    if text.isascii():  # fast path: every ASCII word maps to one string ("" = stopword)
+        found = _ASCII_WORD.findall(text.lower())
+        terms = list(map(_STEM_CACHE.get, found))
+        if None in terms:
+            terms = [_term_of(w) if t is None else t for t, w in zip(terms, found, strict=True)]
+        return [t for t in terms if t]  # type: ignore[misc]
     out: list[str] = []
-    append = out.append
     for word in words(text):
-        term = _STEM_CACHE.get(word)
-        if term is None:
-            term = _term_of(word)
-        if term.__class__ is str:
+        term = _term_of(word)
+        if isinstance(term, str):
             if term:
-                append(term)  # type: ignore[arg-type]
+                out.append(term)
         else:
             out.extend(term)
     return out
@@ -152,10 +359,7 @@ def tokenize(text: str) -> list[str]:
 
 def query_terms(query: str | Iterable[str]) -> list[str]:
     """Unique terms of a query (a string or a list of words), in first-seen order."""
-    if isinstance(query, str):
-        terms = tokenize(query)
-    else:
-        terms = [t for q in query for t in tokenize(q)]
+    terms = tokenize(query) if isinstance(query, str) else [t for q in query for t in tokenize(q)]
     return list(dict.fromkeys(terms))
 
 

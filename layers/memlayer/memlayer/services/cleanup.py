@@ -83,7 +83,7 @@ async def run_cleanup(now: datetime | None = None) -> dict[str, Any]:
         if item.kind in EXPIRING_KINDS:
             steps.append(bounded(_delete_expired(store, item, deleted)))
         elif item.kind == "uploads" and item.user_id:
-            steps.append(bounded(_delete_expired_upload(store, item, deleted)))
+            steps.append(bounded(_delete_expired_upload(store, item, run_id, stamp, deleted)))
         elif item.kind == "captures":
             if item.expires_at <= stamp - CAPTURE_GRACE_SECONDS:
                 steps.append(bounded(_flush_capture(store, item, run_id, stamp, report)))
@@ -96,7 +96,7 @@ async def run_cleanup(now: datetime | None = None) -> dict[str, Any]:
     cutoff = now - timedelta(hours=get_settings().orphan_upload_hours)
     for upload in await uploads_store().list_uploads_older_than(cutoff, limit=ORPHAN_BATCH):
         if upload.status == "awaiting":
-            steps.append(bounded(_delete_orphan(store, upload, deleted)))
+            steps.append(bounded(_delete_orphan(store, upload, run_id, stamp, deleted)))
     await asyncio.gather(*steps)
 
     # ---- dead letters
@@ -144,10 +144,12 @@ async def _flush_capture(
 
 
 async def _delete_expired_upload(
-    store: AccountsStore, item: ExpiredItem, deleted: dict[str, int]
+    store: AccountsStore, item: ExpiredItem, run_id: str, stamp: int, deleted: dict[str, int]
 ) -> None:
     """An upload record past its `purge_after` (an expired ticket, or a failed upload kept for
-    a while): its object, if any, then the record, if it still expires as found."""
+    a while): claimed, then its objects, then the record if it still expires as found."""
+    if not await store.claim_item(item, run_id, stamp, CLAIM_STALE_SECONDS):
+        return
     user_id, upload_id = item.user_id or "", item.sk.removeprefix("UPL#")
     files = await blobs.delete_prefix(upload_prefix(user_id, upload_id))
     if await store.delete_expired(item):
@@ -156,11 +158,16 @@ async def _delete_expired_upload(
 
 
 async def _delete_orphan(
-    store: AccountsStore, upload: UploadRecord, deleted: dict[str, int]
+    store: AccountsStore, upload: UploadRecord, run_id: str, stamp: int, deleted: dict[str, int]
 ) -> None:
-    """The object first, then the record, only if it is unchanged: a failure in between
-    leaves the record, so the next sweep tries again, and only the sweep that deletes the
-    record counts."""
+    """An upload still awaiting its file long after the form expired: claimed (so one sweep
+    does it), then its objects, then the record if it is unchanged. A failure in between
+    leaves the record for a later sweep once the claim is stale."""
+    claimed = await store.claim_upload(
+        upload.user_id, upload.id, upload.version, run_id, stamp, CLAIM_STALE_SECONDS
+    )
+    if not claimed:
+        return
     files = await blobs.delete_prefix(upload_prefix(upload.user_id, upload.id))
     if await store.delete_upload_if_unchanged(
         upload.user_id, upload.id, upload.version, upload.status

@@ -176,6 +176,8 @@ async def patch(
                 status="pending",
                 error=None,
                 job_id=job.id,
+                # The old analysis describes the old text; re-enrichment writes a new one.
+                analysis=None,
             )
     limits = await limits_for(user_id)
     try:

@@ -257,15 +257,6 @@ async def delete_uploads(user_id: str, upload_ids: list[str]) -> int:
     return await uploads_store().delete_uploads(user_id, ids)
 
 
-async def delete_all_uploads(user_id: str) -> int:
-    """Erases every upload (objects and records) and export of `user_id` (account deletion).
-    Returns how many upload records there were."""
-    records = await uploads_store().all_uploads(user_id)
-    await blobs.delete_prefix(upload_prefix(user_id))
-    await blobs.delete_prefix(f"exports/{quote(user_id, safe='')}/")
-    return await uploads_store().delete_uploads(user_id, [r.id for r in records])
-
-
 # ---------------------------------------------------------------------------- S3 events
 
 

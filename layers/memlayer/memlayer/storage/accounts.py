@@ -143,6 +143,10 @@ class AccountsStore(Protocol):
         self, item: ExpiredItem, claim: str, now: int, stale_after: int
     ) -> bool: ...
 
+    async def claim_upload(
+        self, user_id: str, upload_id: str, version: int, claim: str, now: int, stale_after: int
+    ) -> bool: ...
+
     async def delete_upload_if_unchanged(
         self, user_id: str, upload_id: str, version: int, status: str
     ) -> bool: ...
@@ -452,33 +456,58 @@ class DynamoAccounts(DynamoBase):
             return False
         return True
 
-    async def claim_item(self, item: ExpiredItem, claim: str, now: int, stale_after: int) -> bool:
-        """Marks the item as being handled by `claim` unless another live claim holds it or it
-        changed since it was found: of two sweeps, exactly one wins an item."""
-        names = {"#c": "cleanup_claim", "#ca": "cleanup_claimed_at"}
-        values: dict[str, Any] = {
-            ":c": _s(claim),
-            ":now": _n(now),
-            ":stale": _n(now - stale_after),
-            ":e": _n(item.expires_at),
-        }
-        condition = "expires_at = :e AND (attribute_not_exists(#c) OR #ca < :stale)"
-        if "capture_id" in item.attributes:
-            condition += " AND capture_id = :cid"
-            values[":cid"] = _s(item.attributes["capture_id"])
+    async def _claim(
+        self,
+        key: dict[str, Any],
+        condition: str,
+        values: dict[str, Any],
+        claim: str,
+        now: int,
+        stale_after: int,
+    ) -> bool:
+        """Marks an item as being handled by `claim` if `condition` holds and no live claim
+        of another sweep is on it: of two sweeps, exactly one wins an item. A claim older than
+        `stale_after` seconds (its sweep died) can be taken over."""
         try:
             await self._run(
                 self.client.update_item,
                 TableName=self.table,
-                Key={"PK": _s(item.pk), "SK": _s(item.sk)},
+                Key=key,
                 UpdateExpression="SET #c = :c, #ca = :now",
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                ConditionExpression=(
+                    f"({condition}) AND (attribute_not_exists(#c) OR #ca < :stale)"
+                ),
+                ExpressionAttributeNames={"#c": "cleanup_claim", "#ca": "cleanup_claimed_at"},
+                ExpressionAttributeValues={
+                    **values,
+                    ":c": _s(claim),
+                    ":now": _n(now),
+                    ":stale": _n(now - stale_after),
+                },
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    async def claim_item(self, item: ExpiredItem, claim: str, now: int, stale_after: int) -> bool:
+        """Claims an expired item that is still as it was found (same `expires_at`, and for
+        a pending capture the same `capture_id`)."""
+        condition = "expires_at = :e"
+        values: dict[str, Any] = {":e": _n(item.expires_at)}
+        if "capture_id" in item.attributes:
+            condition += " AND capture_id = :cid"
+            values[":cid"] = _s(item.attributes["capture_id"])
+        key = {"PK": _s(item.pk), "SK": _s(item.sk)}
+        return await self._claim(key, condition, values, claim, now, stale_after)
+
+    async def claim_upload(
+        self, user_id: str, upload_id: str, version: int, claim: str, now: int, stale_after: int
+    ) -> bool:
+        """Claims an upload record that is still at `version`."""
+        key = {"PK": _s(user_pk(user_id)), "SK": _s(f"UPL#{upload_id}")}
+        return await self._claim(
+            key, "version = :v", {":v": _n(version)}, claim, now, stale_after
+        )
 
     async def delete_upload_if_unchanged(
         self, user_id: str, upload_id: str, version: int, status: str

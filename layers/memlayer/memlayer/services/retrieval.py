@@ -1,0 +1,277 @@
+"""Retrieval: hybrid search, a context block for the current chat, grounded chat answers.
+
+Each warm container keeps one `UserIndex` per recent user, tagged with the user's
+`data_version` (bumped by every create, edit, delete and enrichment step). A search reads the
+version first (one GetItem) and rebuilds the index when it moved, so the very next search
+reflects any change and never misses a memory that is ready."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from memlayer.ids import utcnow
+from memlayer.models import Body, Kind, Memory, MemoryRecord, SearchMode, Timestamp
+from memlayer.observability import logger
+from memlayer.settings import get_settings
+from memlayer.storage import get_store
+
+CACHED_USERS = 16
+SEARCH_DEPTH_FOR_CONTEXT = 20
+SEARCH_DEPTH_FOR_CHAT = 8
+
+
+class SearchFiltersIn(BaseModel):
+    kind: Kind | list[Kind] | None = None
+    tags: Annotated[list[str], Field(max_length=50)] = []
+    provider: Annotated[str, Field(max_length=64)] | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+
+
+class SearchIn(Body):
+    query: Annotated[str, Field(min_length=1, max_length=2_000)]
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+    mode: SearchMode = "hybrid"
+    filters: SearchFiltersIn | None = None
+
+
+class SearchHit(BaseModel):
+    memory: Memory
+    score: float
+    highlights: list[str]
+
+
+class SearchOut(BaseModel):
+    items: list[SearchHit]
+    took_ms: float
+
+
+class ContextIn(Body):
+    query: Annotated[str, Field(min_length=1, max_length=2_000)]
+    provider: Annotated[str, Field(max_length=64)] | None = None
+    conversation_text: Annotated[str, Field(max_length=200_000)] | None = None
+    max_tokens: Annotated[int, Field(ge=50, le=16_000)] = 1_000
+
+
+class ContextOut(BaseModel):
+    context: str
+    memories: list[str]
+    tokens: int
+
+
+class ChatIn(Body):
+    message: Annotated[str, Field(min_length=1, max_length=8_000)]
+    conversation_id: Annotated[str, Field(max_length=256)] | None = None
+
+
+class ChatOut(BaseModel):
+    response: str
+    context_used: list[str]
+    timestamp: Timestamp
+    provider: str
+
+
+@dataclass
+class CachedIndex:
+    version: int
+    index: Any  # memlayer.search.UserIndex
+    records: dict[str, MemoryRecord]
+
+
+_cache: OrderedDict[str, CachedIndex] = OrderedDict()
+_reembed_requested: set[tuple[str, str]] = set()
+
+
+def _doc(record: MemoryRecord, vector: np.ndarray | None) -> Any:
+    from memlayer.search import IndexedDoc
+    from memlayer.services.memories import content_hash
+
+    analysis = record.analysis
+    url = record.source.canonical_url or record.source.url
+    return IndexedDoc(
+        memory_id=record.id,
+        text=record.content,
+        title=(analysis.title if analysis else None) or record.source.title,
+        tags=tuple(dict.fromkeys([*record.tags, *(analysis.tags if analysis else [])])),
+        kind=record.kind,
+        provider=record.source.provider,
+        status=record.status,
+        created_at=record.created_at.timestamp(),
+        dedupe_key=_dedupe_url(url) if url else content_hash(record.content),
+        vector=vector,
+    )
+
+
+def _dedupe_url(url: str) -> str:
+    from memlayer.pipeline.extract import normalize_url
+
+    return normalize_url(url)
+
+
+async def user_index(user_id: str) -> CachedIndex:
+    from memlayer.ai.embeddings import get_embedder
+    from memlayer.search import UserIndex
+
+    store = get_store()
+    version = (await store.get_profile(user_id)).data_version
+    cached = _cache.get(user_id)
+    if cached is not None and cached.version == version:
+        _cache.move_to_end(user_id)
+        return cached
+    records, vectors = await asyncio.gather(store.all_memories(user_id), store.get_vectors(user_id))
+    embedder = get_embedder(get_settings())
+    docs = []
+    stale = 0
+    for record in records:
+        stored = vectors.get(record.id)
+        vector = None
+        if stored and stored.space == embedder.space and stored.content_hash == record.content_hash:
+            vector = np.frombuffer(stored.vector, dtype="<f2").astype(np.float32)
+        elif record.status == "ready":
+            stale += 1
+        docs.append(_doc(record, vector))
+    index = await asyncio.to_thread(UserIndex.build, docs, embedder.dimensions)
+    cached = CachedIndex(version, index, {r.id: r for r in records})
+    _cache[user_id] = cached
+    while len(_cache) > CACHED_USERS:
+        _cache.popitem(last=False)[1].index.close()
+    if stale:
+        await _request_reembed(user_id, embedder.space, stale)
+    return cached
+
+
+async def _request_reembed(user_id: str, space: str, stale: int) -> None:
+    """Ready memories whose vectors come from another embedding space (provider, model or
+    dimensions changed) are re-embedded through the embed queue, never mixed."""
+    if (user_id, space) in _reembed_requested:
+        return
+    from memlayer import queues
+
+    logger.info("re-embedding memories from an older vector space", stale=stale)
+    await queues.send("tasks", {"type": "reembed", "user_id": user_id})
+    _reembed_requested.add((user_id, space))
+
+
+async def reembed(user_id: str) -> int:
+    from memlayer import queues
+    from memlayer.ai.embeddings import get_embedder
+
+    space = get_embedder(get_settings()).space
+    records = await get_store().all_memories(user_id)
+    messages = [
+        {"memory_id": r.id, "user_id": user_id, "job_id": r.job_id}
+        for r in records
+        if r.job_id and r.embedding_space != space and r.status in ("ready", "processing")
+    ]
+    failed = await queues.send_batch("embed", messages)
+    if failed:
+        raise RuntimeError(f"{len(failed)} re-embed messages were not accepted")
+    return len(messages)
+
+
+def _filters(filters: SearchFiltersIn | None) -> Any:
+    from memlayer.search import SearchFilters
+
+    if filters is None:
+        return None
+    kinds = [filters.kind] if isinstance(filters.kind, str) else filters.kind
+    return SearchFilters(
+        kinds=tuple(kinds) if kinds else None,
+        tags=tuple(filters.tags) if filters.tags else None,
+        provider=filters.provider,
+        since=filters.since.timestamp() if filters.since else None,
+        until=filters.until.timestamp() if filters.until else None,
+    )
+
+
+async def _query_vector(query: str, mode: SearchMode) -> np.ndarray | None:
+    if mode == "keyword":
+        return None
+    from memlayer.ai.embeddings import get_embedder
+    from memlayer.errors import ProviderError
+
+    try:
+        return (await get_embedder(get_settings()).embed([query]))[0]
+    except ProviderError as exc:
+        # Keyword ranking still answers when the embeddings provider is down.
+        logger.warning("query embedding failed; keyword only", reason=exc.reason)
+        return None
+
+
+async def ranked(
+    user_id: str, query: str, *, mode: SearchMode, limit: int, filters: Any = None
+) -> list[tuple[MemoryRecord, Any]]:
+    cached, vector = await asyncio.gather(user_index(user_id), _query_vector(query, mode))
+    hits = cached.index.search(query, vector, mode=mode, limit=limit, filters=filters)
+    return [(cached.records[hit.memory_id], hit) for hit in hits if hit.memory_id in cached.records]
+
+
+async def search(user_id: str, body: SearchIn) -> SearchOut:
+    started = time.perf_counter()
+    results = await ranked(
+        user_id, body.query, mode=body.mode, limit=body.limit, filters=_filters(body.filters)
+    )
+    return SearchOut(
+        items=[
+            SearchHit(
+                memory=Memory.of(record), score=round(hit.score, 6), highlights=hit.highlights
+            )
+            for record, hit in results
+        ],
+        took_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+async def context(user_id: str, body: ContextIn) -> ContextOut:
+    from memlayer.search.context import ContextCandidate, build_context
+
+    results = await ranked(user_id, body.query, mode="hybrid", limit=SEARCH_DEPTH_FOR_CONTEXT)
+    block = build_context(
+        body.query,
+        [
+            ContextCandidate(
+                id=record.id,
+                title=record.analysis.title if record.analysis else record.source.title,
+                text=record.content,
+                created_at=record.created_at,
+                source_url=record.source.canonical_url or record.source.url,
+                provider=record.source.provider,
+            )
+            for record, _ in results
+        ],
+        provider=body.provider,
+        conversation_text=body.conversation_text,
+        max_tokens=body.max_tokens,
+    )
+    return ContextOut(context=block.context, memories=block.memory_ids, tokens=block.tokens)
+
+
+async def chat(user_id: str, body: ChatIn) -> ChatOut:
+    from memlayer.ai.chat import ContextMemory, grounded_answer
+
+    results = await ranked(user_id, body.message, mode="hybrid", limit=SEARCH_DEPTH_FOR_CHAT)
+    answer = await grounded_answer(
+        body.message,
+        [
+            ContextMemory(
+                id=record.id,
+                text=record.content,
+                title=record.analysis.title if record.analysis else record.source.title,
+            )
+            for record, _ in results
+        ],
+        settings=get_settings(),
+    )
+    return ChatOut(
+        response=answer.response,
+        context_used=answer.memory_ids_given,
+        timestamp=utcnow(),
+        provider=answer.provider,
+    )

@@ -1,0 +1,377 @@
+"""The cleanup sweep removes exactly what has expired (jobs, connections, idempotency records,
+rate windows, day counters, revoked keys, orphan uploads with their objects), turns lost
+pending captures into memories instead of dropping them, leaves everything else alone, and is
+harmless when two sweeps run at once."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.core.botocore_stubber import BotocoreStubber
+
+from infra.localcloud.template import load_template
+from memlayer.auth.jwt import mint_dev_token
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "memlayer-test-secret-0123456789abcdef"
+REGION = "us-east-1"
+
+
+# ---------------------------------------------------------------- moto stack from template.yaml
+# (Until the shared `cloud` fixture lands; the same block is in each accounts test module.)
+def load_function(name: str) -> ModuleType:
+    path = ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"fn_{name}_{uuid.uuid4().hex}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def reset_caches() -> None:
+    from memlayer import auth, aws
+    from memlayer.settings import get_settings
+    from memlayer.storage import get_store
+
+    get_settings.cache_clear()
+    get_store.cache_clear()
+    aws.client.cache_clear()
+    auth._verifier.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Any:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield from _stack(monkeypatch)
+
+
+def _stack(monkeypatch: pytest.MonkeyPatch) -> Any:
+    template = load_template(ROOT / "template.yaml")
+    resources = template["Resources"]
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "ENVIRONMENT": "test",
+        "LOG_LEVEL": "WARNING",
+        "SUPABASE_JWT_SECRET": SECRET,
+        "TABLE_NAME": "memlayer-test",
+        "UPLOADS_BUCKET": "memlayer-test-uploads",
+    }.items():
+        monkeypatch.setenv(key, value)
+    # moto is not thread-safe (parallel transactions overshoot conditions and raise); real
+    # DynamoDB serializes conflicting writes, so the fake handles one request at a time. The
+    # application's own concurrency stays real.
+    lock = threading.Lock()
+    original = BotocoreStubber.process_request
+
+    def serialized(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", serialized)
+    with mock_aws():
+        table = resources["Table"]["Properties"]
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.create_table(
+            TableName="memlayer-test",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=table["AttributeDefinitions"],
+            KeySchema=table["KeySchema"],
+            GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
+        )
+        sqs = boto3.client("sqs", region_name=REGION)
+        queues = {
+            lid: r.get("Properties") or {}
+            for lid, r in resources.items()
+            if r["Type"] == "AWS::SQS::Queue"
+        }
+        urls: dict[str, str] = {}
+        for lid, props in sorted(queues.items(), key=lambda kv: "RedrivePolicy" in kv[1]):
+            attributes = {}
+            if "RedrivePolicy" in props:
+                policy = props["RedrivePolicy"]
+                target = urls[policy["deadLetterTargetArn"]["Fn::GetAtt"][0]]
+                arn = sqs.get_queue_attributes(QueueUrl=target, AttributeNames=["QueueArn"])
+                attributes["RedrivePolicy"] = json.dumps(
+                    {
+                        "deadLetterTargetArn": arn["Attributes"]["QueueArn"],
+                        "maxReceiveCount": policy["maxReceiveCount"],
+                    }
+                )
+            urls[lid] = sqs.create_queue(QueueName=lid, Attributes=attributes)["QueueUrl"]
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="memlayer-test-uploads")
+        env = template["Globals"]["Function"]["Environment"]["Variables"]
+        dlqs = [urls[ref["Ref"]] for ref in env["DLQ_URLS"]["Fn::Join"][1]]
+        monkeypatch.setenv("ANALYZE_QUEUE_URL", urls["AnalyzeQueue"])
+        monkeypatch.setenv("EMBED_QUEUE_URL", urls["EmbedQueue"])
+        monkeypatch.setenv("TASKS_QUEUE_URL", urls["TasksQueue"])
+        monkeypatch.setenv("DLQ_URLS", ",".join(dlqs))
+        reset_caches()
+        yield SimpleNamespace(ddb=ddb, sqs=sqs, s3=s3, queues=urls, bucket="memlayer-test-uploads")
+    reset_caches()
+
+
+def bearer(user_id: str, *, admin: bool = False) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_dev_token(SECRET, user_id, admin=admin)}"}
+
+
+# ---------------------------------------------------------------- tests
+TABLE = "memlayer-test"
+
+
+def keys(stack: Any) -> set[tuple[str, str]]:
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"TableName": TABLE}
+    while True:
+        resp = stack.ddb.scan(**request)
+        items += resp["Items"]
+        if "LastEvaluatedKey" not in resp:
+            break
+        request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+    return {(i["PK"]["S"], i["SK"]["S"]) for i in items}
+
+
+def objects(stack: Any) -> set[str]:
+    resp = stack.s3.list_objects_v2(Bucket=stack.bucket)
+    return {o["Key"] for o in resp.get("Contents", [])}
+
+
+@pytest.fixture
+def clean(stack: Any) -> Any:
+    """An empty table, bucket and queues for each test (the sweep scans the whole table)."""
+    for pk, sk in keys(stack):
+        stack.ddb.delete_item(TableName=TABLE, Key={"PK": {"S": pk}, "SK": {"S": sk}})
+    for key in objects(stack):
+        stack.s3.delete_object(Bucket=stack.bucket, Key=key)
+    for url in stack.queues.values():
+        while messages := stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
+            "Messages"
+        ):
+            for m in messages:
+                stack.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return stack
+
+
+def put_raw(stack: Any, pk: str, sk: str, expires_at: int, kind: str | None = None) -> None:
+    item = {"PK": {"S": pk}, "SK": {"S": sk}, "expires_at": {"N": str(expires_at)}}
+    if kind:
+        item["type"] = {"S": kind}
+    stack.ddb.put_item(TableName=TABLE, Item=item)
+
+
+async def seed(stack: Any, user: str) -> SimpleNamespace:
+    """One item of every kind that expires, next to live ones; returns what must go."""
+    from memlayer.ids import new_id, utcnow
+    from memlayer.models import JobRecord
+    from memlayer.services import api_keys, memories
+    from memlayer.services.uploads import object_key
+    from memlayer.storage import get_store
+    from memlayer.storage.pipeline import PendingCapture, capture_sk
+    from memlayer.storage.uploads import UploadRecord, upload_sk
+
+    store: Any = get_store()
+    now = utcnow()
+    stamp = int(now.timestamp())
+    pk = f"USER#{user}"
+    gone: set[tuple[str, str]] = set()
+
+    kept_memory = await memories.create(user, memories.Draft(content="keep me"))
+
+    old_job = JobRecord(
+        user_id=user, id=new_id(), created_at=now - timedelta(days=8), updated_at=now
+    )
+    await store.put_job(old_job)
+    gone.add((pk, f"JOB#{old_job.id}"))
+
+    await store.put_connection(user, "conn-old", stamp - 10)
+    await store.put_connection(user, "conn-live", stamp + 3600)
+    gone.add((pk, "CONN#conn-old"))
+
+    put_raw(stack, pk, "IDEM#memories#old", stamp - 1, "idempotency")
+    put_raw(stack, pk, "IDEM#memories#live", stamp + 3600, "idempotency")
+    gone.add((pk, "IDEM#memories#old"))
+
+    old_window = stamp // 60 - 10
+    await store.hit_rate(f"user#{user}", old_window, 100, owner=user)
+    await store.hit_rate("ip#203.0.113.9", old_window, 100, owner=None)
+    await store.hit_rate(f"user#{user}", stamp // 60, 100, owner=user)
+    gone |= {(pk, f"RATE#{old_window}"), ("RATE#ip#203.0.113.9", f"RATE#{old_window}")}
+
+    put_raw(stack, pk, "DAY#2020-01-01", stamp - 86400)
+    gone.add((pk, "DAY#2020-01-01"))
+
+    revoked, _ = await api_keys.create_api_key(user, "old", ["read"])
+    await api_keys.create_api_key(user, "live", ["read"])
+    await api_keys.revoke_api_key(user, revoked.id)
+    stack.ddb.update_item(
+        TableName=TABLE,
+        Key={"PK": {"S": pk}, "SK": {"S": f"KEY#{revoked.id}"}},
+        UpdateExpression="SET expires_at = :e",
+        ExpressionAttributeValues={":e": {"N": str(stamp - 5)}},
+    )
+    gone.add((pk, f"KEY#{revoked.id}"))
+
+    def capture(conversation: str, expires_at: int) -> PendingCapture:
+        return PendingCapture(
+            user_id=user,
+            provider="chatgpt",
+            conversation_id=conversation,
+            capture_id=new_id(),
+            text=f"prompt of {conversation}",
+            url=None,
+            message_id=None,
+            captured_at=now.isoformat(),
+            expires_at=expires_at,
+        )
+
+    await store.put_capture(capture("lost#1", stamp - 3600))  # its flush task was lost
+    await store.put_capture(capture("late", stamp - 30))  # its task may still come
+    await store.put_capture(capture("live", stamp + 300))
+    gone.add((pk, capture_sk("chatgpt", "lost#1")))
+
+    def upload(age: timedelta, status: str, purge: timedelta | None) -> UploadRecord:
+        upload_id = new_id()
+        created = now - age
+        record = UploadRecord(
+            user_id=user,
+            id=upload_id,
+            filename="notes.txt",
+            content_type="text/plain",
+            size=5,
+            key=object_key(user, upload_id, "notes.txt"),
+            status=status,  # type: ignore[arg-type]
+            created_at=created,
+            updated_at=created,
+            url_expires_at=created + timedelta(minutes=15),
+            purge_after=created + purge if purge else None,
+        )
+        stack.s3.put_object(Bucket=stack.bucket, Key=record.key, Body=b"hello")
+        return record
+
+    expired_ticket = upload(timedelta(hours=25), "awaiting", timedelta(hours=24, minutes=15))
+    orphan = upload(timedelta(hours=24, minutes=30), "awaiting", timedelta(hours=24, minutes=45))
+    recent = upload(timedelta(hours=1), "awaiting", timedelta(hours=24, minutes=15))
+    completed = upload(timedelta(hours=48), "completed", None)
+    for record in (expired_ticket, orphan, recent, completed):
+        await store.put_upload(record)
+    gone |= {(pk, upload_sk(expired_ticket.id)), (pk, upload_sk(orphan.id))}
+
+    return SimpleNamespace(
+        gone=gone,
+        gone_objects={expired_ticket.key, orphan.key},
+        kept_objects={recent.key, completed.key},
+        kept_memory=kept_memory.memory.id,
+        lost_prompt="prompt of lost#1",
+    )
+
+
+EXPECTED = {
+    "jobs": 1,
+    "connections": 1,
+    "idempotency": 1,
+    "rate": 2,
+    "counters": 1,
+    "api_keys": 1,
+    "uploads": 2,
+    "files": 2,
+}
+
+
+def prompt_memories(user: str) -> list[Any]:
+    from memlayer.storage import get_store
+
+    records = asyncio.run(get_store().all_memories(user))
+    return [r for r in records if r.kind == "prompt"]
+
+
+def test_cleanup_removes_exactly_what_expired(clean: Any) -> None:
+    from memlayer.services.cleanup import run_cleanup
+
+    user = f"user-{uuid.uuid4()}"
+    seeded = asyncio.run(seed(clean, user))
+    before = keys(clean)
+    assert seeded.gone <= before
+
+    report = asyncio.run(run_cleanup())
+
+    assert report["deleted"] == EXPECTED
+    assert report["captures_flushed"] == 1
+    assert report["captures_waiting"] == 1
+    assert report["errors"] == 0
+    after = keys(clean)
+    assert not (seeded.gone & after)
+    # Nothing else went; what is new is the flushed prompt (a memory and its job).
+    assert (before - seeded.gone) <= after
+    new = after - before
+    assert sorted(sk.split("#")[0] for _, sk in new) == ["JOB", "MEM"]
+    [prompt] = prompt_memories(user)
+    assert prompt.content == seeded.lost_prompt
+    assert prompt.source.conversation_id == "lost#1"
+    assert (f"USER#{user}", f"MEM#{seeded.kept_memory}") in after
+    assert objects(clean) == seeded.kept_objects
+
+    # A second sweep finds nothing more to do.
+    again = asyncio.run(run_cleanup())
+    assert set(again["deleted"].values()) == {0}
+    assert again["captures_flushed"] == 0
+    assert keys(clean) == after
+
+
+def test_two_concurrent_sweeps_are_harmless(clean: Any) -> None:
+    from memlayer.services.cleanup import run_cleanup
+
+    user = f"user-{uuid.uuid4()}"
+    seeded = asyncio.run(seed(clean, user))
+    before = keys(clean)
+
+    async def both() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(run_cleanup(), run_cleanup()))
+
+    first, second = asyncio.run(both())
+
+    total = {k: first["deleted"][k] + second["deleted"][k] for k in EXPECTED}
+    assert total == EXPECTED
+    assert first["captures_flushed"] + second["captures_flushed"] == 1
+    assert first["errors"] == second["errors"] == 0
+    assert len(prompt_memories(user)) == 1  # claimed by one sweep, never flushed twice
+    after = keys(clean)
+    assert not (seeded.gone & after)
+    assert (before - seeded.gone) <= after
+    assert objects(clean) == seeded.kept_objects
+
+
+def test_scheduled_handler_reports_dead_letters(
+    clean: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from memlayer.observability import get_metrics
+
+    get_metrics().clear_metrics()  # direct run_cleanup calls above never flushed theirs
+    event = json.loads((ROOT / "events" / "cleanup_schedule.json").read_text())
+    clean.sqs.send_message(QueueUrl=clean.queues["TasksDLQ"], MessageBody='{"type": "export"}')
+    put_raw(clean, "USER#someone", "CONN#gone", int(time.time()) - 60, "connection")
+
+    report = load_function("cleanup").handler(event, None)
+
+    assert report["deleted"]["connections"] == 1
+    assert report["dlqs"]["TasksDLQ"]["visible"] == 1
+    assert report["dead_letters"] == 1
+    assert keys(clean) == set()
+    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "memlayer"
+    assert emf["CleanupDeleted_connections"] in (1, [1])
+    assert emf["DeadLetters"] in (1, [1])

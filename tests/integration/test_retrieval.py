@@ -1,0 +1,207 @@
+"""Search, context and chat through the local cloud (offline providers: hash embeddings)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from pydantic import SecretStr
+
+from tests.conftest import User, make_user
+
+NOTES = [
+    "The staging database listens on port 6543 behind the bastion host",
+    "Grandma's apple pie recipe: butter, flour, cinnamon and six apples",
+    "Kubernetes pods restart when the liveness probe fails three times",
+    "Flight to Lisbon departs Thursday at 7:40 from terminal 2",
+]
+
+
+def add(user: User, content: str, **extra: object) -> str:
+    response = user.http.post("/v1/memories", json={"content": content, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def search(user: User, query: str, **body: object) -> list[dict]:
+    response = user.http.post("/v1/search", json={"query": query, **body})
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    assert payload["took_ms"] >= 0
+    return payload["items"]
+
+
+@pytest.fixture
+def seeded(cloud: object, user: User) -> dict[str, str]:
+    ids = {note: add(user, note) for note in NOTES}
+    cloud.drain(timeout=30)  # type: ignore[attr-defined]
+    return ids
+
+
+def test_hybrid_search_finds_the_right_memory_with_highlights(
+    user: User, seeded: dict[str, str]
+) -> None:
+    items = search(user, "which port does the staging database use?")
+    assert items[0]["memory"]["id"] == seeded[NOTES[0]]
+    assert items[0]["memory"]["status"] == "ready"
+    assert 0 < items[0]["score"] <= 1
+    assert any("<mark>" in h for h in items[0]["highlights"])
+    for mode in ("keyword", "semantic"):
+        assert search(user, "apple pie recipe", mode=mode)[0]["memory"]["id"] == seeded[NOTES[1]]
+
+
+def test_pending_memories_are_found_by_keyword(cloud: object, user: User) -> None:
+    memory_id = add(user, "zanzibar ferry timetable")  # searched before the pipeline runs
+    items = search(user, "zanzibar ferry", mode="keyword")
+    assert [item["memory"]["id"] for item in items] == [memory_id]
+    cloud.drain(timeout=30)  # type: ignore[attr-defined]
+
+
+def test_filters_and_duplicates(cloud: object, user: User) -> None:
+    add(user, "rust borrow checker notes", kind="note", tags=["weekend-reading"])
+    add(user, "rust borrow checker question", kind="prompt")
+    first = add(user, "Same shared text about tea", kind="share")
+    add(user, "Same shared text about tea", kind="share")
+    cloud.drain(timeout=30)  # type: ignore[attr-defined]
+    kinds = {i["memory"]["kind"] for i in search(user, "rust", filters={"kind": "prompt"})}
+    assert kinds == {"prompt"}
+    tagged = search(user, "rust", filters={"tags": ["weekend-reading"]})
+    assert [i["memory"]["content"] for i in tagged] == ["rust borrow checker notes"]
+    tea = search(user, "shared text about tea")
+    assert [i["memory"]["content"] for i in tea].count("Same shared text about tea") == 1
+    assert first in {i["memory"]["id"] for i in tea}
+
+
+def test_search_never_crosses_users(cloud: object) -> None:
+    users = [make_user(cloud) for _ in range(6)]
+    own: dict[str, set[str]] = {}
+    for n, member in enumerate(users):
+        own[member.user_id] = {
+            add(member, f"shared topic: quarterly budget review number {k} of user {n}")
+            for k in range(3)
+        }
+    cloud.drain(timeout=30)  # type: ignore[attr-defined]
+    for member in users:
+        for mode in ("hybrid", "semantic", "keyword"):
+            found = {
+                i["memory"]["id"] for i in search(member, "quarterly budget review", mode=mode)
+            }
+            assert found == own[member.user_id], mode
+        member.http.close()
+
+
+def test_edit_and_delete_show_in_the_very_next_search(user: User, seeded: dict[str, str]) -> None:
+    target = seeded[NOTES[3]]
+    assert search(user, "Lisbon flight")[0]["memory"]["id"] == target
+    patched = user.http.patch(f"/v1/memories/{target}", json={"content": "Train to Porto"})
+    assert patched.status_code == 200
+    assert target not in {i["memory"]["id"] for i in search(user, "Lisbon", mode="keyword")}
+    assert search(user, "Porto train", mode="keyword")[0]["memory"]["id"] == target
+    assert user.http.delete(f"/v1/memories/{seeded[NOTES[2]]}").status_code == 204
+    gone = {i["memory"]["id"] for i in search(user, "kubernetes liveness probe")}
+    assert seeded[NOTES[2]] not in gone
+
+
+def test_context_respects_budget_and_skips_what_the_chat_has(
+    user: User, seeded: dict[str, str]
+) -> None:
+    whole = user.http.post("/v1/context", json={"query": "staging database port"}).json()
+    assert seeded[NOTES[0]] in whole["memories"]
+    assert "6543" in whole["context"]
+    used = []
+    for budget in (60, 120, 400):
+        block = user.http.post(
+            "/v1/context", json={"query": "database port pie flight", "max_tokens": budget}
+        ).json()
+        assert block["tokens"] <= budget
+        assert bool(block["context"]) == bool(block["memories"])
+        used.append(len(block["memories"]))
+    assert used == sorted(used) and used[-1] >= 2  # a bigger budget fits more
+    skipped = user.http.post(
+        "/v1/context",
+        json={
+            "query": "staging database port",
+            "conversation_text": "Earlier you said: " + NOTES[0] + ". Thanks!",
+        },
+    ).json()
+    assert seeded[NOTES[0]] not in skipped["memories"]
+    assert "6543" not in skipped["context"]
+    assert user.http.post("/v1/context", json={"query": "x", "max_tokens": 5}).status_code == 422
+
+
+def test_offline_chat_quotes_memories_and_reports_them(user: User, seeded: dict[str, str]) -> None:
+    response = user.http.post("/v1/chat", json={"message": "When is my flight to Lisbon?"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["provider"] == "offline"
+    assert "offline" in body["response"].lower()
+    assert seeded[NOTES[3]] in body["context_used"]
+    assert "Lisbon" in body["response"]
+
+
+class _FakeAnthropic(BaseHTTPRequestHandler):
+    prompts: list[str] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        _FakeAnthropic.prompts.append(json.dumps(body))
+        answer = {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [{"type": "text", "text": "Thursday at 7:40."}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 100, "output_tokens": 5},
+        }
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeAnthropic)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FakeAnthropic.prompts.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_chat_context_used_matches_what_the_model_was_given(
+    monkeypatch: pytest.MonkeyPatch, user: User, seeded: dict[str, str], fake_anthropic: str
+) -> None:
+    from memlayer.services import retrieval
+    from memlayer.settings import get_settings
+
+    settings = get_settings().model_copy(
+        update={
+            "chat_provider": "anthropic",
+            "anthropic_api_key": SecretStr("sk-ant-test"),
+            "anthropic_base_url": fake_anthropic,
+            "provider_max_retries": 0,
+        }
+    )
+    monkeypatch.setattr(retrieval, "get_settings", lambda: settings)
+    answer = asyncio.run(
+        retrieval.chat(user.user_id, retrieval.ChatIn(message="When is my flight to Lisbon?"))
+    )
+    assert answer.provider == "anthropic"
+    assert answer.response == "Thursday at 7:40."
+    assert len(_FakeAnthropic.prompts) == 1
+    sent = _FakeAnthropic.prompts[0]
+    assert answer.context_used and seeded[NOTES[3]] in answer.context_used
+    for memory_id in seeded.values():
+        assert (memory_id in sent) == (memory_id in answer.context_used)
