@@ -8,7 +8,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCAL_STAMP := $(VENV)/.installed-local
 PORT ?= 8787
-export PORT
+# make dev signs its dev token with this; set your Supabase project's secret to use real tokens.
+SUPABASE_JWT_SECRET ?= memlayer-local-dev-secret-not-for-production
+export PORT SUPABASE_JWT_SECRET
 
 .PHONY: install dev test lint typecheck invoke bench build openapi lock clean
 
@@ -27,7 +29,7 @@ $(LOCAL_STAMP): $(STAMP) requirements/local.lock
 install: $(STAMP)
 
 dev: $(STAMP) $(if $(filter local,$(EMBEDDINGS_PROVIDER)),$(LOCAL_STAMP))
-	$(PY) -m infra.localcloud serve --port $(PORT)
+	$(PY) -m infra.localcloud serve --port $(PORT) --reload --on-ready infra.devtools:on_ready
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from pydantic import SecretStr
 
 from tests.conftest import User, make_user
+from tests.fakes import FakeAnthropic, serve
 
 NOTES = [
     "The staging database listens on port 6543 behind the bastion host",
@@ -143,45 +142,17 @@ def test_offline_chat_quotes_memories_and_reports_them(user: User, seeded: dict[
     assert "Lisbon" in body["response"]
 
 
-class _FakeAnthropic(BaseHTTPRequestHandler):
-    prompts: list[str] = []
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        _FakeAnthropic.prompts.append(json.dumps(body))
-        answer = {
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": body["model"],
-            "content": [{"type": "text", "text": "Thursday at 7:40."}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": {"input_tokens": 100, "output_tokens": 5},
-        }
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        return
-
-
 @pytest.fixture
-def fake_anthropic() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeAnthropic)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _FakeAnthropic.prompts.clear()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    with serve(FakeAnthropic(chat_text="Thursday at 7:40.")) as fake:
+        yield fake
 
 
 def test_chat_context_used_matches_what_the_model_was_given(
-    monkeypatch: pytest.MonkeyPatch, user: User, seeded: dict[str, str], fake_anthropic: str
+    monkeypatch: pytest.MonkeyPatch,
+    user: User,
+    seeded: dict[str, str],
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     from memlayer.services import retrieval
     from memlayer.settings import get_settings
@@ -190,7 +161,7 @@ def test_chat_context_used_matches_what_the_model_was_given(
         update={
             "chat_provider": "anthropic",
             "anthropic_api_key": SecretStr("sk-ant-test"),
-            "anthropic_base_url": fake_anthropic,
+            "anthropic_base_url": fake_anthropic.url,
             "provider_max_retries": 0,
         }
     )
@@ -200,8 +171,8 @@ def test_chat_context_used_matches_what_the_model_was_given(
     )
     assert answer.provider == "anthropic"
     assert answer.response == "Thursday at 7:40."
-    assert len(_FakeAnthropic.prompts) == 1
-    sent = _FakeAnthropic.prompts[0]
+    assert len(fake_anthropic.requests) == 1
+    sent = json.dumps(fake_anthropic.requests[0])
     assert answer.context_used and seeded[NOTES[3]] in answer.context_used
     for memory_id in seeded.values():
         assert (memory_id in sent) == (memory_id in answer.context_used)

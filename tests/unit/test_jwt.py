@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
 from memlayer.auth.jwt import JwtVerifier, VerifiedToken, mint_dev_token
 from memlayer.errors import Unauthorized
 

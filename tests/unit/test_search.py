@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from memlayer.search import Hit, IndexedDoc, SearchFilters, UserIndex, highlight, tokenize
+from memlayer.search import index as index_module
 from memlayer.search.text import stem
 
 DIM = 16
@@ -95,7 +96,7 @@ def test_keyword_matches_word_forms_and_tags():
 @pytest.mark.parametrize("store", ["int8", "float32"])
 def test_semantic_equals_float32_brute_force(store):
     rng = np.random.default_rng(42)
-    n, dim = 2000, 64
+    n, dim = 3000, 64  # above index._GATHER_MAX, so unfiltered queries take the int8 scan
     # clustered vectors make close calls near the cut, where a compact store could slip
     centers = rng.standard_normal((20, dim)).astype(np.float32)
     mat = centers[rng.integers(0, 20, n)] + 0.3 * rng.standard_normal((n, dim)).astype(np.float32)
@@ -107,6 +108,7 @@ def test_semantic_equals_float32_brute_force(store):
     index = UserIndex.build(docs, dim, vector_store=store)
     unit = mat / np.linalg.norm(mat, axis=1, keepdims=True)
     share = np.asarray([k == "share" for k in kinds])
+    assert n > index_module._GATHER_MAX
     for qi in range(25):
         q = centers[qi % 20] + 0.3 * rng.standard_normal(dim).astype(np.float32)
         scores = unit @ (q / np.linalg.norm(q))

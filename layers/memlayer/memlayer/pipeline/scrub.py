@@ -56,7 +56,15 @@ _CODE_PREFIXES = (
     "os.", "self.", "this.", "process.env", "env.", "env[", "settings.", "config.", "cfg.",
     "request.", "args.", "opts.", "options.", "props.", "getenv", "secrets.", "vault.",
 )  # fmt: skip
-_DOTTED_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[._][A-Za-z_][A-Za-z0-9_]*)+")
+_IDENTIFIER_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _code_reference(value: str) -> bool:
+    """`db_password`, `cfg.secret`: an identifier, not a literal (one char class, no nesting,
+    so no catastrophic backtracking)."""
+    return ("." in value or "_" in value) and _IDENTIFIER_PATH.fullmatch(value) is not None
+
+
 _GENERIC_TYPE = re.compile(r"[A-Z][A-Za-z]*\[")
 
 
@@ -81,7 +89,7 @@ def _password(value: str, match: re.Match[str]) -> bool:
         return True
     # Unquoted values in code are usually identifiers (`password=db_password`, `cfg.pw`), and
     # after a colon in prose usually words ("reset your password: click the link").
-    if _DOTTED_IDENTIFIER.fullmatch(value):
+    if _code_reference(value):
         return False
     return "=" in match.group("sep") or not value.isalpha() or not value.islower()
 

@@ -49,6 +49,7 @@ COVERAGE_POWER = 2.0  # hybrid: a keyword hit counts by (share of query IDF it h
 RECENCY_WEIGHT = 0.05  # at most +5% to a fused score, for a memory created just now
 RECENCY_HALF_LIFE_DAYS = 30.0
 _CHUNK = 512  # rows per block when scanning int8 codes (fits in L2)
+_GATHER_MAX = 2048  # at most this many allowed rows: exact scores without the int8 scan
 _ERR_EPS = 1e-4  # slack for float32 rounding in the approximate scan (the bound stays valid)
 
 
@@ -319,12 +320,13 @@ class _Segment:
         k = min(k, count)
         if k == 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
+        if count <= _GATHER_MAX or (self.codes is None and count < self.n // 4):
+            # a narrow filter: score the few allowed rows exactly instead of scanning all
+            rows = np.flatnonzero(allowed)
+            scores = np.asarray(self.unit[rows]) @ q
+            best = _top(scores, k)
+            return rows[best], scores[best]
         if self.codes is None:
-            if count < self.n // 4:
-                rows = np.flatnonzero(allowed)
-                scores = np.asarray(self.unit[rows]) @ q
-                best = _top(scores, k)
-                return rows[best], scores[best]
             scores = self.unit @ q
             scores[~allowed] = -np.inf
             best = _top(scores, k)

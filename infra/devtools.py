@@ -1,0 +1,38 @@
+"""`make dev` helpers: what to print once the local cloud is up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEV_USER = "dev-user"
+
+
+def on_ready(cloud: Any) -> None:
+    from memlayer.auth.jwt import mint_dev_token
+    from memlayer.settings import get_settings
+
+    get_settings.cache_clear()
+    settings = get_settings()
+    secret = settings.supabase_jwt_secret
+    if secret is None:
+        print("SUPABASE_JWT_SECRET is not set: no dev token (JWKS mode).")
+        return
+    token = mint_dev_token(secret.get_secret_value(), DEV_USER, admin=True)
+    base = cloud.base_url
+    print(
+        f"""
+memlayer is running at {base}   (WebSocket: {cloud.ws_url}?token=$TOKEN)
+
+A dev token for user '{DEV_USER}' (admin, valid 24 h):
+
+export TOKEN={token}
+
+Try it:
+
+curl -s -X POST {base}/v1/memories -H "Authorization: Bearer $TOKEN" \\
+  -H 'content-type: application/json' -d '{{"content": "The staging database is on port 6543"}}'
+curl -s -X POST {base}/v1/search -H "Authorization: Bearer $TOKEN" \\
+  -H 'content-type: application/json' -d '{{"query": "staging database port"}}'
+""",
+        flush=True,
+    )
