@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 import zipfile
 from typing import Any
 
@@ -93,7 +94,7 @@ def seed(cloud: Any, user_id: str) -> dict[str, Any]:
             ),
         )
     ).memory
-    cloud.drain()  # enrichment first, so the analysis set below stays
+    cloud.drain(timeout=30)  # enrichment first, so the analysis set below stays
     record = run(store.get_memory(user_id, first.id))
     analysed = run(
         store.save_memory(
@@ -114,10 +115,13 @@ def export_through_the_api(cloud: Any, user: User) -> dict[str, Any]:
     accepted = user.http.post("/v1/export")
     assert accepted.status_code == 202, accepted.text
     job_id = accepted.json()["job_id"]
-    cloud.drain()
-    job = user.http.get(f"/v1/jobs/{job_id}")
-    assert job.status_code == 200, job.text
-    return dict(job.json())
+    deadline = time.monotonic() + 30
+    while True:
+        job = user.http.get(f"/v1/jobs/{job_id}")
+        assert job.status_code == 200, job.text
+        if job.json()["status"] in ("completed", "failed") or time.monotonic() > deadline:
+            return dict(job.json())
+        time.sleep(0.05)
 
 
 def test_export_zip_holds_every_memory_with_its_analysis(cloud: Any, user: User) -> None:

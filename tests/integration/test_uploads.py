@@ -43,14 +43,24 @@ def post_form(ticket: dict[str, Any], data: bytes, content_type: str | None = No
     assert response.status_code in (200, 201, 204), response.text
 
 
-def upload(cloud: Any, user: User, filename: str, content_type: str, data: bytes) -> dict:
-    """Ticket → form POST → drain the workers → the upload's status."""
+def wait_for_upload(user: User, upload_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Polls GET /v1/uploads/{id} until the extract worker is done with it (enrichment of
+    the new memory may still be running)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = user.http.get(f"/v1/uploads/{upload_id}")
+        assert response.status_code == 200, response.text
+        status = response.json()
+        if status["status"] in ("completed", "failed") or time.monotonic() > deadline:
+            return dict(status)
+        time.sleep(0.05)
+
+
+def upload(user: User, filename: str, content_type: str, data: bytes) -> dict[str, Any]:
+    """Ticket → form POST → S3 notification → extract worker → the upload's final status."""
     ticket = request_ticket(user, filename, content_type, max(1, len(data)))
     post_form(ticket, data)
-    cloud.drain()
-    status = user.http.get(f"/v1/uploads/{ticket['upload_id']}")
-    assert status.status_code == 200, status.text
-    return status.json()
+    return wait_for_upload(user, ticket["upload_id"])
 
 
 def make_pdf(text: str) -> bytes:
@@ -201,7 +211,7 @@ def test_content_type_is_normalized(user: User) -> None:
 
 def test_text_file_becomes_a_file_memory(cloud: Any, user: User) -> None:
     body = b"Meeting notes\n\nWe chose DynamoDB for the single-table design.\n"
-    status = upload(cloud, user, "my notes+ideas.txt", "text/plain", body)
+    status = upload(user, "my notes+ideas.txt", "text/plain", body)
     assert status["status"] == "completed", status
     assert status.get("error") is None
     memory = user.http.get(f"/v1/memories/{status['memory_id']}").json()
@@ -212,12 +222,14 @@ def test_text_file_becomes_a_file_memory(cloud: Any, user: User) -> None:
     assert memory["metadata"]["content_type"] == "text/plain"
     assert memory["metadata"]["size"] == len(body)
     assert memory["metadata"]["upload_id"] == status["upload_id"]
+    cloud.drain(timeout=30)
+    memory = user.http.get(f"/v1/memories/{status['memory_id']}").json()
     assert memory["status"] == "ready"  # enriched like any other memory
     assert memory["analysis"] is not None
 
 
 def test_redelivered_notification_changes_nothing(cloud: Any, user: User) -> None:
-    status = upload(cloud, user, "once.txt", "text/plain", b"hello world")
+    status = upload(user, "once.txt", "text/plain", b"hello world")
     assert status["status"] == "completed"
     key = f"uploads/{user.user_id}/{status['upload_id']}/once.txt"
     event = sqs_event(cloud, {"again": s3_notification(bucket(cloud), key, 11)})
@@ -229,7 +241,7 @@ def test_redelivered_notification_changes_nothing(cloud: Any, user: User) -> Non
 
 def test_pdf_text_is_extracted(cloud: Any, user: User) -> None:
     pdf = make_pdf("Quarterly revenue grew by 42 percent")
-    status = upload(cloud, user, "report.pdf", "application/pdf", pdf)
+    status = upload(user, "report.pdf", "application/pdf", pdf)
     assert status["status"] == "completed", status
     memory = user.http.get(f"/v1/memories/{status['memory_id']}").json()
     assert "Quarterly revenue grew by 42 percent" in memory["content"]
@@ -244,7 +256,7 @@ def test_html_text_is_extracted(cloud: Any, user: User) -> None:
         f"<nav>Home | About</nav><article><h1>Durability</h1><p>{paragraph}</p>"
         f"<p>{paragraph}</p></article></body></html>"
     ).encode()
-    status = upload(cloud, user, "page.html", "text/html", html)
+    status = upload(user, "page.html", "text/html", html)
     assert status["status"] == "completed", status
     memory = user.http.get(f"/v1/memories/{status['memory_id']}").json()
     assert "keep every capture durable" in memory["content"]
@@ -257,17 +269,12 @@ def test_html_text_is_extracted(cloud: Any, user: User) -> None:
     [
         ("fake.pdf", "application/pdf", b"just some text, not a PDF", "declared application/pdf"),
         ("empty.txt", "text/plain", b"", "the file is empty"),
-        ("image.txt", "text/plain", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "PNG image"),
-        ("blob.md", "text/markdown", b"abc\x00\x01\x02def" * 20, "binary"),
-        ("plain.html", "text/html", b"no markup here at all", "no HTML markup"),
-        ("blank.txt", "text/plain", b"   \n\n  \t ", "no text"),
-        ("broken.pdf", "application/pdf", b"%PDF-1.7\n" + bytes(range(256)) * 4, "PDF"),
     ],
 )
 def test_bad_files_fail_with_a_reason(
     cloud: Any, user: User, filename: str, content_type: str, data: bytes, reason: str
 ) -> None:
-    status = upload(cloud, user, filename, content_type, data)
+    status = upload(user, filename, content_type, data)
     assert status["status"] == "failed"
     assert reason in status["error"]
     assert status.get("memory_id") is None
@@ -275,12 +282,42 @@ def test_bad_files_fail_with_a_reason(
     assert objects_under(cloud, f"uploads/{user.user_id}/{status['upload_id']}/") == []
 
 
+@pytest.mark.parametrize(
+    ("content_type", "data", "reason"),
+    [
+        ("text/plain", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "is a PNG image"),
+        ("text/markdown", b"PK\x03\x04" + b"\x00" * 64, "is a ZIP archive"),
+        ("text/markdown", b"abc\x00\x01\x02def" * 20, "binary"),
+        ("text/plain", bytes(range(1, 32)) * 8, "binary"),
+        ("text/html", b"no markup here at all", "no HTML markup"),
+        ("text/html", b"<html><body><script>var x = 1;</script></body></html>", "no readable"),
+        ("text/plain", b"   \n\n  \t ", "no text"),
+        ("application/pdf", b"\x89PNG\r\n\x1a\n", "is a PNG image"),
+        ("application/pdf", b"%PDF-1.7\n" + bytes(range(256)) * 4, "PDF"),
+        ("application/pdf", make_pdf(""), "no extractable text"),
+    ],
+)
+def test_what_a_file_claims_is_checked(content_type: str, data: bytes, reason: str) -> None:
+    from memlayer.services import uploads
+
+    with pytest.raises(uploads.ExtractionFailed) as failed:
+        run(uploads.extract(data, content_type))
+    assert reason in failed.value.reason
+
+
+def test_long_text_is_cut_to_the_memory_limit() -> None:
+    from memlayer.services import uploads
+
+    extracted = run(uploads.extract(("word " * 50_000).encode(), "text/markdown"))
+    text, truncated = uploads._fit(extracted.text, 100_000)
+    assert truncated and len(text.encode()) <= 100_000
+
+
 def test_object_sent_with_another_type_fails(cloud: Any, user: User) -> None:
     """moto does not enforce the policy's Content-Type condition; the worker checks again."""
     ticket = request_ticket(user, "notes.txt", "text/plain", 5)
     post_form(ticket, b"hello", content_type="text/html")
-    cloud.drain()
-    status = user.http.get(f"/v1/uploads/{ticket['upload_id']}").json()
+    status = wait_for_upload(user, ticket["upload_id"])
     assert status["status"] == "failed"
     assert "sent as text/html" in status["error"]
 
@@ -296,7 +333,7 @@ def test_an_object_never_reaches_another_users_upload(
     s3.put_object(Bucket=bucket(cloud), Key=forged, Body=b"hello", ContentType="text/plain")
     renamed = f"uploads/{user.user_id}/{ticket['upload_id']}/renamed.txt"
     s3.put_object(Bucket=bucket(cloud), Key=renamed, Body=b"hello", ContentType="text/plain")
-    cloud.drain()  # the worker saw both notifications and ignored them
+    cloud.drain(timeout=30)  # the worker saw both notifications and ignored them
     assert user.http.get(f"/v1/uploads/{ticket['upload_id']}").json()["status"] == "awaiting"
     assert other_user.http.get(f"/v1/uploads/{ticket['upload_id']}").status_code == 404
     assert file_memories(user) == [] and file_memories(other_user) == []
@@ -322,7 +359,7 @@ def test_an_upload_in_progress_is_not_taken_twice(cloud: Any, user: User) -> Non
 
 
 def test_deleting_the_memory_deletes_the_upload(cloud: Any, user: User) -> None:
-    status = upload(cloud, user, "keep.txt", "text/plain", b"keep me")
+    status = upload(user, "keep.txt", "text/plain", b"keep me")
     prefix = f"uploads/{user.user_id}/{status['upload_id']}/"
     assert objects_under(cloud, prefix) == [f"{prefix}keep.txt"]
     assert user.http.delete(f"/v1/memories/{status['memory_id']}").status_code == 204

@@ -349,13 +349,38 @@ _RULES: tuple[_Rule, ...] = (
 
 KINDS: tuple[str, ...] = tuple(dict.fromkeys(rule.kind for rule in _RULES))
 
+# Substrings (of the lower-cased text) without which a kind cannot match: most text skips
+# most rules. Kinds not listed always run.
+_HINTS: dict[str, tuple[str, ...]] = {
+    "private_key": ("private key",),
+    "jwt": ("eyj",),
+    "url_credentials": ("://",),
+    "anthropic_key": ("sk-ant-",),
+    "openai_key": ("sk-",),
+    "aws_access_key": ("akia", "asia", "abia", "acca", "a3t"),
+    "github_token": ("gh", "github_pat_"),
+    "slack_token": ("xox", "xapp-", "hooks.slack.com"),
+    "stripe_key": ("_live_", "_test_", "whsec_"),
+    "google_api_key": ("aiza",),
+    "bearer_token": ("bearer",),
+    "basic_auth": ("basic",),
+    "aws_secret_key": ("key",),
+    "password": ("pass", "pwd", "-u", "--user"),
+    "secret": ("key", "secret", "token"),
+    "email": ("@",),
+}
+
 
 def scrub(text: str) -> ScrubResult:
     """Replace secrets and personal data in `text` with `[REDACTED:<kind>]` markers."""
     if not text:
         return ScrubResult(text or "", {})
     found: dict[str, int] = {}
+    lowered = text.lower()
     for rule in _RULES:
+        hints = _HINTS.get(rule.kind)
+        if hints and not any(hint in lowered for hint in hints):
+            continue
         text = rule.pattern.sub(lambda match, rule=rule: _replace(match, rule, found), text)
     return ScrubResult(text, found)
 
