@@ -99,12 +99,18 @@ def child(target: str, requests: int) -> None:
     with mock_aws():
         token, path = None, WARM_GET.get(target, "/v1/health")
         if target != "baseline":
+            import boto3
+
+            from infra.localcloud.resources import table_request
+            from infra.localcloud.stack import build_stack
             from memlayer.auth.jwt import mint_dev_token
             from memlayer.settings import get_settings
 
-            from infra.localcloud.stack import create_resources  # noqa: F401 (tables from template)
-
-            token = mint_dev_token(get_settings().supabase_jwt_secret.get_secret_value(), "bench")
+            table = build_stack(ROOT / "template.yaml").tables["Table"]
+            boto3.client("dynamodb").create_table(**table_request("memlayer", table))
+            secret = get_settings().supabase_jwt_secret
+            assert secret is not None
+            token = mint_dev_token(secret.get_secret_value(), "bench")
         if "{id}" in path:
             path = path.replace("{id}", _seed_memory(handler, token))
         event = _event(path, token)
@@ -178,10 +184,10 @@ def measure(target: str, runs: int, requests: int) -> dict:
 
 
 def http_functions() -> list[str]:
-    from infra.localcloud.template import load_template
+    from infra.localcloud.stack import build_stack
 
-    template = load_template(ROOT / "template.yaml")
-    return sorted(fn.code_dir.name for fn in template.functions.values() if fn.http_routes)
+    stack = build_stack(ROOT / "template.yaml")
+    return sorted({stack.functions[route.function].code_dir.name for route in stack.routes})
 
 
 def main() -> None:
@@ -195,7 +201,7 @@ def main() -> None:
         return
     baseline = measure("baseline", args.runs, args.requests)
     results = {"baseline": baseline, "functions": {}}
-    print(f"{'function':<12} {'init ms':>8} {'× base':>7} {'warm p50 ms':>12} {'p99 ms':>7}  heavy")
+    print(f"{'function':<12} {'init ms':>8} {'x base':>7} {'warm p50 ms':>12} {'p99 ms':>7}  heavy")
     row = "{:<12} {:>8.0f} {:>7.2f} {:>12.3f} {:>7.3f}  {}"
     print(
         row.format(

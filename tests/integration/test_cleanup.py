@@ -6,137 +6,45 @@ harmless when two sweeps run at once."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import threading
 import time
-import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
-from moto.core.botocore_stubber import BotocoreStubber
 
-from infra.localcloud.template import load_template
-from memlayer.auth.jwt import mint_dev_token
+from memlayer.ids import new_id
+from tests.conftest import CLOUD_ENV, reset_caches
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "memlayer-test-secret-0123456789abcdef"
-REGION = "us-east-1"
-
-
-# ---------------------------------------------------------------- moto stack from template.yaml
-# (Until the shared `cloud` fixture lands; the same block is in each accounts test module.)
-def load_function(name: str) -> ModuleType:
-    path = ROOT / "functions" / name / "app.py"
-    spec = importlib.util.spec_from_file_location(f"fn_{name}_{uuid.uuid4().hex}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def reset_caches() -> None:
-    from memlayer import auth, aws
-    from memlayer.settings import get_settings
-    from memlayer.storage import get_store
-
-    get_settings.cache_clear()
-    get_store.cache_clear()
-    aws.client.cache_clear()
-    auth._verifier.cache_clear()
 
 
 @pytest.fixture(scope="module")
-def stack() -> Any:
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        yield from _stack(monkeypatch)
+def private_cloud() -> Iterator[Any]:
+    """A stack of its own (the sweep scans the whole table, and the shared cloud's table holds
+    every other test's items): same template, another stack name, no pumps or schedules."""
+    from infra.localcloud import LocalCloud
 
-
-def _stack(monkeypatch: pytest.MonkeyPatch) -> Any:
-    template = load_template(ROOT / "template.yaml")
-    resources = template["Resources"]
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "ENVIRONMENT": "test",
-        "LOG_LEVEL": "WARNING",
-        "SUPABASE_JWT_SECRET": SECRET,
-        "TABLE_NAME": "memlayer-test",
-        "UPLOADS_BUCKET": "memlayer-test-uploads",
-    }.items():
-        monkeypatch.setenv(key, value)
-    # moto is not thread-safe (parallel transactions overshoot conditions and raise); real
-    # DynamoDB serializes conflicting writes, so the fake handles one request at a time. The
-    # application's own concurrency stays real.
-    lock = threading.Lock()
-    original = BotocoreStubber.process_request
-
-    def serialized(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(BotocoreStubber, "process_request", serialized)
-    with mock_aws():
-        table = resources["Table"]["Properties"]
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName="memlayer-test",
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=table["AttributeDefinitions"],
-            KeySchema=table["KeySchema"],
-            GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
-        )
-        sqs = boto3.client("sqs", region_name=REGION)
-        queues = {
-            lid: r.get("Properties") or {}
-            for lid, r in resources.items()
-            if r["Type"] == "AWS::SQS::Queue"
-        }
-        urls: dict[str, str] = {}
-        for lid, props in sorted(queues.items(), key=lambda kv: "RedrivePolicy" in kv[1]):
-            attributes = {}
-            if "RedrivePolicy" in props:
-                policy = props["RedrivePolicy"]
-                target = urls[policy["deadLetterTargetArn"]["Fn::GetAtt"][0]]
-                arn = sqs.get_queue_attributes(QueueUrl=target, AttributeNames=["QueueArn"])
-                attributes["RedrivePolicy"] = json.dumps(
-                    {
-                        "deadLetterTargetArn": arn["Attributes"]["QueueArn"],
-                        "maxReceiveCount": policy["maxReceiveCount"],
-                    }
-                )
-            urls[lid] = sqs.create_queue(QueueName=lid, Attributes=attributes)["QueueUrl"]
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket="memlayer-test-uploads")
-        env = template["Globals"]["Function"]["Environment"]["Variables"]
-        dlqs = [urls[ref["Ref"]] for ref in env["DLQ_URLS"]["Fn::Join"][1]]
-        monkeypatch.setenv("ANALYZE_QUEUE_URL", urls["AnalyzeQueue"])
-        monkeypatch.setenv("EMBED_QUEUE_URL", urls["EmbedQueue"])
-        monkeypatch.setenv("TASKS_QUEUE_URL", urls["TasksQueue"])
-        monkeypatch.setenv("DLQ_URLS", ",".join(dlqs))
+    with LocalCloud(
+        ROOT / "template.yaml",
+        port=0,
+        env_overrides=CLOUD_ENV,
+        serve_http=False,
+        pumps=False,
+        schedules=False,
+        stack_name="memlayer-cleanup-test",
+    ) as local:
         reset_caches()
-        yield SimpleNamespace(ddb=ddb, sqs=sqs, s3=s3, queues=urls, bucket="memlayer-test-uploads")
+        yield local
     reset_caches()
-
-
-def bearer(user_id: str, *, admin: bool = False) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_dev_token(SECRET, user_id, admin=admin)}"}
-
-
-# ---------------------------------------------------------------- tests
-TABLE = "memlayer-test"
 
 
 def keys(stack: Any) -> set[tuple[str, str]]:
     items: list[dict[str, Any]] = []
-    request: dict[str, Any] = {"TableName": TABLE}
+    request: dict[str, Any] = {"TableName": stack.table}
     while True:
         resp = stack.ddb.scan(**request)
         items += resp["Items"]
@@ -152,10 +60,19 @@ def objects(stack: Any) -> set[str]:
 
 
 @pytest.fixture
-def clean(stack: Any) -> Any:
-    """An empty table, bucket and queues for each test (the sweep scans the whole table)."""
+def clean(private_cloud: Any) -> Any:
+    """An empty table, bucket and queues for each test."""
+    stack = SimpleNamespace(
+        cloud=private_cloud,
+        ddb=private_cloud.boto3_client("dynamodb"),
+        sqs=private_cloud.boto3_client("sqs"),
+        s3=private_cloud.boto3_client("s3"),
+        table=private_cloud.table_name("Table"),
+        bucket=private_cloud.bucket_name("UploadsBucket"),
+        queues={lid: private_cloud.queue_url(lid) for lid in private_cloud.stack.queues},
+    )
     for pk, sk in keys(stack):
-        stack.ddb.delete_item(TableName=TABLE, Key={"PK": {"S": pk}, "SK": {"S": sk}})
+        stack.ddb.delete_item(TableName=stack.table, Key={"PK": {"S": pk}, "SK": {"S": sk}})
     for key in objects(stack):
         stack.s3.delete_object(Bucket=stack.bucket, Key=key)
     for url in stack.queues.values():
@@ -171,7 +88,7 @@ def put_raw(stack: Any, pk: str, sk: str, expires_at: int, kind: str | None = No
     item = {"PK": {"S": pk}, "SK": {"S": sk}, "expires_at": {"N": str(expires_at)}}
     if kind:
         item["type"] = {"S": kind}
-    stack.ddb.put_item(TableName=TABLE, Item=item)
+    stack.ddb.put_item(TableName=stack.table, Item=item)
 
 
 async def seed(stack: Any, user: str) -> SimpleNamespace:
@@ -219,7 +136,7 @@ async def seed(stack: Any, user: str) -> SimpleNamespace:
     await api_keys.create_api_key(user, "live", ["read"])
     await api_keys.revoke_api_key(user, revoked.id)
     stack.ddb.update_item(
-        TableName=TABLE,
+        TableName=stack.table,
         Key={"PK": {"S": pk}, "SK": {"S": f"KEY#{revoked.id}"}},
         UpdateExpression="SET expires_at = :e",
         ExpressionAttributeValues={":e": {"N": str(stamp - 5)}},
@@ -302,7 +219,7 @@ def prompt_memories(user: str) -> list[Any]:
 def test_cleanup_removes_exactly_what_expired(clean: Any) -> None:
     from memlayer.services.cleanup import run_cleanup
 
-    user = f"user-{uuid.uuid4()}"
+    user = f"user-{new_id()}"
     seeded = asyncio.run(seed(clean, user))
     before = keys(clean)
     assert seeded.gone <= before
@@ -335,7 +252,7 @@ def test_cleanup_removes_exactly_what_expired(clean: Any) -> None:
 def test_two_concurrent_sweeps_are_harmless(clean: Any) -> None:
     from memlayer.services.cleanup import run_cleanup
 
-    user = f"user-{uuid.uuid4()}"
+    user = f"user-{new_id()}"
     seeded = asyncio.run(seed(clean, user))
     before = keys(clean)
 
@@ -365,10 +282,11 @@ def test_scheduled_handler_reports_dead_letters(
     clean.sqs.send_message(QueueUrl=clean.queues["TasksDLQ"], MessageBody='{"type": "export"}')
     put_raw(clean, "USER#someone", "CONN#gone", int(time.time()) - 60, "connection")
 
-    report = load_function("cleanup").handler(event, None)
+    report = clean.cloud.invoke("cleanup", event)
 
     assert report["deleted"]["connections"] == 1
-    assert report["dlqs"]["TasksDLQ"]["visible"] == 1
+    tasks_dlq = clean.queues["TasksDLQ"].rsplit("/", 1)[-1]
+    assert report["dlqs"][tasks_dlq]["visible"] == 1
     assert report["dead_letters"] == 1
     assert keys(clean) == set()
     [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]

@@ -1,70 +1,64 @@
 """The presigned upload form's policy document itself (S3 enforces it; moto does not, so it
-is checked here), the R2 variant (a presigned PUT), and object keys. Presigning is local: no
-network."""
+is checked here), the R2 variant (a presigned PUT), download URLs and object keys.
+
+Signing is local computation: each test builds its own client with fake credentials and
+touches neither os.environ nor the cached settings (integration tests share this process
+with a running local cloud)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from memlayer import blobs
 from memlayer.services import uploads
 
-
-def _clear() -> None:
-    import memlayer.aws
-    import memlayer.settings
-
-    memlayer.settings.get_settings.cache_clear()
-    memlayer.aws.client.cache_clear()
-    blobs._dedicated_client.cache_clear()
+BUCKET = "memlayer-test-uploads"
 
 
-@pytest.fixture
-def s3_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    monkeypatch.setenv("ENVIRONMENT", "test")
-    monkeypatch.setenv("UPLOADS_BUCKET", "memlayer-test-uploads")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    _clear()
-    yield monkeypatch
-    _clear()
+def s3_client(region: str = "eu-west-1", endpoint_url: str | None = None) -> Any:
+    return boto3.session.Session().client(
+        "s3",
+        region_name=region,
+        endpoint_url=endpoint_url,
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+        config=Config(signature_version="s3v4"),
+    )
 
 
-def _policy(fields: dict[str, str]) -> dict[str, object]:
-    return json.loads(base64.b64decode(fields["policy"]))
-
-
-def test_post_policy_pins_key_type_size_and_expiry(s3_env: pytest.MonkeyPatch) -> None:
+def test_post_policy_pins_key_type_size_and_expiry() -> None:
     key = uploads.object_key("user-1", "01JDQ3C8Z8X9Y7W6V5T4S3R2Q1", "Résumé (final).pdf")
     before = datetime.now(UTC)
-    presigned = asyncio.run(
-        blobs.presign_upload(
-            key, content_type="application/pdf", size=2048, max_bytes=5_000, expires_in=900
-        )
+    presigned = blobs.sign_upload(
+        s3_client(),
+        BUCKET,
+        key,
+        content_type="application/pdf",
+        size=2048,
+        max_bytes=5_000,
+        expires_in=900,
     )
     assert presigned.method == "POST"
-    assert "memlayer-test-uploads" in presigned.url
+    assert BUCKET in presigned.url
     assert presigned.fields["key"] == key
     assert presigned.fields["Content-Type"] == "application/pdf"
     assert presigned.fields["x-amz-algorithm"] == "AWS4-HMAC-SHA256"  # SigV4, not SigV2
 
-    policy = _policy(presigned.fields)
+    policy = json.loads(base64.b64decode(presigned.fields["policy"]))
     conditions = policy["conditions"]
-    assert isinstance(conditions, list)
     assert ["content-length-range", 1, 5_000] in conditions
     assert {"Content-Type": "application/pdf"} in conditions
     assert {"key": key} in conditions  # exact key: no other object can be written
-    assert {"bucket": "memlayer-test-uploads"} in conditions
+    assert {"bucket": BUCKET} in conditions
     assert not any(isinstance(c, list) and c[0] == "starts-with" for c in conditions)
 
     expires = datetime.fromisoformat(str(policy["expiration"]).replace("Z", "+00:00"))
@@ -72,20 +66,17 @@ def test_post_policy_pins_key_type_size_and_expiry(s3_env: pytest.MonkeyPatch) -
     assert abs((presigned.expires_at - expires).total_seconds()) <= 2
 
 
-def test_r2_gets_a_presigned_put_with_signed_type_and_length(
-    s3_env: pytest.MonkeyPatch,
-) -> None:
-    s3_env.setenv("AWS_ENDPOINT_URL", "https://0123abcd.r2.cloudflarestorage.com")
-    s3_env.setenv("AWS_REGION", "auto")
-    _clear()
-    presigned = asyncio.run(
-        blobs.presign_upload(
-            "uploads/u/01JDQ3C8Z8X9Y7W6V5T4S3R2Q1/a.txt",
-            content_type="text/plain",
-            size=42,
-            max_bytes=5_000,
-            expires_in=300,
-        )
+def test_r2_gets_a_presigned_put_with_signed_type_and_length() -> None:
+    client = s3_client("auto", "https://0123abcd.r2.cloudflarestorage.com")
+    assert blobs.is_r2(client) and not blobs.is_r2(s3_client())
+    presigned = blobs.sign_upload(
+        client,
+        BUCKET,
+        "uploads/u/01JDQ3C8Z8X9Y7W6V5T4S3R2Q1/a.txt",
+        content_type="text/plain",
+        size=42,
+        max_bytes=5_000,
+        expires_in=300,
     )
     assert presigned.method == "PUT"
     assert presigned.fields == {}
@@ -97,8 +88,10 @@ def test_r2_gets_a_presigned_put_with_signed_type_and_length(
     assert query["X-Amz-Expires"] == ["300"]
 
 
-def test_presigned_get_names_the_download(s3_env: pytest.MonkeyPatch) -> None:
-    url = asyncio.run(blobs.presigned_get("exports/u/J.zip", expires_in=60, filename="e x.zip"))
+def test_download_url_names_the_file() -> None:
+    url = blobs.sign_download(
+        s3_client(), BUCKET, "exports/u/J.zip", expires_in=60, filename="e x.zip"
+    )
     query = parse_qs(urlsplit(url).query)
     assert query["response-content-disposition"] == ["attachment; filename*=UTF-8''e%20x.zip"]
     assert query["X-Amz-Expires"] == ["60"]

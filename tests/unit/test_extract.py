@@ -109,11 +109,25 @@ def test_xhtml_with_xml_declaration() -> None:
 )  # fmt: skip
 def test_garbage_input_does_not_raise(garbage: str) -> None:
     page = extract_page(garbage, "https://example.com/g")
-    assert page.title is None
-    assert page.description is None
+    assert (page.title, page.description, page.site_name) == (None, None, None)
     assert page.canonical_url == "https://example.com/g"
-    assert isinstance(page.text, str)
-    assert page.text.strip("\ufffd \n") == ""
+    assert "\x00" not in page.text
+    assert len(page.text) <= len(garbage.strip())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Just a plain text file.\n\nSecond paragraph, with 3 < 4 in it.",
+        "# Notes\n\n- first item\n- second item\n",
+        '{"title": "a JSON body", "items": [1, 2, 3]}',
+    ],
+)
+def test_bodies_without_markup_are_the_text(body: str) -> None:
+    page = extract_page(f"  {body}\n", "https://example.com/notes.txt")
+    assert page.text == body.strip()
+    assert page.title is None
+    assert page.canonical_url == "https://example.com/notes.txt"
 
 
 @pytest.mark.parametrize(

@@ -4,18 +4,23 @@ HTTP servers (reachable only through `allow_hosts`). Nothing leaves the machine.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ipaddress
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from memlayer.errors import ProviderError
+from memlayer.pipeline import fetch as fetch_module
 from memlayer.pipeline.fetch import (
     FetchedPage,
     FetchError,
@@ -500,3 +505,108 @@ def test_connection_refused_is_retryable(server: Server) -> None:
     error = refused(f"http://127.0.0.1:{port}/", allow_hosts=[f"127.0.0.1:{port}"])
     assert error.retryable is True
     assert "could not connect" in error.reason
+
+
+# --- TLS with a pinned address ---------------------------------------------------------------
+
+
+def _tls_contexts(hostname: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A throwaway CA and a leaf certificate for `hostname`: (server context, client context)."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(subject: str, key, issuer_name, issuer_key, *, ca: bool, san: str | None = None):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        # The key identifiers are required by Python 3.13's strict X.509 verification.
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        ).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+        if ca:
+            usage = dict.fromkeys(
+                ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+                 "encipher_only", "decipher_only"),
+                False,
+            )  # fmt: skip
+            builder = builder.add_extension(
+                x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, **usage),
+                critical=True,
+            )
+        if san:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False
+            )
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "memlayer test CA")])
+    ca_cert = build("memlayer test CA", ca_key, ca_name, ca_key, ca=True)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = build(hostname, leaf_key, ca_name, ca_key, ca=False, san=hostname)
+
+    pem = serialization.Encoding.PEM
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_path, key_path = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+        cert_path.write_bytes(leaf.public_bytes(pem))
+        key_path.write_bytes(
+            leaf_key.private_bytes(
+                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cadata=ca_cert.public_bytes(pem).decode())
+    return server, client
+
+
+@pytest.fixture
+def tls_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    server_context, client_context = _tls_contexts("secure.example")
+    monkeypatch.setattr(fetch_module, "_ssl_context", lambda: client_context)
+    httpd = _Server()
+    httpd.socket = server_context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield Server(httpd.server_address[1], httpd.hits)
+    finally:
+        _stop(httpd, thread)
+
+
+def test_https_pinned_connection_verifies_the_certificate_for_the_name(
+    tls_server: Server,
+) -> None:
+    # Connected to 127.0.0.1, yet SNI and the certificate check use the host name.
+    port = tls_server.port
+    resolver = _static_resolver({"secure.example": ["127.0.0.1"], "other.example": ["127.0.0.1"]})
+    page = fetch(
+        f"https://secure.example:{port}/host",
+        allow_hosts=["secure.example", "other.example"],
+        resolver=resolver,
+    )
+    assert page.text == f"secure.example:{port}"
+    error = refused(
+        f"https://other.example:{port}/host",
+        allow_hosts=["secure.example", "other.example"],
+        resolver=resolver,
+    )
+    assert "could not connect" in error.reason
+    assert "CERTIFICATE_VERIFY_FAILED" in error.reason
+    assert error.retryable is False  # a certificate mismatch will not fix itself
+    assert tls_server.hits == ["/host"]

@@ -105,8 +105,8 @@ def _dedicated_client(
     )
 
 
-def _is_r2() -> bool:
-    host = urlsplit(str(_client().meta.endpoint_url)).hostname or ""
+def is_r2(client: Any) -> bool:
+    host = urlsplit(str(client.meta.endpoint_url)).hostname or ""
     return host.endswith(".r2.cloudflarestorage.com")
 
 
@@ -114,20 +114,26 @@ def _missing(exc: BaseException) -> bool:
     return aws.error_code(exc) in {"NoSuchKey", "404", "NotFound"}
 
 
-async def presign_upload(
-    key: str, *, content_type: str, size: int, max_bytes: int, expires_in: int
+def sign_upload(
+    client: Any,
+    bucket_name: str,
+    key: str,
+    *,
+    content_type: str,
+    size: int,
+    max_bytes: int,
+    expires_in: int,
 ) -> PresignedUpload:
     """A presigned POST form whose policy allows exactly this key, this Content-Type and
     1..`max_bytes` bytes (S3 enforces the policy; the extract worker checks again). On R2,
-    which has no POST uploads, a presigned PUT signed for this Content-Type and `size`."""
+    which has no POST uploads, a presigned PUT signed for this Content-Type and `size`.
+    Local computation (given credentials): no request is sent."""
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=expires_in)
-    client = _client()
-    if _is_r2():
-        url = await asyncio.to_thread(
-            client.generate_presigned_url,
+    if is_r2(client):
+        url = client.generate_presigned_url(
             "put_object",
             Params={
-                "Bucket": bucket(),
+                "Bucket": bucket_name,
                 "Key": key,
                 "ContentType": content_type,
                 "ContentLength": size,
@@ -135,20 +141,13 @@ async def presign_upload(
             ExpiresIn=expires_in,
         )
         return PresignedUpload(
-            method="PUT",
-            url=url,
-            expires_at=expires_at,
-            headers={"Content-Type": content_type},
+            method="PUT", url=url, expires_at=expires_at, headers={"Content-Type": content_type}
         )
-    post = await asyncio.to_thread(
-        client.generate_presigned_post,
-        Bucket=bucket(),
+    post = client.generate_presigned_post(
+        Bucket=bucket_name,
         Key=key,
         Fields={"Content-Type": content_type},
-        Conditions=[
-            {"Content-Type": content_type},
-            ["content-length-range", 1, max_bytes],
-        ],
+        Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
         ExpiresIn=expires_in,
     )
     return PresignedUpload(
@@ -156,6 +155,23 @@ async def presign_upload(
         url=post["url"],
         expires_at=expires_at,
         fields={str(k): str(v) for k, v in post["fields"].items()},
+    )
+
+
+async def presign_upload(
+    key: str, *, content_type: str, size: int, max_bytes: int, expires_in: int
+) -> PresignedUpload:
+    """`sign_upload` for the uploads bucket (in a thread: the first signing may fetch
+    credentials)."""
+    return await asyncio.to_thread(
+        sign_upload,
+        _client(),
+        bucket(),
+        key,
+        content_type=content_type,
+        size=size,
+        max_bytes=max_bytes,
+        expires_in=expires_in,
     )
 
 
@@ -214,16 +230,22 @@ async def put_file(key: str, fileobj: IO[bytes], *, content_type: str) -> None:
     )
 
 
-async def presigned_get(key: str, *, expires_in: int, filename: str | None = None) -> str:
-    """A download URL. A URL signed with temporary credentials (a Lambda role's) stops working
-    when those credentials expire, whatever `expires_in` says; sign on read when it matters."""
-    params: dict[str, str] = {"Bucket": bucket(), "Key": key}
+def sign_download(
+    client: Any, bucket_name: str, key: str, *, expires_in: int, filename: str | None = None
+) -> str:
+    """A presigned GET URL, as an attachment named `filename`. A URL signed with temporary
+    credentials (a Lambda role's) stops working when they expire, whatever `expires_in`
+    says; sign on read when it matters."""
+    params: dict[str, str] = {"Bucket": bucket_name, "Key": key}
     if filename:
         params["ResponseContentDisposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
-    url = await asyncio.to_thread(
-        _client().generate_presigned_url, "get_object", Params=params, ExpiresIn=expires_in
+    return str(client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in))
+
+
+async def presigned_get(key: str, *, expires_in: int, filename: str | None = None) -> str:
+    return await asyncio.to_thread(
+        sign_download, _client(), bucket(), key, expires_in=expires_in, filename=filename
     )
-    return str(url)
 
 
 def _delete_batch(keys: list[str]) -> int:

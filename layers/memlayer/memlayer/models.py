@@ -200,6 +200,7 @@ class JobRecord(BaseModel):
     download_url: str | None = None
     created_at: Timestamp
     updated_at: Timestamp
+    stage_times: dict[str, Timestamp] = {}  # when each stage began
 
 
 class Job(BaseModel):
@@ -212,6 +213,7 @@ class Job(BaseModel):
     download_url: str | None = None
     created_at: Timestamp
     updated_at: Timestamp
+    stage_times: dict[str, Timestamp] = {}
 
     @classmethod
     def of(cls, record: JobRecord) -> Job:

@@ -5,6 +5,7 @@ workers that want subsegments call `get_tracer()`."""
 
 from __future__ import annotations
 
+import threading
 from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
@@ -36,8 +37,21 @@ def get_tracer() -> Any:
     return Tracer(service=get_settings().service_name)
 
 
+# Powertools keeps one metric set per process; the local cloud runs several functions on
+# threads of one process, so adds and flushes take turns.
+_metrics_lock = threading.Lock()
+
+
 def count(name: str, value: float = 1) -> None:
-    """Records a metric; flushed as EMF when the worker's handler returns (`log_metrics`)."""
+    """Records a metric; flushed as EMF when the worker's handler returns."""
     from aws_lambda_powertools.metrics import MetricUnit
 
-    get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
+    with _metrics_lock:
+        get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def flush_metrics() -> None:
+    with _metrics_lock:
+        metrics = get_metrics()
+        if metrics.provider.metric_set:
+            metrics.flush_metrics()

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from memlayer.observability import get_metrics, logger
+from memlayer.observability import flush_metrics, logger
 from memlayer.runloop import run
 
 __all__ = ["each", "receive_count", "run", "sqs_batch_handler"]
@@ -36,7 +37,6 @@ def sqs_batch_handler(process: BatchFn) -> Callable[[dict[str, Any], Any], dict[
             if failure is not None:
                 raise failure
 
-        metrics = get_metrics()
         try:
             return process_partial_response(
                 event=event,
@@ -45,8 +45,7 @@ def sqs_batch_handler(process: BatchFn) -> Callable[[dict[str, Any], Any], dict[
                 context=context,
             )
         finally:
-            if metrics.provider.metric_set:
-                metrics.flush_metrics()
+            flush_metrics()
 
     return handler
 
@@ -54,16 +53,19 @@ def sqs_batch_handler(process: BatchFn) -> Callable[[dict[str, Any], Any], dict[
 async def each(
     records: list[SQSRecord], step: Callable[[SQSRecord], Awaitable[None]]
 ) -> dict[str, Exception]:
-    """Runs `step` per record; an exception fails that record alone."""
+    """Runs `step` for every record concurrently; an exception fails that record alone."""
+    outcomes = await asyncio.gather(*(step(record) for record in records), return_exceptions=True)
     failures: dict[str, Exception] = {}
-    for record in records:
-        try:
-            await step(record)
-        except Exception as exc:
+    for record, outcome in zip(records, outcomes, strict=True):
+        if isinstance(outcome, Exception):
             logger.warning(
-                "message failed", message_id=record.message_id, error=f"{type(exc).__name__}: {exc}"
+                "message failed",
+                message_id=record.message_id,
+                error=f"{type(outcome).__name__}: {outcome}",
             )
-            failures[record.message_id] = exc
+            failures[record.message_id] = outcome
+        elif isinstance(outcome, BaseException):
+            raise outcome
     return failures
 
 

@@ -29,6 +29,7 @@ TRACKING_PARAMS = frozenset(
 )  # fmt: skip
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_MARKUP = re.compile(r"<\s*(?:!doctype|!--|\?xml|[a-z][a-z0-9-]*[\s/>])", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,12 @@ class ExtractedPage:
 
 
 def extract_page(html: str, url: str) -> ExtractedPage:
-    """Main text and metadata of `html`, fetched from `url` (used to resolve relative links)."""
+    """Main text and metadata of `html`, fetched from `url` (used to resolve relative links).
+
+    Input without any markup (a text/plain, Markdown or JSON body) is returned as the text."""
     html = _CONTROL_CHARS.sub("", html or "")
+    if not _MARKUP.search(html[:65_536]):
+        return ExtractedPage(None, None, url, None, html.strip())
     tree = _parse(html)
     meta = _meta(tree) if tree is not None else {}
     base = _base_url(tree, url) if tree is not None else url

@@ -275,7 +275,7 @@ async def _fetch(
         timeout=httpx.Timeout(io_timeout),
         headers={"User-Agent": USER_AGENT, "Accept": _ACCEPT, "Accept-Encoding": "identity"},
     ) as client:
-        for hop in range(max_redirects + 1):
+        for hop in range(max(0, max_redirects) + 1):
             response = await _connect(client, current, target)
             try:
                 status = response.status_code
@@ -401,6 +401,8 @@ async def _connect(client: httpx.AsyncClient, url: httpx.URL, target: _Target) -
         extensions["sni_hostname"] = host.rstrip(".")  # SNI and certificate check use the name
     last_error: httpx.TransportError | None = None
     for ip in target.addresses:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+            continue  # scoped (link-local) addresses cannot go in a URL, nor be public anyway
         request = client.build_request(
             "GET",
             url.copy_with(host=str(ip)),  # pinned: connect to exactly the address checked

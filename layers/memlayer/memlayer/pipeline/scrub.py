@@ -50,7 +50,7 @@ _PLACEHOLDER = re.compile(
 _NOT_A_VALUE = frozenset(
     {"none", "null", "nil", "true", "false", "undefined", "str", "string", "bytes", "int", "bool",
      "optional", "secretstr", "required", "n/a", "na", "redacted", "hidden",
-     "masked", "empty", "changeme_in_env"}
+     "masked", "empty"}
 )  # fmt: skip
 _CODE_PREFIXES = (
     "os.", "self.", "this.", "process.env", "env.", "env[", "settings.", "config.", "cfg.",

@@ -14,13 +14,12 @@ from __future__ import annotations
 import html
 import math
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from memlayer.search.text import fold, query_terms, tokenize
+from memlayer.search.text import query_terms, tokenize, words
 
 # --------------------------------------------------------------------------------------------
 # token counting
@@ -129,7 +128,7 @@ def estimate_tokens(text: str) -> int:
 @lru_cache(maxsize=1)
 def _exact_counter() -> Callable[[str], int] | None:
     try:
-        import toktok  # type: ignore[import-not-found]
+        import toktok
 
         toktok.batch_count(["probe"], "cl100k_base")
     except Exception:  # not installed or unusable: fall back to the estimate
@@ -184,7 +183,8 @@ _ELLIPSIS = "\u2026"
 
 
 def _norm_words(text: str) -> list[str]:
-    return unicodedata.normalize("NFKC", fold(text)).split()
+    """Folded words without punctuation: "The  FOX, jumps" -> ["the", "fox", "jumps"]."""
+    return words(text)
 
 
 def _shingles(words: list[str]) -> set[int]:
@@ -259,33 +259,47 @@ def _entry(mem: ContextCandidate, body: str, number: int, xml: bool) -> str:
     return f"{head}\n{body}\n\n"
 
 
-def _excerpt(text: str, terms: set[str], chars: int) -> str:
-    """About `chars` characters of `text`, centred on the densest run of query matches."""
-    text = " ".join(text.split())
-    if len(text) <= chars:
-        return text
-    start = 0
-    if terms:
-        positions = [
-            m.start() for m in re.finditer(r"\S+", text) if set(tokenize(m.group())) & terms
-        ]
-        if positions:
-            best, best_count = positions[0], 0
-            for i, p in enumerate(positions):
-                count = sum(1 for q in positions[i:] if q - p <= chars * 0.8)
-                if count > best_count:
-                    best, best_count = p, count
-            start = max(0, best - chars // 5)
-            if start:
-                space = text.rfind(" ", 0, start + 1)
-                start = space + 1 if space >= max(0, start - 20) else start
-    end = min(len(text), start + chars)
-    if end < len(text):
-        space = text.rfind(" ", start, end)
-        if space > start + chars // 2:
-            end = space
-    piece = text[start:end].strip()
-    return (_ELLIPSIS if start > 0 else "") + piece + (_ELLIPSIS if end < len(text) else "")
+class _Excerpts:
+    """Excerpts of one memory's text centred on its densest run of query matches."""
+
+    def __init__(self, text: str, terms: set[str]) -> None:
+        self.text = " ".join(text.split())
+        self.positions = (
+            [m.start() for m in re.finditer(r"\S+", self.text) if set(tokenize(m.group())) & terms]
+            if terms
+            else []
+        )
+
+    def _start(self, chars: int) -> int:
+        positions = self.positions
+        if not positions:
+            return 0
+        best, best_count, j = positions[0], 0, 0
+        for i, p in enumerate(positions):  # sliding window: most matches within ~chars
+            j = max(j, i)
+            while j + 1 < len(positions) and positions[j + 1] - p <= chars * 0.8:
+                j += 1
+            if j - i + 1 > best_count:
+                best, best_count = p, j - i + 1
+        start = max(0, best - chars // 5)
+        if start:
+            space = self.text.rfind(" ", 0, start + 1)
+            start = space + 1 if space >= max(0, start - 20) else start
+        return start
+
+    def get(self, chars: int) -> str:
+        """About `chars` characters, with an ellipsis where the text was cut."""
+        text = self.text
+        if len(text) <= chars:
+            return text
+        start = self._start(chars)
+        end = min(len(text), start + chars)
+        if end < len(text):
+            space = text.rfind(" ", start, end)
+            if space > start + chars // 2:
+                end = space
+        piece = text[start:end].strip()
+        return (_ELLIPSIS if start > 0 else "") + piece + (_ELLIPSIS if end < len(text) else "")
 
 
 def _fit_excerpt(
@@ -294,12 +308,12 @@ def _fit_excerpt(
     """The longest excerpt entry within `budget` tokens (None if not even a small one fits)."""
     if budget < MIN_EXCERPT_TOKENS:
         return None
-    text = mem.text
-    lo, hi = 0, len(text)
+    excerpts = _Excerpts(mem.text, terms)
+    lo, hi = 0, min(len(excerpts.text), budget * 8)  # no token is longer than ~8 characters
     best: str | None = None
     while lo < hi:  # binary search on the excerpt's length in characters
         mid = (lo + hi + 1) // 2
-        entry = _entry(mem, _excerpt(text, terms, mid), number, xml)
+        entry = _entry(mem, excerpts.get(mid), number, xml)
         if count_tokens(entry) <= budget:
             best, lo = entry, mid
         else:

@@ -39,6 +39,7 @@ import numpy as np
 from memlayer.search.text import highlight_terms, query_terms, tokenize
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
+_Ranked = list[tuple[float, int, int]]  # (score, segment, row), best first
 VectorStore = Literal["int8", "float32"]
 
 K1 = 1.2
@@ -49,6 +50,7 @@ COVERAGE_POWER = 2.0  # hybrid: a keyword hit counts by (share of query IDF it h
 RECENCY_WEIGHT = 0.05  # at most +5% to a fused score, for a memory created just now
 RECENCY_HALF_LIFE_DAYS = 30.0
 _CHUNK = 512  # rows per block when scanning int8 codes (fits in L2)
+_BUILD_BLOCK = 8192  # rows per block when normalizing/quantizing at build
 _GATHER_MAX = 2048  # at most this many allowed rows: exact scores without the int8 scan
 _ERR_EPS = 1e-4  # slack for float32 rounding in the approximate scan (the bound stays valid)
 
@@ -117,15 +119,6 @@ class _Vocab(defaultdict[str, int]):
         self.default_factory = self.__len__
 
 
-def _unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows scaled to unit length (float32) and a mask of rows that had a usable vector."""
-    norms = np.linalg.norm(vectors, axis=1)
-    ok = np.isfinite(norms) & (norms > 0)
-    out = np.zeros_like(vectors, dtype=np.float32)
-    out[ok] = vectors[ok] / norms[ok, None]
-    return out, ok
-
-
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest finite scores, best first (ties: lower index first)."""
     finite = np.flatnonzero(np.isfinite(scores))
@@ -183,7 +176,9 @@ class _Segment:
 
     # -- keyword ------------------------------------------------------------------------
 
-    def _build_postings(self, docs: Sequence[IndexedDoc], vocab: _Vocab, avgdl: float | None):
+    def _build_postings(
+        self, docs: Sequence[IndexedDoc], vocab: _Vocab, avgdl: float | None
+    ) -> None:
         n = self.n
         lookup = vocab.__getitem__
         text_ids: list[int] = []
@@ -215,7 +210,6 @@ class _Segment:
             ]
         )
         dl = (text_lens + FIELD_BOOST * field_lens).astype(np.float64)
-        self.doc_len = dl
         if avgdl is None:
             avgdl = float(dl.mean()) if n and dl.sum() > 0 else 1.0
         self.avgdl = avgdl
@@ -270,48 +264,68 @@ class _Segment:
     def _build_vectors(
         self, docs: Sequence[IndexedDoc], vector_store: VectorStore, spill_dir: str | None
     ) -> None:
+        """Normalize, quantize and store vectors block by block, so building needs only the
+        final arrays plus one block of temporaries (not several float32 copies of all)."""
         n, dim = self.n, self.dimensions
-        raw = np.zeros((n, dim), dtype=np.float32)
-        present = np.zeros(n, dtype=bool)
-        for row, d in enumerate(docs):
-            v = d.vector
-            if v is None:
-                continue
-            v = np.asarray(v, dtype=np.float32).reshape(-1)
-            if v.shape[0] != dim:
-                raise ValueError(
-                    f"memory {d.memory_id}: vector has {v.shape[0]} dimensions, not {dim}"
-                )
-            raw[row] = v
-            present[row] = True
-        unit, ok = _unit_rows(raw)
-        self.has_vec = present & ok
         self.vector_store = vector_store
+        self.has_vec = np.zeros(n, dtype=bool)
         self._spill = None
+        self.codes: np.ndarray | None = None
+        self.scale: np.ndarray | None = None
+        self.err: np.ndarray | None = None
+        codes_all = np.zeros((0, dim), dtype=np.int8)
+        scale_all = err_all = np.zeros(0, dtype=np.float32)
+        target: np.ndarray | None = None
         if vector_store == "float32":
-            self.unit = unit
-            self.codes = None
-            self.scale = None
-            self.err = None
-            return
-        absmax = np.abs(unit).max(axis=1) if n else np.zeros(0, np.float32)
-        scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32)
-        codes = np.rint(unit / scale[:, None]).astype(np.int8)
-        resid = unit - codes.astype(np.float32) * scale[:, None]
-        self.codes = codes
-        self.scale = scale
-        self.err = (np.linalg.norm(resid, axis=1) + _ERR_EPS).astype(np.float32)
-        if n == 0:
-            self.unit = unit
-            return
-        # The exact vectors go to an unlinked temp file (freed with the index); page cache
-        # holds what queries touch, and the kernel can drop it under memory pressure.
-        self._spill = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115 - lives with us
-        mm = np.memmap(self._spill, dtype=np.float32, mode="w+", shape=(n, dim))
-        mm[:] = unit
-        mm.flush()
-        self.unit = np.memmap(self._spill, dtype=np.float32, mode="r", shape=(n, dim))
-        del mm
+            self.unit = target = np.zeros((n, dim), dtype=np.float32)
+        else:
+            self.codes = codes_all = np.zeros((n, dim), dtype=np.int8)
+            self.scale = scale_all = np.ones(n, dtype=np.float32)
+            self.err = err_all = np.full(n, _ERR_EPS, dtype=np.float32)
+            if n:
+                # The exact vectors go to an unlinked temp file (freed with the index): page
+                # cache holds what queries touch, and the kernel may drop it under pressure.
+                # blocks are appended to the file, not mapped while dirty
+                self._spill = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115
+        block = np.zeros((min(_BUILD_BLOCK, max(n, 1)), dim), dtype=np.float32)
+        for s in range(0, n, _BUILD_BLOCK):
+            e = min(s + _BUILD_BLOCK, n)
+            raw = block[: e - s]
+            raw.fill(0.0)
+            present = np.zeros(e - s, dtype=bool)
+            for i, d in enumerate(docs[s:e]):
+                if d.vector is None:
+                    continue
+                v = np.asarray(d.vector, dtype=np.float32).reshape(-1)
+                if v.shape[0] != dim:
+                    raise ValueError(
+                        f"memory {d.memory_id}: vector has {v.shape[0]} dimensions, not {dim}"
+                    )
+                raw[i] = v
+                present[i] = True
+            norms = np.linalg.norm(raw, axis=1)
+            ok = present & np.isfinite(norms) & (norms > 0)
+            raw[~ok] = 0.0
+            raw[ok] /= norms[ok, None]
+            self.has_vec[s:e] = ok
+            if target is not None:
+                target[s:e] = raw
+            elif self._spill is not None:
+                self._spill.write(raw.tobytes())
+            if self.codes is None:
+                continue
+            absmax = np.abs(raw).max(axis=1)
+            scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32)
+            codes = np.rint(raw / scale[:, None]).astype(np.int8)
+            raw -= codes.astype(np.float32) * scale[:, None]  # raw is now the residual
+            codes_all[s:e] = codes
+            scale_all[s:e] = scale
+            err_all[s:e] = np.linalg.norm(raw, axis=1) + _ERR_EPS
+        if self._spill is not None:
+            self._spill.flush()
+            self.unit = np.memmap(self._spill, dtype=np.float32, mode="r", shape=(n, dim))
+        elif self.codes is not None:
+            self.unit = np.zeros((0, dim), dtype=np.float32)
 
     def semantic(self, q: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k best allowed rows by exact float32 cosine, best first, and their scores."""
@@ -331,6 +345,7 @@ class _Segment:
             scores[~allowed] = -np.inf
             best = _top(scores, k)
             return best, scores[best]
+        assert self.err is not None
         approx = self._scan(q)
         qnorm = float(np.linalg.norm(q))
         slack = self.err * np.float32(qnorm)
@@ -357,7 +372,9 @@ class _Segment:
 
     # -- filters ------------------------------------------------------------------------
 
-    def allowed(self, filters: SearchFilters | None, codes: dict[str, dict[str | None, int]]):
+    def allowed(
+        self, filters: SearchFilters | None, codes: dict[str, dict[str | None, int]]
+    ) -> np.ndarray:
         mask = self.alive.copy()
         if filters is None or filters.empty:
             return mask
@@ -396,12 +413,11 @@ class _Segment:
         )
 
     def memory_bytes(self) -> int:
-        arrays = [
+        arrays: list[np.ndarray | None] = [
             self.created,
             self.kind,
             self.provider,
             self.alive,
-            self.doc_len,
             self.norm,
             self.post_doc,
             self.post_tf,
@@ -414,9 +430,19 @@ class _Segment:
         elif isinstance(self.unit, np.ndarray) and not isinstance(self.unit, np.memmap):
             arrays.append(self.unit)
         total = sum(int(a.nbytes) for a in arrays if a is not None)
+        seen: set[int] = set()  # shared objects ("ready", a repeated tag) count once
+
+        def size(obj: object) -> int:
+            if obj is None or id(obj) in seen:
+                return 0
+            seen.add(id(obj))
+            return sys.getsizeof(obj)
+
         for values in (self.ids, self.texts, self.titles, self.statuses, self.dedupe):
-            total += sys.getsizeof(values) + sum(sys.getsizeof(v) for v in values if v)
-        total += sys.getsizeof(self.tags) + sum(sys.getsizeof(t) for t in self.tags)
+            total += sys.getsizeof(values) + sum(size(v) for v in values)
+        total += sys.getsizeof(self.tags)
+        for tags in self.tags:
+            total += size(tags) + sum(size(t) for t in tags)
         return total
 
     def disk_bytes(self) -> int:
@@ -594,7 +620,9 @@ class UserIndex:
             out.append((term_id, math.log(1.0 + (total - df + 0.5) / (df + 0.5))))
         return out
 
-    def _keyword_list(self, terms, segments, masks, depth):
+    def _keyword_list(
+        self, terms: list[str], segments: list[_Segment], masks: list[np.ndarray], depth: int
+    ) -> tuple[_Ranked, list[tuple[int, float]]]:
         weighted = self._weighted_terms(terms, segments)
         if not weighted:
             return [], weighted
@@ -607,7 +635,9 @@ class UserIndex:
         found.sort(key=lambda t: (-t[0], t[1], t[2]))
         return found[:depth], weighted
 
-    def _coverage(self, keyword, weighted, segments) -> dict[tuple[int, int], float]:
+    def _coverage(
+        self, keyword: _Ranked, weighted: list[tuple[int, float]], segments: list[_Segment]
+    ) -> dict[tuple[int, int], float]:
         """Share of the query's IDF mass each keyword hit contains (1.0 = every term)."""
         total = sum(idf for _, idf in weighted) or 1.0
         out: dict[tuple[int, int], float] = {}
@@ -621,7 +651,9 @@ class UserIndex:
             out.update({(si, int(r)): float(m) / total for r, m in zip(rows, mass, strict=True)})
         return out
 
-    def _semantic_list(self, qvec, segments, masks, depth):
+    def _semantic_list(
+        self, qvec: np.ndarray, segments: list[_Segment], masks: list[np.ndarray], depth: int
+    ) -> _Ranked:
         found: list[tuple[float, int, int]] = []
         for si, (seg, mask) in enumerate(zip(segments, masks, strict=True)):
             rows, scores = seg.semantic(qvec, mask, depth)
@@ -716,7 +748,14 @@ class UserIndex:
                 break
         return hits
 
-    def _fuse(self, segments, kw_rank, sem_rank, coverage, now):
+    def _fuse(
+        self,
+        segments: list[_Segment],
+        kw_rank: dict[tuple[int, int], int],
+        sem_rank: dict[tuple[int, int], int],
+        coverage: dict[tuple[int, int], float],
+        now: float | None,
+    ) -> _Ranked:
         now = time.time() if now is None else now
         lists = [r for r in (kw_rank, sem_rank) if r]
         if not lists:

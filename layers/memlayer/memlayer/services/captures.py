@@ -25,6 +25,7 @@ from memlayer.storage.pipeline import PendingCapture
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 ConversationId = Annotated[str, Field(min_length=1, max_length=256)]
 Url = Annotated[str, Field(max_length=2_000)]
+CLAIM_LEASE_SECONDS = 60
 
 
 def _http_url(value: str | None) -> str | None:
@@ -121,6 +122,10 @@ async def _pair_response(user_id: str, body: CaptureIn) -> CaptureResult:
     store = get_store()
     pending = await store.get_capture(user_id, body.provider, body.conversation_id)
     source = Source(url=body.url, provider=body.provider, conversation_id=body.conversation_id)
+    if pending is not None and not await store.claim_capture(
+        user_id, body.provider, body.conversation_id, pending.capture_id, CLAIM_LEASE_SECONDS
+    ):
+        pending = None  # being flushed right now: the prompt becomes its own memory
     if pending is None:
         created = await memories.create(
             user_id, memories.Draft(content=body.text, kind="response", source=source)
@@ -178,6 +183,10 @@ async def flush(user_id: str, provider: str, conversation_id: str, capture_id: s
     store = get_store()
     pending = await store.get_capture(user_id, provider, conversation_id)
     if pending is None or pending.capture_id != capture_id:
+        return None
+    if not await store.claim_capture(
+        user_id, provider, conversation_id, capture_id, CLAIM_LEASE_SECONDS
+    ):
         return None
     memory_id = await _save_prompt(pending)
     await store.take_capture(user_id, provider, conversation_id, capture_id)

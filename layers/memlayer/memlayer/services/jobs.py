@@ -35,14 +35,16 @@ async def advance(
     error: str | None = None,
     download_url: str | None = None,
 ) -> JobRecord:
+    now = utcnow()
     updated = job.model_copy(
         update={
+            "stage_times": {**job.stage_times, status: now},
             "status": status,
             "progress": STAGE_PROGRESS[status],
             "message": message,
             "error": error,
             "download_url": download_url or job.download_url,
-            "updated_at": utcnow(),
+            "updated_at": now,
         }
     )
     await get_store().put_job(updated)

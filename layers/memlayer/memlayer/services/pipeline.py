@@ -8,6 +8,7 @@ nothing is lost."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,13 +211,14 @@ async def embed(deliveries: list[Delivery]) -> dict[int, Exception]:
     embedder = get_embedder(settings)
     failures: dict[int, Exception] = {}
     todo: list[tuple[int, MemoryRecord, JobRecord | None]] = []
-    for position, delivery in enumerate(deliveries):
-        try:
-            current = await _current(delivery.message)
-        except Exception as exc:
-            failures[position] = exc
+    currents = await asyncio.gather(
+        *(_current(delivery.message) for delivery in deliveries), return_exceptions=True
+    )
+    for position, current in enumerate(currents):
+        if isinstance(current, Exception):
+            failures[position] = current
             continue
-        if current is None:
+        if current is None or isinstance(current, BaseException):
             continue
         record, job = current
         if record.embedded_hash == record.content_hash and record.embedding_space == embedder.space:
@@ -248,26 +250,30 @@ async def embed(deliveries: list[Delivery]) -> dict[int, Exception]:
                 vector=np.asarray(vector, dtype="<f2").tobytes(),
             )
         )
-    for user_id, stored in by_user.items():
-        await get_store().put_vectors(user_id, stored)
-    for position, record, job in todo:
+    await asyncio.gather(
+        *(get_store().put_vectors(user_id, stored) for user_id, stored in by_user.items())
+    )
+
+    async def mark_ready(record: MemoryRecord, job: JobRecord | None) -> None:
+        ready = {
+            "status": "ready",
+            "embedded_hash": record.content_hash,
+            "embedding_space": embedder.space,
+            "updated_at": utcnow(),
+        }
         try:
-            await _save(
-                record,
-                {
-                    "status": "ready",
-                    "embedded_hash": record.content_hash,
-                    "embedding_space": embedder.space,
-                    "updated_at": utcnow(),
-                },
-            )
+            await _save(record, ready)
         except SupersededError:
-            continue
-        except Exception as exc:
-            failures[position] = exc
-            continue
+            return
         if job is not None:
             await jobs.advance(job, "completed", "ready")
+
+    outcomes = await asyncio.gather(
+        *(mark_ready(record, job) for _, record, job in todo), return_exceptions=True
+    )
+    for (position, _, _), outcome in zip(todo, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            failures[position] = outcome
     return failures
 
 

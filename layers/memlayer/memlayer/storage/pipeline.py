@@ -4,6 +4,7 @@ vocabulary (a mixin of DynamoStore) and its part of the Store interface."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,6 +42,10 @@ class PipelineStore(Protocol):
     async def get_capture(
         self, user_id: str, provider: str, conversation_id: str
     ) -> PendingCapture | None: ...
+
+    async def claim_capture(
+        self, user_id: str, provider: str, conversation_id: str, capture_id: str, lease: int
+    ) -> bool: ...
 
     async def take_capture(
         self, user_id: str, provider: str, conversation_id: str, capture_id: str
@@ -120,6 +125,30 @@ class DynamoPipeline(DynamoBase):
         )
         item = resp.get("Item")
         return PendingCapture(**json.loads(item["data"]["S"])) if item else None
+
+    async def claim_capture(
+        self, user_id: str, provider: str, conversation_id: str, capture_id: str, lease: int
+    ) -> bool:
+        """Leases the pending capture to one caller for `lease` seconds, so concurrent pairers
+        and flushers cannot both turn it into a memory; a crashed holder's lease runs out."""
+        now = int(time.time())
+        try:
+            await self._run(
+                self.client.update_item,
+                TableName=self.table,
+                Key={"PK": _s(user_pk(user_id)), "SK": _s(capture_sk(provider, conversation_id))},
+                UpdateExpression="SET claimed_until = :until",
+                ConditionExpression="capture_id = :c AND "
+                "(attribute_not_exists(claimed_until) OR claimed_until < :now)",
+                ExpressionAttributeValues={
+                    ":c": _s(capture_id),
+                    ":now": _n(now),
+                    ":until": _n(now + lease),
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     async def take_capture(
         self, user_id: str, provider: str, conversation_id: str, capture_id: str
