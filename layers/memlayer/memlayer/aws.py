@@ -22,7 +22,8 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
         max_pool_connections=32,
         signature_version="s3v4" if service == "s3" else None,
     )
-    return boto3.session.Session().client(
+    session: Any = boto3.session.Session()
+    return session.client(
         service,
         region_name=settings.aws_region,
         endpoint_url=endpoint_url or settings.aws_endpoint_url,

@@ -155,6 +155,6 @@ def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, An
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         thread_loop()  # Mangum runs on the thread's current loop; make sure there is one
-        return adapter(event, context)  # type: ignore[return-value]
+        return adapter(event, context)
 
     return handler

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -21,7 +21,7 @@ from memlayer.runloop import run
 __all__ = ["each", "receive_count", "run", "sqs_batch_handler"]
 
 
-BatchFn = Callable[[list[SQSRecord]], Awaitable[dict[str, Exception]]]
+BatchFn = Callable[[list[SQSRecord]], Coroutine[Any, Any, dict[str, Exception]]]
 
 
 def sqs_batch_handler(process: BatchFn) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
@@ -38,7 +38,7 @@ def sqs_batch_handler(process: BatchFn) -> Callable[[dict[str, Any], Any], dict[
                 raise failure
 
         try:
-            return process_partial_response(
+            return process_partial_response(  # type: ignore[return-value]
                 event=event,
                 record_handler=record_handler,
                 processor=BatchProcessor(event_type=EventType.SQS),

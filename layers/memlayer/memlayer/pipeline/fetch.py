@@ -131,8 +131,8 @@ def blocked_reason(ip: IPAddress) -> str | None:
         if ip not in _V6_GLOBAL_UNICAST:
             return "reserved"
     else:
-        for net, label in _V4_BLOCKED:
-            if ip in net:
+        for v4net, label in _V4_BLOCKED:
+            if ip in v4net:
                 return label
     # Belt and braces: anything the stdlib does not consider globally routable.
     if ip.is_multicast:
@@ -494,9 +494,9 @@ def _codec(label: str | None) -> str | None:
 
 
 def _decode(body: bytes, charset: str | None, media_type: str) -> str:
-    for bom, encoding in _BOMS:
+    for bom, bom_encoding in _BOMS:
         if body.startswith(bom):
-            return body.decode(encoding, errors="replace")
+            return body.decode(bom_encoding, errors="replace")
     encoding = _codec(charset)
     if encoding is None and media_type in ("text/html", "application/xhtml+xml"):
         match = _META_CHARSET.search(body[:4096])

@@ -11,6 +11,8 @@ left alone. All patterns are linear-time on hostile input (bounded or boundary-a
 
 from __future__ import annotations
 
+from functools import partial
+
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -381,7 +383,7 @@ def scrub(text: str) -> ScrubResult:
         hints = _HINTS.get(rule.kind)
         if hints and not any(hint in lowered for hint in hints):
             continue
-        text = rule.pattern.sub(lambda match, rule=rule: _replace(match, rule, found), text)
+        text = rule.pattern.sub(partial(_replace, rule=rule, found=found), text)
     return ScrubResult(text, found)
 
 

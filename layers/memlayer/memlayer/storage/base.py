@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
+from memlayer.storage.accounts import AccountsStore
+from memlayer.storage.pipeline import PipelineStore
+from memlayer.storage.uploads import UploadsStore
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class StoredVector:
     vector: bytes  # float16, little-endian
 
 
-class Store(Protocol):
+class Store(PipelineStore, UploadsStore, AccountsStore, Protocol):
     async def ping(self) -> bool: ...
 
     # memories
