@@ -70,10 +70,11 @@ def test_every_function_has_a_sample_event() -> None:
     "name", sorted({STACK.functions[r.function].code_dir.name for r in STACK.routes})
 )  # type: ignore[union-attr]
 def test_http_functions_import_no_heavy_sdk(name: str) -> None:
+    app = str(ROOT / "functions" / name / "app.py")
     code = (
         "import importlib.util, json, sys\n"
         f"sys.path[:0] = [{str(ROOT / 'layers/memlayer')!r}]\n"
-        f"spec = importlib.util.spec_from_file_location('fn', {str(ROOT / 'functions' / name / 'app.py')!r})\n"
+        f"spec = importlib.util.spec_from_file_location('fn', {app!r})\n"
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )

@@ -11,11 +11,10 @@ left alone. All patterns are linear-time on hostile input (bounded or boundary-a
 
 from __future__ import annotations
 
-from functools import partial
-
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 REDACTED = "[REDACTED:{kind}]"
 
