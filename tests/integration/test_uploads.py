@@ -201,6 +201,21 @@ def test_ticket_refuses_bad_declarations(
         assert payload["error"] == "payload_too_large"
 
 
+def test_no_ticket_when_the_memory_could_not_be_written(user: User) -> None:
+    from memlayer.storage import get_store
+
+    run(get_store().set_limits(user.user_id, {"daily_writes": 1}))
+    assert (
+        user.http.post("/v1/memories", json={"content": "the day's one write"}).status_code == 201
+    )
+    response = user.http.post(
+        "/v1/uploads", json={"filename": "a.txt", "content_type": "text/plain", "size": 3}
+    )
+    assert response.status_code == 429
+    assert response.json()["error"] == "quota_exceeded"
+    assert int(response.headers["retry-after"]) > 0
+
+
 def test_content_type_is_normalized(user: User) -> None:
     ticket = request_ticket(user, "README", "text/x-markdown; charset=utf-8", 5)
     assert ticket["fields"]["Content-Type"] == "text/markdown"

@@ -264,15 +264,17 @@ def test_local_embedder_encodes_when_installed():
 
 
 def test_get_embedder_picks_by_settings_and_caches():
-    hashed = get_embedder(Settings(openai_api_key=None, embedding_dimensions=128))
+    plain = Settings(openai_api_key=None, embedding_dimensions=128, embeddings_provider=None)
+    hashed = get_embedder(plain)
     assert isinstance(hashed, HashEmbedder)
-    assert hashed.space == Settings(openai_api_key=None, embedding_dimensions=128).embedding_space
-    settings = Settings(openai_api_key=SecretStr("sk-test"), embedding_dimensions=256)
+    assert hashed.space == plain.embedding_space
+    # Explicit provider=None: the choice must follow the key, whatever the environment says.
+    settings = Settings(
+        openai_api_key=SecretStr("sk-test"), embedding_dimensions=256, embeddings_provider=None
+    )
     openai_embedder = get_embedder(settings)
     assert isinstance(openai_embedder, OpenAIEmbedder)
     assert openai_embedder.space == settings.embedding_space == "openai:text-embedding-3-small:256"
-    assert get_embedder(
-        Settings(openai_api_key=SecretStr("sk-test"), embedding_dimensions=256)
-    ) is (openai_embedder)
+    assert get_embedder(settings.model_copy()) is openai_embedder
     forced = get_embedder(Settings(openai_api_key=SecretStr("k"), embeddings_provider="hash"))
     assert isinstance(forced, HashEmbedder)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 from pydantic import BaseModel
 
@@ -71,7 +71,10 @@ def mentions_user(body: str, user_id: str) -> bool:
             return any(walk(value) for value in node.values())
         if isinstance(node, list):
             return any(walk(value) for value in node)
-        return isinstance(node, str) and node.startswith(prefixes)
+        # S3 event keys arrive URL-encoded.
+        return isinstance(node, str) and (
+            node.startswith(prefixes) or unquote_plus(node).startswith(prefixes)
+        )
 
     return walk(document)
 

@@ -161,8 +161,7 @@ def parse_key(key: str) -> tuple[str, str] | None:
 
 def uploads_store() -> UploadsStore:
     """The store, as far as uploads go."""
-    store: Any = get_store()
-    return store
+    return get_store()
 
 
 # ---------------------------------------------------------------------------- API
@@ -196,7 +195,7 @@ async def create_upload(user_id: str, body: UploadCreate) -> UploadTicket:
             created_at=now,
             updated_at=now,
             url_expires_at=presigned.expires_at,
-            # Never used: the record goes (the form has expired, so no object can follow).
+            # No file ever came: the record expires (after the form did, so none can follow).
             purge_after=presigned.expires_at + timedelta(hours=settings.orphan_upload_hours),
         )
     )

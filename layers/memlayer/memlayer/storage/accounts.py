@@ -505,9 +505,7 @@ class DynamoAccounts(DynamoBase):
     ) -> bool:
         """Claims an upload record that is still at `version`."""
         key = {"PK": _s(user_pk(user_id)), "SK": _s(f"UPL#{upload_id}")}
-        return await self._claim(
-            key, "version = :v", {":v": _n(version)}, claim, now, stale_after
-        )
+        return await self._claim(key, "version = :v", {":v": _n(version)}, claim, now, stale_after)
 
     async def delete_upload_if_unchanged(
         self, user_id: str, upload_id: str, version: int, status: str
