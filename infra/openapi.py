@@ -1,7 +1,7 @@
 """The OpenAPI document of every HTTP function, merged from the functions' FastAPI apps.
 
-    python -m infra.openapi --write    # regenerate docs/openapi.json (+ the copy health serves)
-    python -m infra.openapi --check    # exit 1 when the committed document has drifted
+python -m infra.openapi --write    # regenerate docs/openapi.json (+ the copy health serves)
+python -m infra.openapi --check    # exit 1 when the committed document has drifted
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
@@ -49,3 +50,24 @@ def patch_moto_s3_events() -> None:
 
     get_s3_event._localcloud = True  # type: ignore[attr-defined]
     notifications._get_s3_event = get_s3_event
+
+
+_dynamodb_lock = threading.Lock()
+
+
+def serialize_moto_dynamodb() -> None:
+    """moto serves requests on many threads without locking, so parallel transactions can
+    overshoot their conditions. Real DynamoDB applies each request atomically; serializing
+    moto's DynamoDB handler gives the local cloud the same semantics (idempotent)."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "_serialized", False):
+        return
+    original = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with _dynamodb_lock:
+            return original(self)
+
+    call_action._serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]

@@ -293,3 +293,46 @@ def test_scheduled_handler_reports_dead_letters(
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "memlayer"
     assert emf["CleanupDeleted_connections"] in (1, [1])
     assert emf["DeadLetters"] in (1, [1])
+
+
+def test_stalled_enrichment_is_requeued_then_given_up(clean: Any) -> None:
+    from memlayer.services import memories
+    from memlayer.services.cleanup import run_cleanup
+    from memlayer.storage import get_store
+
+    user = f"user-{new_id()}"
+    store: Any = get_store()
+
+    async def stalled(content: str, age: timedelta) -> str:
+        created = await memories.create(user, memories.Draft(content=content))
+        record = await store.get_memory(user, created.memory.id)
+        old = record.model_copy(update={"updated_at": record.updated_at - age})
+        await store.save_memory(old, expected_version=record.version)
+        return record.id
+
+    async def scenario() -> tuple[str, str, str]:
+        fresh = (await memories.create(user, memories.Draft(content="just written"))).memory.id
+        return (
+            fresh,
+            await stalled("stalled an hour", timedelta(hours=1)),
+            await stalled("stalled two days", timedelta(days=2)),
+        )
+
+    fresh, hour_old, days_old = asyncio.run(scenario())
+    analyze = clean.queues["AnalyzeQueue"]
+    for _ in range(3):  # drop the enqueues made by the creates themselves
+        while msgs := clean.sqs.receive_message(QueueUrl=analyze, MaxNumberOfMessages=10).get(
+            "Messages"
+        ):
+            for m in msgs:
+                clean.sqs.delete_message(QueueUrl=analyze, ReceiptHandle=m["ReceiptHandle"])
+
+    report = asyncio.run(run_cleanup())
+
+    assert report["memories_requeued"] == 1
+    assert report["memories_failed"] == 1
+    sent = clean.sqs.receive_message(QueueUrl=analyze, MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"])["memory_id"] for m in sent] == [hour_old]
+    given_up = asyncio.run(store.get_memory(user, days_old))
+    assert given_up.status == "failed" and "did not complete" in given_up.error
+    assert asyncio.run(store.get_memory(user, fresh)).status == "pending"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,25 +11,6 @@ import httpx
 import pytest
 
 from tests.conftest import User, make_user
-
-
-@pytest.fixture(scope="module")
-def atomic_dynamodb() -> Iterator[None]:
-    """moto handles requests on many threads without locking, so parallel transactions
-    overshoot their conditions (11 of 10) or fail with 500s. Real DynamoDB applies each
-    request atomically; so does moto here. The application's own concurrency stays real."""
-    from moto.dynamodb.responses import DynamoHandler
-
-    lock = threading.Lock()
-    original = DynamoHandler.call_action
-
-    def call_action(self: Any) -> Any:
-        with lock:
-            return original(self)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(DynamoHandler, "call_action", call_action)
-        yield
 
 
 @pytest.fixture
@@ -48,9 +28,7 @@ async def _parallel_creates(base_url: str, token: str, n: int) -> list[httpx.Res
         )
 
 
-def test_parallel_creates_never_exceed_the_daily_quota(
-    cloud: Any, user: User, ops: User, atomic_dynamodb: None
-) -> None:
+def test_parallel_creates_never_exceed_the_daily_quota(cloud: Any, user: User, ops: User) -> None:
     resp = ops.http.put(f"/v1/admin/users/{user.user_id}/limits", json={"daily_writes": 10})
     assert resp.status_code == 200, resp.text
     assert resp.json()["daily_writes"] == 10
@@ -76,9 +54,7 @@ def test_parallel_creates_never_exceed_the_daily_quota(
     assert me["limits"]["daily_writes"] == 10
 
 
-def test_parallel_creates_never_exceed_the_memory_count_limit(
-    cloud: Any, user: User, atomic_dynamodb: None
-) -> None:
+def test_parallel_creates_never_exceed_the_memory_count_limit(cloud: Any, user: User) -> None:
     from memlayer.errors import QuotaExceeded
     from memlayer.models import LimitsPatch
     from memlayer.services import admin, memories

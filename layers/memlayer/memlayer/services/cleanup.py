@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from memlayer import blobs, dlq
 from memlayer.ids import iso, new_id, utcnow
+from memlayer.models import MemoryRecord
 from memlayer.observability import count, logger
 from memlayer.services.uploads import upload_prefix, uploads_store
 from memlayer.settings import get_settings
@@ -37,6 +38,8 @@ T = TypeVar("T")
 # Deleted once `expires_at` has passed.
 EXPIRING_KINDS = ("jobs", "connections", "idempotency", "rate", "counters", "api_keys")
 CAPTURE_GRACE_SECONDS = 600
+STUCK_AFTER = timedelta(minutes=15)
+GIVE_UP_AFTER = timedelta(hours=24)
 CLAIM_STALE_SECONDS = 900
 CONCURRENCY = 16
 ORPHAN_BATCH = 1_000
@@ -61,6 +64,8 @@ async def run_cleanup(now: datetime | None = None) -> dict[str, Any]:
         "deleted": deleted,
         "captures_flushed": 0,
         "captures_waiting": 0,
+        "memories_requeued": 0,
+        "memories_failed": 0,
         "skipped": {},
         "errors": 0,
     }
@@ -97,6 +102,10 @@ async def run_cleanup(now: datetime | None = None) -> dict[str, Any]:
     for upload in await uploads_store().list_uploads_older_than(cutoff, limit=ORPHAN_BATCH):
         if upload.status == "awaiting":
             steps.append(bounded(_delete_orphan(store, upload, run_id, stamp, deleted)))
+
+    # ---- memories whose enrichment never started or stalled
+    for record in await get_store().stuck_memories(now - STUCK_AFTER):
+        steps.append(bounded(_unstick(record, now, report)))
     await asyncio.gather(*steps)
 
     # ---- dead letters
@@ -115,10 +124,29 @@ async def run_cleanup(now: datetime | None = None) -> dict[str, Any]:
     for kind, n in deleted.items():
         count(f"CleanupDeleted_{kind}", n)
     count("CleanupCapturesFlushed", report["captures_flushed"])
+    count("CleanupMemoriesRequeued", report["memories_requeued"])
     count("CleanupErrors", report["errors"])
     count("DeadLetters", dead)
     logger.info("cleanup finished", report=report)
     return report
+
+
+async def _unstick(record: MemoryRecord, now: datetime, report: dict[str, Any]) -> None:
+    """Re-enqueues a stalled enrichment (the steps are idempotent); after `GIVE_UP_AFTER` the
+    memory is marked failed with the reason instead, so it is never silently stuck."""
+    from memlayer.services import memories
+
+    if record.job_id is None:
+        return
+    if record.updated_at < now - GIVE_UP_AFTER:
+        update = {"status": "failed", "error": "enrichment did not complete", "updated_at": now}
+        await get_store().save_memory(
+            record.model_copy(update=update), expected_version=record.version
+        )
+        report["memories_failed"] += 1
+        return
+    await memories.enqueue_enrichment(record, record.job_id)
+    report["memories_requeued"] += 1
 
 
 async def _delete_expired(store: AccountsStore, item: ExpiredItem, deleted: dict[str, int]) -> None:

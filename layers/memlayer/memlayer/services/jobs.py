@@ -47,8 +47,8 @@ async def advance(
             "updated_at": now,
         }
     )
-    await get_store().put_job(updated)
-    await notify(updated)
+    if await get_store().save_job(updated):
+        await notify(updated)
     return updated
 
 

@@ -121,8 +121,9 @@ async def _enrich(record: MemoryRecord, *, final: bool) -> MemoryRecord:
             provider_calls=usage.provider_calls + outcome.provider_calls,
         ),
     )
+    saved = await _save(record, update)
     await get_store().add_user_tags(record.user_id, outcome.analysis.tags)
-    return await _save(record, update)
+    return saved
 
 
 async def _fetch_share(record: MemoryRecord, *, final: bool) -> dict[str, Any]:
@@ -264,6 +265,9 @@ async def embed(deliveries: list[Delivery]) -> dict[int, Exception]:
         try:
             await _save(record, ready)
         except SupersededError:
+            if await get_store().get_memory(record.user_id, record.id) is None:
+                # Deleted (or its user erased) while embedding: take the vector back out.
+                await get_store().delete_vector(record.user_id, record.id)
             return
         if job is not None:
             await jobs.advance(job, "completed", "ready")

@@ -4,6 +4,7 @@ tests/integration/test_store_contract.py run against every implementation."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
@@ -92,9 +93,15 @@ class Store(PipelineStore, UploadsStore, AccountsStore, Protocol):
     # jobs
     async def put_job(self, job: JobRecord) -> None: ...
 
+    async def save_job(self, job: JobRecord) -> bool: ...
+
     async def get_job(self, user_id: str, job_id: str) -> JobRecord | None: ...
 
     # vectors
     async def put_vectors(self, user_id: str, vectors: list[StoredVector]) -> None: ...
 
     async def get_vectors(self, user_id: str) -> dict[str, StoredVector]: ...
+
+    async def delete_vector(self, user_id: str, memory_id: str) -> None: ...
+
+    async def stuck_memories(self, updated_before: datetime) -> list[MemoryRecord]: ...

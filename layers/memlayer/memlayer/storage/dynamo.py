@@ -7,7 +7,9 @@ stay in this file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -169,7 +171,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                 }
             )
         try:
-            await self._run(self.client.transact_write_items, TransactItems=items)
+            await self._transact(items)
         except self.client.exceptions.TransactionCanceledException as exc:
             failed = {
                 position
@@ -193,6 +195,21 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                     "memory count or storage limit reached", retry_after=3600
                 ) from None
             raise
+
+    async def _transact(self, items: list[dict[str, Any]]) -> None:
+        """A transaction, retried with jittered backoff while it only lost a race
+        (`TransactionConflict`: parallel writes to the same usage counters)."""
+        for attempt in range(6):
+            try:
+                await self._run(self.client.transact_write_items, TransactItems=items)
+                return
+            except self.client.exceptions.TransactionCanceledException as exc:
+                codes = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
+                if "TransactionConflict" not in codes or codes & {"ConditionalCheckFailed"}:
+                    raise
+                if attempt == 5:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
 
     async def get_idempotency(self, user_id: str, scope: str, key: str) -> IdempotencyRecord | None:
         resp = await self._run(
@@ -427,6 +444,20 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
         """Creates or replaces a job (jobs are written by one worker at a time)."""
         await self._run(self.client.put_item, TableName=self.table, Item=self._job_item(job))
 
+    async def save_job(self, job: JobRecord) -> bool:
+        """Updates a job that still exists; False when it is gone (its memory was deleted or
+        its user erased), so a late worker cannot bring it back."""
+        try:
+            await self._run(
+                self.client.put_item,
+                TableName=self.table,
+                Item=self._job_item(job),
+                ConditionExpression="attribute_exists(PK)",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     async def get_job(self, user_id: str, job_id: str) -> JobRecord | None:
         if not is_id(job_id):
             return None
@@ -469,6 +500,39 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                     raise RuntimeError("vectors were not all written")
 
         await self._run(write)
+
+    async def delete_vector(self, user_id: str, memory_id: str) -> None:
+        await self._run(
+            self.client.delete_item,
+            TableName=self.table,
+            Key={"PK": _s(user_pk(user_id)), "SK": _s(f"VEC#{memory_id}")},
+        )
+
+    async def stuck_memories(self, updated_before: datetime) -> list[MemoryRecord]:
+        """Memories still pending/processing since before `updated_before` (an enqueue that
+        failed, or a message that died without a DLQ): the cleanup sweep re-enqueues them."""
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "#type = :memory AND #status IN (:pending, :processing)",
+            "ExpressionAttributeNames": {"#type": "type", "#status": "status"},
+            "ExpressionAttributeValues": {
+                ":memory": _s("memory"),
+                ":pending": _s("pending"),
+                ":processing": _s("processing"),
+            },
+        }
+
+        def scan() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = []
+            while True:
+                resp = self.client.scan(**request)
+                items += resp.get("Items", [])
+                if "LastEvaluatedKey" not in resp:
+                    return items
+                request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+        records = [self._memory_of(item) for item in await self._run(scan)]
+        return [r for r in records if r.updated_at < updated_before]
 
     async def get_vectors(self, user_id: str) -> dict[str, StoredVector]:
         items = await self._run(self._query_all, user_id=user_id, prefix="VEC#")

@@ -171,13 +171,18 @@ class DynamoPipeline(DynamoBase):
     async def add_user_tags(self, user_id: str, tags: list[str]) -> None:
         if not tags:
             return
-        await self._run(
-            self.client.update_item,
-            TableName=self.table,
-            Key={"PK": _s(user_pk(user_id)), "SK": _s(PROFILE_SK)},
-            UpdateExpression="ADD tag_vocabulary :t",
-            ExpressionAttributeValues={":t": {"SS": sorted(set(tags))}},
-        )
+        try:
+            await self._run(
+                self.client.update_item,
+                TableName=self.table,
+                Key={"PK": _s(user_pk(user_id)), "SK": _s(PROFILE_SK)},
+                UpdateExpression="ADD tag_vocabulary :t",
+                # An erased user's profile is gone; a late worker must not recreate it.
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeValues={":t": {"SS": sorted(set(tags))}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return
 
     async def get_user_tags(self, user_id: str) -> list[str]:
         resp: dict[str, Any] = await self._run(
