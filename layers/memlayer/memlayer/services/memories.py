@@ -152,6 +152,20 @@ async def list_page(user_id: str, query: ListQuery) -> MemoryPage:
 async def patch(
     user_id: str, memory_id: str, changes: MemoryPatch, *, if_match: int | None
 ) -> Memory:
+    """Applies `changes`. With `If-Match` the caller's version must be current; without it, a
+    race with a background enrichment step is retried on the fresh record."""
+    for _ in range(3):
+        try:
+            return await _patch_once(user_id, memory_id, changes, if_match=if_match)
+        except VersionConflict:
+            if if_match is not None:
+                break
+    raise PreconditionFailed("memory changed concurrently; fetch it and retry")
+
+
+async def _patch_once(
+    user_id: str, memory_id: str, changes: MemoryPatch, *, if_match: int | None
+) -> Memory:
     record = await get(user_id, memory_id)
     if if_match is not None and if_match != record.version:
         raise PreconditionFailed(f"memory is at version {record.version}, not {if_match}")
@@ -180,14 +194,11 @@ async def patch(
                 analysis=None,
             )
     limits = await limits_for(user_id)
-    try:
-        saved = await get_store().save_memory(
-            record.model_copy(update=update),
-            expected_version=record.version,
-            max_bytes=limits.max_bytes,
-        )
-    except VersionConflict:
-        raise PreconditionFailed("memory changed concurrently; fetch it and retry") from None
+    saved = await get_store().save_memory(
+        record.model_copy(update=update),
+        expected_version=record.version,
+        max_bytes=limits.max_bytes,
+    )
     if job is not None:
         await get_store().put_job(job)
         await enqueue_enrichment(saved, job.id)
