@@ -201,12 +201,6 @@ def test_erase_removes_everything_of_the_user_and_nothing_else(
         remove_messages_of(cloud, logical_id, bob.user_id)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a worker finishing after the erase can write the user's items again "
-    "(storage.pipeline.add_user_tags ADDs to PROFILE unconditionally); pipeline writes "
-    "must be conditional on the memory still existing",
-)
 def test_erase_while_enrichment_is_in_flight_leaves_nothing(cloud: Any, alice: User) -> None:
     for i in range(5):
         assert alice.http.post("/v1/memories", json={"content": f"fresh {i}"}).status_code == 201

@@ -61,25 +61,17 @@ def bucket() -> str:
 
 def _client() -> Any:
     """The S3 client: a dedicated one when S3-specific settings exist (R2 next to AWS), else
-    the shared one. `getattr`: those settings are optional in the settings model."""
+    the shared one."""
     settings = get_settings()
-    endpoint = getattr(settings, "s3_endpoint_url", None)
-    key_id = getattr(settings, "s3_access_key_id", None)
-    if not (endpoint or key_id):
+    if not (settings.s3_endpoint_url or settings.s3_access_key_id):
         return aws.client("s3")
-    secret = getattr(settings, "s3_secret_access_key", None)
+    secret = settings.s3_secret_access_key
     return _dedicated_client(
-        endpoint or settings.aws_endpoint_url,
-        getattr(settings, "s3_region", None) or settings.aws_region,
-        _reveal(key_id),
-        _reveal(secret),
+        settings.s3_endpoint_url or settings.aws_endpoint_url,
+        settings.s3_region or settings.aws_region,
+        settings.s3_access_key_id,
+        secret.get_secret_value() if secret else None,
     )
-
-
-def _reveal(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
 
 
 @cache

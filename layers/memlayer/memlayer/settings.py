@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = None
     table_name: str = "memlayer"
     uploads_bucket: str = "memlayer-uploads"
+    # Uploads on another S3-compatible store (Cloudflare R2) while the rest stays on AWS.
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str | None = None
     analyze_queue_url: str = ""
     embed_queue_url: str = ""
     tasks_queue_url: str = ""
