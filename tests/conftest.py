@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -83,3 +84,33 @@ def other_user(cloud: object) -> Iterator[User]:
     made = make_user(cloud)
     yield made
     made.http.close()
+
+
+def queue_bodies(cloud: Any, logical_id: str) -> list[str]:
+    """Every body in a queue, left in place."""
+    sqs, url = cloud.boto3_client("sqs"), cloud.queue_url(logical_id)
+    bodies, handles = [], []
+    while messages := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30
+    ).get("Messages"):
+        bodies += [m["Body"] for m in messages]
+        handles += [m["ReceiptHandle"] for m in messages]
+    for handle in handles:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+    return bodies
+
+
+def remove_messages_of(cloud: Any, logical_id: str, text: str) -> None:
+    """Deletes the messages whose body contains `text`; the others stay."""
+    sqs, url = cloud.boto3_client("sqs"), cloud.queue_url(logical_id)
+    others = []
+    while messages := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30
+    ).get("Messages"):
+        for m in messages:
+            if text in m["Body"]:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            else:
+                others.append(m["ReceiptHandle"])
+    for handle in others:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)

@@ -13,7 +13,7 @@ import pytest
 
 from memlayer.auth.jwt import mint_dev_token
 from memlayer.ids import new_id
-from tests.conftest import User, make_user
+from tests.conftest import User, make_user, queue_bodies, remove_messages_of
 
 
 @pytest.fixture
@@ -25,35 +25,6 @@ def ops(cloud: object) -> Iterator[User]:
 
 def queue_name(cloud: Any, logical_id: str) -> str:
     return str(cloud.queue_url(logical_id)).rsplit("/", 1)[-1]
-
-
-def peek_bodies(cloud: Any, logical_id: str) -> list[str]:
-    """Every body in a queue, left in place."""
-    sqs, url = cloud.boto3_client("sqs"), cloud.queue_url(logical_id)
-    bodies, handles = [], []
-    while messages := sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30
-    ).get("Messages"):
-        bodies += [m["Body"] for m in messages]
-        handles += [m["ReceiptHandle"] for m in messages]
-    for handle in handles:
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
-    return bodies
-
-
-def remove_marked(cloud: Any, logical_id: str, marker: str) -> None:
-    sqs, url = cloud.boto3_client("sqs"), cloud.queue_url(logical_id)
-    others = []
-    while messages := sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30
-    ).get("Messages"):
-        for m in messages:
-            if marker in m["Body"]:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-            else:
-                others.append(m["ReceiptHandle"])
-    for handle in others:
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
 
 
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -147,7 +118,7 @@ def test_stats_count_items_and_queues(cloud: Any, user: User, other_user: User, 
     assert set(stats["dlqs"]) == set(dlqs.values())
     cleanup_dlq = stats["dlqs"][dlqs["CleanupDLQ"]]
     assert cleanup_dlq["visible"] == before["dlqs"][dlqs["CleanupDLQ"]]["visible"] + 1
-    remove_marked(cloud, "CleanupDLQ", marker)
+    remove_messages_of(cloud, "CleanupDLQ", marker)
 
 
 def test_dlq_peek_leaves_messages_and_redrive_moves_them(cloud: Any, ops: User) -> None:
@@ -164,7 +135,7 @@ def test_dlq_peek_leaves_messages_and_redrive_moves_them(cloud: Any, ops: User) 
     assert sorted(i["body"] for i in mine) == sorted(bodies)
     assert all(i["queue"] == name and i["receive_count"] >= 1 for i in mine)
     # Peeking left them there, visible.
-    assert [b for b in peek_bodies(cloud, "CleanupDLQ") if marker in b] != []
+    assert [b for b in queue_bodies(cloud, "CleanupDLQ") if marker in b] != []
     again = ops.http.get("/v1/admin/dlq", params={"queue": name, "limit": 100}).json()
     assert len([i for i in again["items"] if marker in i["body"]]) == 3
     assert again["depths"][name]["visible"] >= 3
@@ -176,9 +147,9 @@ def test_dlq_peek_leaves_messages_and_redrive_moves_them(cloud: Any, ops: User) 
     assert resp.status_code == 200, resp.text
     [result] = resp.json()["results"]
     assert result["source"] is None and result["moved"] == 0 and result["detail"]
-    assert len([b for b in peek_bodies(cloud, "CleanupDLQ") if marker in b]) == 3
+    assert len([b for b in queue_bodies(cloud, "CleanupDLQ") if marker in b]) == 3
 
-    remove_marked(cloud, "CleanupDLQ", marker)
+    remove_messages_of(cloud, "CleanupDLQ", marker)
 
 
 def test_each_dlq_is_matched_to_its_source_queue(cloud: Any) -> None:

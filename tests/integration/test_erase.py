@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from memlayer.ids import new_id
-from tests.conftest import User, make_user
+from tests.conftest import User, make_user, queue_bodies, remove_messages_of
 
 
 @pytest.fixture
@@ -50,35 +50,6 @@ def bucket_keys(cloud: Any) -> set[str]:
     s3 = cloud.boto3_client("s3")
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=cloud.bucket_name("UploadsBucket"))
     return {o["Key"] for page in pages for o in page.get("Contents", [])}
-
-
-def queue_bodies(cloud: Any, logical_id: str) -> list[str]:
-    """Every body in a queue, left in place."""
-    sqs, url = cloud.boto3_client("sqs"), cloud.queue_url(logical_id)
-    bodies, handles = [], []
-    while messages := sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30
-    ).get("Messages"):
-        bodies += [m["Body"] for m in messages]
-        handles += [m["ReceiptHandle"] for m in messages]
-    for handle in handles:
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
-    return bodies
-
-
-def remove_messages_of(cloud: Any, logical_id: str, text: str) -> None:
-    sqs, url = cloud.boto3_client("sqs"), cloud.queue_url(logical_id)
-    others = []
-    while messages := sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30
-    ).get("Messages"):
-        for m in messages:
-            if text in m["Body"]:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-            else:
-                others.append(m["ReceiptHandle"])
-    for handle in others:
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
 
 
 def s3_event(key: str) -> str:

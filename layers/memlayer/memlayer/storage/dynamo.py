@@ -212,13 +212,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                 await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
 
     async def get_idempotency(self, user_id: str, scope: str, key: str) -> IdempotencyRecord | None:
-        resp = await self._run(
-            self.client.get_item,
-            TableName=self.table,
-            Key={"PK": _s(user_pk(user_id)), "SK": _s(f"IDEM#{scope}#{key}")},
-            ConsistentRead=True,
-        )
-        item = resp.get("Item")
+        item = await self._get(user_pk(user_id), f"IDEM#{scope}#{key}")
         if not item:
             return None
         return IdempotencyRecord(
@@ -230,13 +224,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
     async def get_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
         if not is_id(memory_id):
             return None
-        resp = await self._run(
-            self.client.get_item,
-            TableName=self.table,
-            Key={"PK": _s(user_pk(user_id)), "SK": _s(memory_sk(memory_id))},
-            ConsistentRead=True,
-        )
-        item = resp.get("Item")
+        item = await self._get(user_pk(user_id), memory_sk(memory_id))
         return self._memory_of(item) if item else None
 
     async def list_memories(
@@ -461,13 +449,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
     async def get_job(self, user_id: str, job_id: str) -> JobRecord | None:
         if not is_id(job_id):
             return None
-        resp = await self._run(
-            self.client.get_item,
-            TableName=self.table,
-            Key={"PK": _s(user_pk(user_id)), "SK": _s(f"JOB#{job_id}")},
-            ConsistentRead=True,
-        )
-        item = resp.get("Item")
+        item = await self._get(user_pk(user_id), f"JOB#{job_id}")
         return JobRecord.model_validate_json(item["data"]["S"]) if item else None
 
     # ------------------------------------------------------------------ vectors

@@ -75,6 +75,17 @@ class DynamoBase:
                 return
             request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
+    async def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        """One item by key, strongly consistent (reads follow the caller's own writes)."""
+        resp = await self._run(
+            self.client.get_item,
+            TableName=self.table,
+            Key={"PK": _s(pk), "SK": _s(sk)},
+            ConsistentRead=True,
+        )
+        item: dict[str, Any] | None = resp.get("Item")
+        return item
+
     def _query_all(self, user_id: str, prefix: str) -> list[dict[str, Any]]:
         request = {
             "TableName": self.table,

@@ -117,13 +117,7 @@ class DynamoPipeline(DynamoBase):
     async def get_capture(
         self, user_id: str, provider: str, conversation_id: str
     ) -> PendingCapture | None:
-        resp = await self._run(
-            self.client.get_item,
-            TableName=self.table,
-            Key={"PK": _s(user_pk(user_id)), "SK": _s(capture_sk(provider, conversation_id))},
-            ConsistentRead=True,
-        )
-        item = resp.get("Item")
+        item = await self._get(user_pk(user_id), capture_sk(provider, conversation_id))
         return PendingCapture(**json.loads(item["data"]["S"])) if item else None
 
     async def claim_capture(

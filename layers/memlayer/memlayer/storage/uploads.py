@@ -109,13 +109,7 @@ class DynamoUploads(DynamoBase):
     async def get_upload(self, user_id: str, upload_id: str) -> UploadRecord | None:
         if not is_id(upload_id):
             return None
-        resp = await self._run(
-            self.client.get_item,
-            TableName=self.table,
-            Key={"PK": _s(user_pk(user_id)), "SK": _s(upload_sk(upload_id))},
-            ConsistentRead=True,
-        )
-        item = resp.get("Item")
+        item = await self._get(user_pk(user_id), upload_sk(upload_id))
         return self._upload_of(item) if item else None
 
     async def update_upload(self, record: UploadRecord, *, expected_version: int) -> UploadRecord:
