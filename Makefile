@@ -17,8 +17,7 @@ export PORT SUPABASE_JWT_SECRET
 $(STAMP): requirements/dev.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements/dev.lock
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . \
-		|| $(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 # The offline sentence-transformers model (EMBEDDINGS_PROVIDER=local); torch is pinned exactly.
