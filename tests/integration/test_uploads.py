@@ -262,6 +262,9 @@ def test_pdf_text_is_extracted(cloud: Any, user: User) -> None:
     assert "Quarterly revenue grew by 42 percent" in memory["content"]
     assert memory["metadata"]["pages"] == 1
     assert memory["metadata"]["content_type"] == "application/pdf"
+    cloud.drain(timeout=30)
+    found = user.http.post("/v1/search", json={"query": "quarterly revenue growth"}).json()
+    assert found["items"][0]["memory"]["id"] == status["memory_id"]  # searchable
 
 
 def test_html_text_is_extracted(cloud: Any, user: User) -> None:
