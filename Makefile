@@ -44,7 +44,7 @@ test: lint typecheck
 # make invoke FN=health EVENT=events/health.json
 invoke: $(STAMP)
 	@test -n "$(FN)" -a -n "$(EVENT)" || (echo "usage: make invoke FN=<function> EVENT=events/<file>.json" && exit 2)
-	$(PY) -m infra.localcloud invoke $(FN) $(EVENT)
+	$(PY) -m infra.devtools $(EVENT) | $(PY) -m infra.localcloud invoke $(FN) -
 
 bench: $(STAMP)
 	$(PY) -m bench.coldstart

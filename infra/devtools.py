@@ -36,3 +36,25 @@ curl -s -X POST {base}/v1/search -H "Authorization: Bearer $TOKEN" \\
 """,
         flush=True,
     )
+
+
+def event_with_token(path: str) -> str:
+    """A sample event with its `DEV_TOKEN` placeholder replaced by a fresh dev token (what
+    `make invoke` feeds the function)."""
+    from pathlib import Path
+
+    from memlayer.auth.jwt import mint_dev_token
+    from memlayer.settings import get_settings
+
+    text = Path(path).read_text()
+    secret = get_settings().supabase_jwt_secret
+    if secret is not None and "DEV_TOKEN" in text:
+        token = mint_dev_token(secret.get_secret_value(), DEV_USER, admin=True)
+        text = text.replace("DEV_TOKEN", token)
+    return text
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(event_with_token(sys.argv[1]))
