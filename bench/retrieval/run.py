@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from bench.retrieval.dataset import ConceptEmbedder, Corpus, make_corpus
+from bench.retrieval.natural import make_natural_corpus
 from memlayer.search.index import UserIndex
 
 MODES = ("keyword", "semantic", "hybrid")
@@ -245,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dimensions", type=int, default=384)
     parser.add_argument("--vector-store", default="int8", choices=["int8", "float32"])
     parser.add_argument("--output", default=str(RESULTS))
+    parser.add_argument(
+        "--corpus",
+        default="synthetic",
+        choices=["synthetic", "natural"],
+        help="synthetic (dataset.py, invented synonyms) or natural (natural.py, real English)",
+    )
     args = parser.parse_args(argv)
 
     sizes = [1000, 5000] if args.quick else [1000, 10000, 100000]
@@ -264,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             users = 1 if args.quick else users_for.get(size, 1)
             runs = []
             for user in range(users):
-                corpus = make_corpus(size, seed=1000 * user + size % 997, n_queries=300)
+                make = make_natural_corpus if args.corpus == "natural" else make_corpus
+                corpus = make(size, seed=1000 * user + size % 997, n_queries=300)
                 started = time.perf_counter()
                 run = evaluate(
                     corpus,
@@ -282,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             merged = _mean_results(runs)
             merged["embedder"] = name
+            merged["corpus"] = args.corpus
             results.append(merged)
     out = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

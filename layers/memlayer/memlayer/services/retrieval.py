@@ -11,9 +11,8 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from memlayer.ids import utcnow
@@ -21,6 +20,9 @@ from memlayer.models import Body, Kind, Memory, MemoryRecord, SearchMode, Timest
 from memlayer.observability import logger
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CACHED_USERS = 16
 SEARCH_DEPTH_FOR_CONTEXT = 20
@@ -133,6 +135,8 @@ async def user_index(user_id: str) -> CachedIndex:
         stored = vectors.get(record.id)
         vector = None
         if stored and stored.space == embedder.space and stored.content_hash == record.content_hash:
+            import numpy as np  # imported on the first search, not at cold start
+
             vector = np.frombuffer(stored.vector, dtype="<f2").astype(np.float32)
         elif record.status == "ready":
             stale += 1
