@@ -176,3 +176,38 @@ def test_chat_context_used_matches_what_the_model_was_given(
     assert answer.context_used and seeded[NOTES[3]] in answer.context_used
     for memory_id in seeded.values():
         assert (memory_id in sent) == (memory_id in answer.context_used)
+
+
+def test_a_new_embedding_space_is_reembedded_not_mixed(
+    cloud: object, monkeypatch: pytest.MonkeyPatch, user: User
+) -> None:
+    from tests.conftest import reset_caches
+
+    memory_id = add(user, "Harbour tide tables for the spring sailing season")
+    cloud.drain(timeout=30)  # type: ignore[attr-defined]
+    old_space = _spaces(cloud, user.user_id)
+    monkeypatch.setenv("EMBEDDING_DIMENSIONS", "128")
+    reset_caches()
+    try:
+        # The first search ignores the old vectors (keyword still finds the memory) and asks
+        # for re-embedding; after the embed queue drains, semantic search uses the new space.
+        first = search(user, "tide tables", mode="hybrid")
+        assert [i["memory"]["id"] for i in first] == [memory_id]
+        cloud.drain(timeout=30)  # type: ignore[attr-defined]
+        new_space = _spaces(cloud, user.user_id)
+        assert new_space == {"hash:hash-v1:128"} != old_space
+        semantic = search(user, "tide tables", mode="semantic")
+        assert [i["memory"]["id"] for i in semantic] == [memory_id]
+    finally:
+        monkeypatch.undo()
+        reset_caches()
+
+
+def _spaces(cloud: object, user_id: str) -> set[str]:
+    ddb = cloud.boto3_client("dynamodb")  # type: ignore[attr-defined]
+    items = ddb.query(
+        TableName=cloud.table_name("Table"),  # type: ignore[attr-defined]
+        KeyConditionExpression="PK = :pk AND begins_with(SK, :v)",
+        ExpressionAttributeValues={":pk": {"S": f"USER#{user_id}"}, ":v": {"S": "VEC#"}},
+    )["Items"]
+    return {item["space"]["S"] for item in items}
