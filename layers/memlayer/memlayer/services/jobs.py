@@ -24,6 +24,13 @@ async def get(user_id: str, job_id: str) -> Job:
     record = await get_store().get_job(user_id, job_id)
     if record is None:
         raise NotFound("job not found")
+    if record.kind == "export" and record.status == "completed":
+        # Signed now, by this caller's credentials: a stored link may have outlived the
+        # worker credentials that signed it.
+        from memlayer.services import export
+
+        url = await export.download_url(user_id, job_id, exported_at=record.updated_at)
+        record = record.model_copy(update={"download_url": url})
     return Job.of(record)
 
 
