@@ -207,10 +207,14 @@ async def _patch_once(
 
 async def delete(user_id: str, memory_id: str) -> None:
     """Deletes the memory and what was derived from it (vector, job, uploaded files)."""
-    try:
-        record = await get_store().delete_memory(user_id, memory_id)
-    except VersionConflict:
-        record = await get_store().delete_memory(user_id, memory_id)
+    for _ in range(3):  # a background enrichment step may save between read and delete
+        try:
+            record = await get_store().delete_memory(user_id, memory_id)
+            break
+        except VersionConflict:
+            continue
+    else:
+        raise PreconditionFailed("memory changed concurrently; retry the delete")
     if record is None:
         raise NotFound("memory not found")
     if record.upload_ids:

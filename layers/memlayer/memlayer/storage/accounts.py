@@ -297,14 +297,7 @@ class DynamoAccounts(DynamoBase):
     # ------------------------------------------------------------------ erase
     def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
         """Deletes up to 25 keys, retrying what DynamoDB leaves unprocessed."""
-        pending: dict[str, Any] = {self.table: [{"DeleteRequest": {"Key": key}} for key in keys]}
-        for attempt in range(10):
-            resp = self.client.batch_write_item(RequestItems=pending)
-            pending = resp.get("UnprocessedItems") or {}
-            if not pending:
-                return
-            time.sleep(min(0.05 * 2**attempt, 2.0))
-        raise RuntimeError("items were not all deleted; retry the erase")
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
 
     def _partition(self, user_id: str) -> list[dict[str, Any]]:
         request = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -470,16 +469,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                 }
                 for v in vectors
             ]
-            for start in range(0, len(requests), 25):
-                pending = {self.table: requests[start : start + 25]}
-                for attempt in range(8):
-                    resp = self.client.batch_write_item(RequestItems=pending)
-                    pending = resp.get("UnprocessedItems") or {}
-                    if not pending:
-                        break
-                    time.sleep(min(0.05 * 2**attempt, 1.0))
-                else:
-                    raise RuntimeError("vectors were not all written")
+            self._batch_write(requests)
 
         await self._run(write)
 

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
@@ -85,6 +86,20 @@ class DynamoBase:
         )
         item: dict[str, Any] | None = resp.get("Item")
         return item
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        """Put/delete requests in batches of 25, retrying what DynamoDB leaves unprocessed."""
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self.table: requests[start : start + 25]}
+            for attempt in range(10):
+                pending = (
+                    self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                )
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+            else:
+                raise RuntimeError("DynamoDB left items unprocessed")
 
     def _query_all(self, user_id: str, prefix: str) -> list[dict[str, Any]]:
         request = {

@@ -9,7 +9,6 @@ without scanning the table."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -168,16 +167,7 @@ class DynamoUploads(DynamoBase):
                 }
                 for upload_id in ids
             ]
-            for start in range(0, len(requests), 25):
-                pending: dict[str, Any] = {self.table: requests[start : start + 25]}
-                for attempt in range(8):
-                    resp = self.client.batch_write_item(RequestItems=pending)
-                    pending = resp.get("UnprocessedItems") or {}
-                    if not pending:
-                        break
-                    time.sleep(min(0.05 * 2**attempt, 1.0))
-                else:
-                    raise RuntimeError("upload records were not all deleted")
+            self._batch_write(requests)
 
         if ids:
             await self._run(run)
