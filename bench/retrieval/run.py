@@ -88,13 +88,16 @@ def evaluate(
     qvecs = embed(embedder, [q.text for q in queries])
     now = 1_767_225_600.0
 
+    weight = float(getattr(embedder, "fusion_weight", 1.0))
     quality: dict[str, dict[str, float]] = {}
     per_flavour: dict[str, dict[str, float]] = {}
     for mode in MODES:
         r5 = r10 = mrr = 0.0
         flav: dict[str, list[float]] = {}
         for q, qv in zip(queries, qvecs, strict=True):
-            hits = index.search(q.text, qv, mode=mode, limit=10, now=now, highlights=False)
+            hits = index.search(
+                q.text, qv, mode=mode, limit=10, now=now, highlights=False, semantic_weight=weight
+            )
             groups = [corpus.group_of.get(h.memory_id) for h in hits]
             found5 = len(q.relevant & set(groups[:5])) / len(q.relevant)
             found10 = len(q.relevant & set(groups)) / len(q.relevant)
@@ -151,7 +154,7 @@ def evaluate(
         times, cpu = [], []
         for q, qv in lat_queries:
             c0, t0 = time.process_time(), time.perf_counter()
-            index.search(q.text, qv, mode=mode, limit=10, now=now)
+            index.search(q.text, qv, mode=mode, limit=10, now=now, semantic_weight=weight)
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
         latency[mode] = {

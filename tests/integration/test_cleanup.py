@@ -132,6 +132,10 @@ async def seed(stack: Any, user: str) -> SimpleNamespace:
     put_raw(stack, pk, "DAY#2020-01-01", stamp - 86400)
     gone.add((pk, "DAY#2020-01-01"))
 
+    old_change = f"CHG#{new_id()}"
+    put_raw(stack, pk, old_change, stamp - 60, "change")
+    gone.add((pk, old_change))
+
     revoked, _ = await api_keys.create_api_key(user, "old", ["read"])
     await api_keys.create_api_key(user, "live", ["read"])
     await api_keys.revoke_api_key(user, revoked.id)
@@ -204,6 +208,7 @@ EXPECTED = {
     "rate": 2,
     "counters": 1,
     "api_keys": 1,
+    "changes": 1,
     "uploads": 2,
     "files": 2,
 }
@@ -232,10 +237,10 @@ def test_cleanup_removes_exactly_what_expired(clean: Any) -> None:
     assert report["errors"] == 0
     after = keys(clean)
     assert not (seeded.gone & after)
-    # Nothing else went; what is new is the flushed prompt (a memory and its job).
+    # Nothing else went; what is new is the flushed prompt (a memory, its job, its change).
     assert (before - seeded.gone) <= after
     new = after - before
-    assert sorted(sk.split("#")[0] for _, sk in new) == ["JOB", "MEM"]
+    assert sorted(sk.split("#")[0] for _, sk in new) == ["CHG", "JOB", "MEM"]
     [prompt] = prompt_memories(user)
     assert prompt.content == seeded.lost_prompt
     assert prompt.source.conversation_id == "lost#1"

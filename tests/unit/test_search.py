@@ -189,6 +189,34 @@ def test_recency_is_a_mild_tiebreak():
     assert hits[0].score / hits[1].score < 1.06  # a nudge, not a re-ranking
 
 
+def test_semantic_weight_sets_how_much_the_vector_list_counts():
+    docs = [
+        # every query word, no vector yet: first in the keyword list, absent from the semantic
+        _doc("words", "passport renewal form", created_at=NOW - 90 * 86400),
+        # nearest vector, no query word, and newer: with equal list weights recency decides
+        _doc("meaning", "travel document paperwork", vector=_vec(3), created_at=NOW - 3600),
+        _doc("other", "grocery list", vector=_vec(7)),
+    ]
+    index = UserIndex.build(docs, DIM)
+    equal = index.search("passport renewal", _vec(3), now=NOW, collapse=False)
+    assert _ids(equal)[:2] == ["meaning", "words"]
+    tiebreak = index.search(
+        "passport renewal", _vec(3), now=NOW, collapse=False, semantic_weight=0.25
+    )
+    assert _ids(tiebreak)[:2] == ["words", "meaning"]
+    assert tiebreak[0].score == pytest.approx(1 / (1 + 0.25), rel=0.06)
+    assert all(0 < h.score <= 1 for h in tiebreak)
+    # the offline hashing embedder is lexical, so hybrid search weights it down
+    from memlayer.ai.embeddings import Embedder, HashEmbedder
+
+    assert HashEmbedder.fusion_weight < Embedder.fusion_weight == 1.0
+
+
+def test_equal_scores_share_a_rank():
+    ranked = [(0.9, 0, 4), (0.5, 0, 1), (0.5, 1, 0), (0.2, 0, 2)]
+    assert index_module._ranks(ranked) == {(0, 4): 1, (0, 1): 2, (1, 0): 2, (0, 2): 4}
+
+
 def test_duplicates_collapse_to_best_scoring():
     docs = [
         _doc("s1", "great article on sourdough", dedupe_key="https://x.test/sourdough"),

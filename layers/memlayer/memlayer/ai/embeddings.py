@@ -65,6 +65,9 @@ class Embedder(ABC):
 
     space: str
     dimensions: int
+    # How much meaning the vectors carry, as hybrid search's weight for the semantic list
+    # (keyword list = 1). A real model's neighbours are paraphrases: full weight.
+    fusion_weight: float = 1.0
 
     @abstractmethod
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -125,6 +128,9 @@ class HashEmbedder(Embedder):
     embedding space), because stored vectors would no longer be comparable.
     """
 
+    # Its neighbours are lexical, mostly what BM25 already found (and noisier), so in hybrid
+    # search it breaks ties rather than outvoting keywords (bench/retrieval, held-out users).
+    fusion_weight = 0.25
     WORD_WEIGHT = 1.0
     PAIR_WEIGHT = 0.5
     TRIGRAM_WEIGHT = 0.5

@@ -45,8 +45,10 @@ VectorStore = Literal["int8", "float32"]
 K1 = 1.2
 B = 0.75
 FIELD_BOOST = 2  # title and tag terms count this many times
-RRF_K = 60
-COVERAGE_POWER = 2.0  # hybrid: a keyword hit counts by (share of query IDF it has)^2
+# Reciprocal-rank fusion constant. The classic k=60 flattens rank differences so much that a
+# weak partial keyword match reorders the semantic top 10; k=3 keeps the top ranks decisive
+# (chosen on held-out users of bench/retrieval, both corpora; see the README).
+RRF_K = 3
 RECENCY_WEIGHT = 0.05  # at most +5% to a fused score, for a memory created just now
 RECENCY_HALF_LIFE_DAYS = 30.0
 _CHUNK = 512  # rows per block when scanning int8 codes (fits in L2)
@@ -130,6 +132,18 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
         finite = finite[part]
     order = np.lexsort((finite, -scores[finite]))
     return finite[order]
+
+
+def _ranks(ranked: _Ranked) -> dict[tuple[int, int], int]:
+    """1-based ranks of a best-first list; equal scores share a rank ("1, 2, 2, 4"), so that
+    fusion, not list order, decides between ties (two copies of one text, say)."""
+    out: dict[tuple[int, int], int] = {}
+    rank, previous = 0, None
+    for position, (score, si, row) in enumerate(ranked, 1):
+        if score != previous:
+            rank, previous = position, score
+        out[(si, row)] = rank
+    return out
 
 
 class _Segment:
@@ -673,14 +687,17 @@ class UserIndex:
         highlights: bool = True,
         now: float | None = None,
         max_highlight_len: int = 200,
+        semantic_weight: float = 1.0,
     ) -> list[Hit]:
         """Rank this user's memories for a query.
 
         keyword: BM25 (score = BM25 / best BM25). semantic: exact cosine over memories that
-        have a vector (score = max(cosine, 0)). hybrid: reciprocal-rank fusion (k=60) of both
-        lists with a mild recency boost (score = fused / best possible), keyword alone when
-        there is no query vector. With `collapse`, memories sharing a dedupe_key show once
-        (the best-scoring one)."""
+        have a vector (score = max(cosine, 0)). hybrid: reciprocal-rank fusion (k=`RRF_K`) of
+        both lists — a keyword hit weighted by the share of the query's IDF it contains, the
+        semantic list by `semantic_weight` (how much meaning the embedder carries: 1 for a
+        real model) — with a mild recency boost (score = fused / best possible), keyword
+        alone when there is no query vector. With `collapse`, memories sharing a dedupe_key
+        show once (the best-scoring one)."""
         if mode not in ("hybrid", "semantic", "keyword"):
             raise ValueError(f"unknown search mode {mode!r}")
         limit = max(0, int(limit))
@@ -713,15 +730,15 @@ class UserIndex:
         if mode in ("hybrid", "semantic") and qvec is not None:
             semantic = self._semantic_list(qvec, segments, masks, depth)
 
-        kw_rank = {(si, row): r for r, (_, si, row) in enumerate(keyword, 1)}
-        sem_rank = {(si, row): r for r, (_, si, row) in enumerate(semantic, 1)}
+        kw_rank = _ranks(keyword)
+        sem_rank = _ranks(semantic)
         if mode == "keyword":
             top = keyword[0][0] if keyword else 1.0
             ranked = [(s / top, si, row) for s, si, row in keyword]
         elif mode == "semantic":
             ranked = [(max(0.0, min(1.0, s)), si, row) for s, si, row in semantic]
         else:
-            ranked = self._fuse(segments, kw_rank, sem_rank, coverage, now)
+            ranked = self._fuse(segments, kw_rank, sem_rank, coverage, now, semantic_weight)
 
         hits: list[Hit] = []
         seen: set[str] = set()
@@ -755,18 +772,19 @@ class UserIndex:
         sem_rank: dict[tuple[int, int], int],
         coverage: dict[tuple[int, int], float],
         now: float | None,
+        semantic_weight: float,
     ) -> _Ranked:
         now = time.time() if now is None else now
-        lists = [r for r in (kw_rank, sem_rank) if r]
-        if not lists:
+        semantic_weight = max(0.0, float(semantic_weight))
+        list_weight = (1.0 if kw_rank else 0.0) + (semantic_weight if sem_rank else 0.0)
+        if list_weight <= 0:
             return []
-        best_possible = len(lists) / (RRF_K + 1) * (1.0 + RECENCY_WEIGHT)
+        best_possible = list_weight / (RRF_K + 1) * (1.0 + RECENCY_WEIGHT)
         fused: dict[tuple[int, int], float] = {}
         for key, rank in sem_rank.items():
-            fused[key] = 1.0 / (RRF_K + rank)
+            fused[key] = semantic_weight / (RRF_K + rank)
         for key, rank in kw_rank.items():
-            weight = coverage.get(key, 1.0) ** COVERAGE_POWER
-            fused[key] = fused.get(key, 0.0) + weight / (RRF_K + rank)
+            fused[key] = fused.get(key, 0.0) + coverage.get(key, 1.0) / (RRF_K + rank)
         out = []
         for (si, row), score in fused.items():
             age_days = max(0.0, now - float(segments[si].created[row])) / 86400.0

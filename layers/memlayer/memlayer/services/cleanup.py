@@ -36,7 +36,15 @@ from memlayer.storage.uploads import UploadRecord
 T = TypeVar("T")
 
 # Deleted once `expires_at` has passed.
-EXPIRING_KINDS = ("jobs", "connections", "idempotency", "rate", "counters", "api_keys")
+EXPIRING_KINDS = (
+    "jobs",
+    "connections",
+    "idempotency",
+    "rate",
+    "counters",
+    "api_keys",
+    "changes",
+)
 CAPTURE_GRACE_SECONDS = 600
 STUCK_AFTER = timedelta(minutes=15)
 GIVE_UP_AFTER = timedelta(hours=24)

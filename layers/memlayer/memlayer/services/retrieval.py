@@ -2,7 +2,9 @@
 
 Each warm container keeps one `UserIndex` per recent user, tagged with the user's
 `data_version` (bumped by every create, edit, delete and enrichment step). A search reads the
-version first (one GetItem) and rebuilds the index when it moved, so the very next search
+version first (one GetItem); when it moved, the index catches up from the user's change log
+(the memories changed since the last sync, read by key and applied in place) or, when too
+much changed, is rebuilt from all the user's memories. Either way the very next search
 reflects any change and never misses a memory that is ready."""
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
@@ -20,11 +23,17 @@ from memlayer.models import Body, Kind, Memory, MemoryRecord, SearchMode, Timest
 from memlayer.observability import logger
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
+from memlayer.storage.base import CHANGE_LOG_TTL, StoredVector
 
 if TYPE_CHECKING:
     import numpy as np
 
 CACHED_USERS = 16
+# Catching up from the change log beats a full reload up to a few hundred changes.
+CATCH_UP_MAX_CHANGES = 500
+# How much earlier than its commit a change entry may be stamped: the entry's id is minted
+# just before the transaction (retries included), on a clock that may be slightly off.
+CHANGE_CLOCK_SLACK = timedelta(seconds=60)
 SEARCH_DEPTH_FOR_CONTEXT = 20
 SEARCH_DEPTH_FOR_CHAT = 8
 
@@ -82,7 +91,10 @@ class ChatOut(BaseModel):
 
 @dataclass
 class CachedIndex:
-    version: int
+    user_id: str
+    space: str  # the embedding space of its vectors
+    version: int  # PROFILE.data_version the index reflects
+    synced_at: float  # epoch seconds when the last sync started reading
     index: Any  # memlayer.search.UserIndex
     records: dict[str, MemoryRecord]
 
@@ -118,37 +130,111 @@ def _dedupe_url(url: str) -> str:
 
 
 async def user_index(user_id: str) -> CachedIndex:
-    from memlayer.ai.embeddings import get_embedder
-    from memlayer.search import UserIndex
-
+    """The user's warm index, brought up to date with `PROFILE.data_version`: by applying the
+    change log when only a few memories changed since the last sync, else by a full load."""
     store = get_store()
     version = (await store.get_profile(user_id)).data_version
     cached = _cache.get(user_id)
+    if cached is not None and cached.space != _embedder().space:
+        cached = None  # another vector space (provider, model or dimensions changed)
     if cached is not None and cached.version == version:
         _cache.move_to_end(user_id)
         return cached
+    synced_at = time.time()  # before any read: what commits after it is caught next time
+    if cached is not None and version > cached.version and await _catch_up(cached, synced_at):
+        cached.version = version
+        _cache.move_to_end(user_id)
+        return cached
+    return await _load(user_id, version, synced_at)
+
+
+async def _catch_up(cached: CachedIndex, synced_at: float) -> bool:
+    """Applies the memories changed since the last sync to the warm index; False when that is
+    not possible (the log has expired past the last sync, or too much changed).
+
+    A change entry is stamped (ULID time) just before its transaction commits, so reading the
+    log from the last sync's start minus `CHANGE_CLOCK_SLACK` cannot miss a change that
+    committed after that sync read the memories. Re-applying a change is harmless."""
+    since = cached.synced_at - CHANGE_CLOCK_SLACK.total_seconds()
+    if synced_at - since >= CHANGE_LOG_TTL.total_seconds():
+        return False
+    store = get_store()
+    changed = await store.changed_memories(
+        cached.user_id, datetime.fromtimestamp(since, UTC), limit=CATCH_UP_MAX_CHANGES
+    )
+    if changed is None:
+        return False
+    records, vectors = await store.get_memories(cached.user_id, changed)
+    stale = await asyncio.to_thread(_apply_changes, cached, changed, records, vectors)
+    cached.synced_at = synced_at
+    if stale:
+        await _request_reembed(cached.user_id, cached.space, stale)
+    return True
+
+
+def _apply_changes(
+    cached: CachedIndex,
+    changed: list[str],
+    records: dict[str, MemoryRecord],
+    vectors: dict[str, StoredVector],
+) -> int:
+    stale = 0
+    for memory_id in changed:
+        record = records.get(memory_id)
+        if record is None:  # deleted
+            cached.index.remove(memory_id)
+            cached.records.pop(memory_id, None)
+            continue
+        doc, is_stale = _indexed(record, vectors.get(memory_id))
+        stale += is_stale
+        cached.index.upsert(doc)
+        cached.records[memory_id] = record
+    return stale
+
+
+async def _load(user_id: str, version: int, synced_at: float) -> CachedIndex:
+    from memlayer.search import UserIndex
+
+    store = get_store()
     records, vectors = await asyncio.gather(store.all_memories(user_id), store.get_vectors(user_id))
-    embedder = get_embedder(get_settings())
     docs = []
     stale = 0
     for record in records:
-        stored = vectors.get(record.id)
-        vector = None
-        if stored and stored.space == embedder.space and stored.content_hash == record.content_hash:
-            import numpy as np  # imported on the first search, not at cold start
-
-            vector = np.frombuffer(stored.vector, dtype="<f2").astype(np.float32)
-        elif record.status == "ready":
-            stale += 1
-        docs.append(_doc(record, vector))
+        doc, is_stale = _indexed(record, vectors.get(record.id))
+        stale += is_stale
+        docs.append(doc)
+    embedder = _embedder()
     index = await asyncio.to_thread(UserIndex.build, docs, embedder.dimensions)
-    cached = CachedIndex(version, index, {r.id: r for r in records})
+    cached = CachedIndex(
+        user_id, embedder.space, version, synced_at, index, {r.id: r for r in records}
+    )
+    previous = _cache.pop(user_id, None)
+    if previous is not None:
+        previous.index.close()
     _cache[user_id] = cached
     while len(_cache) > CACHED_USERS:
         _cache.popitem(last=False)[1].index.close()
     if stale:
         await _request_reembed(user_id, embedder.space, stale)
     return cached
+
+
+def _indexed(record: MemoryRecord, stored: StoredVector | None) -> tuple[Any, bool]:
+    """The record as an `IndexedDoc`, with its vector only if it is from the current space
+    and of the current content; and whether a ready memory lacks such a vector."""
+    space = _embedder().space
+    vector = None
+    if stored and stored.space == space and stored.content_hash == record.content_hash:
+        import numpy as np  # imported on the first search, not at cold start
+
+        vector = np.frombuffer(stored.vector, dtype="<f2").astype(np.float32)
+    return _doc(record, vector), vector is None and record.status == "ready"
+
+
+def _embedder() -> Any:
+    from memlayer.ai.embeddings import get_embedder
+
+    return get_embedder(get_settings())
 
 
 async def _request_reembed(user_id: str, space: str, stale: int) -> None:
@@ -165,9 +251,8 @@ async def _request_reembed(user_id: str, space: str, stale: int) -> None:
 
 async def reembed(user_id: str) -> int:
     from memlayer import queues
-    from memlayer.ai.embeddings import get_embedder
 
-    space = get_embedder(get_settings()).space
+    space = _embedder().space
     records = await get_store().all_memories(user_id)
     messages = [
         {"memory_id": r.id, "user_id": user_id, "job_id": r.job_id}
@@ -198,11 +283,10 @@ def _filters(filters: SearchFiltersIn | None) -> Any:
 async def _query_vector(query: str, mode: SearchMode) -> np.ndarray | None:
     if mode == "keyword":
         return None
-    from memlayer.ai.embeddings import get_embedder
     from memlayer.errors import ProviderError
 
     try:
-        return (await get_embedder(get_settings()).embed([query]))[0]
+        return (await _embedder().embed([query]))[0]
     except ProviderError as exc:
         # Keyword ranking still answers when the embeddings provider is down.
         logger.warning("query embedding failed; keyword only", reason=exc.reason)
@@ -213,7 +297,14 @@ async def ranked(
     user_id: str, query: str, *, mode: SearchMode, limit: int, filters: Any = None
 ) -> list[tuple[MemoryRecord, Any]]:
     cached, vector = await asyncio.gather(user_index(user_id), _query_vector(query, mode))
-    hits = cached.index.search(query, vector, mode=mode, limit=limit, filters=filters)
+    hits = cached.index.search(
+        query,
+        vector,
+        mode=mode,
+        limit=limit,
+        filters=filters,
+        semantic_weight=_embedder().fusion_weight,
+    )
     return [(cached.records[hit.memory_id], hit) for hit in hits if hit.memory_id in cached.records]
 
 

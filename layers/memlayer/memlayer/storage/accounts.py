@@ -42,6 +42,7 @@ _KIND_BY_TYPE = {
     "connection": "connections",
     "capture": "captures",
     "idempotency": "idempotency",
+    "change": "changes",
 }
 _KIND_BY_SK_PREFIX = (
     ("MEM#", "memories"),
@@ -52,6 +53,7 @@ _KIND_BY_SK_PREFIX = (
     ("CONN#", "connections"),
     ("CAP#", "captures"),
     ("IDEM#", "idempotency"),
+    ("CHG#", "changes"),
     ("DAY#", "counters"),
     ("RATE#", "rate"),
     ("PROFILE", "profile"),
@@ -65,6 +67,7 @@ ITEM_KINDS = (
     "connections",
     "captures",
     "idempotency",
+    "changes",
     "counters",
     "rate",
     "profile",

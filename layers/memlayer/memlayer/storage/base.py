@@ -1,16 +1,21 @@
-"""The storage interface. DynamoDB implements it (storage/dynamo.py); the contract tests in
-tests/integration/test_store_contract.py run against every implementation."""
+"""The storage interface. DynamoDB implements it (storage/dynamo.py); the integration tests
+exercise it through the functions. A second implementation (Supabase Postgres) should come with
+a contract suite that runs against both."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.storage.accounts import AccountsStore
 from memlayer.storage.pipeline import PipelineStore
 from memlayer.storage.uploads import UploadsStore
+
+# Every memory change leaves a change-log entry this long: how far back a warm search index
+# can catch up instead of reloading all of a user's memories.
+CHANGE_LOG_TTL = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,14 @@ class Store(PipelineStore, UploadsStore, AccountsStore, Protocol):
     ) -> tuple[list[MemoryRecord], str | None]: ...
 
     async def all_memories(self, user_id: str) -> list[MemoryRecord]: ...
+
+    async def get_memories(
+        self, user_id: str, memory_ids: list[str]
+    ) -> tuple[dict[str, MemoryRecord], dict[str, StoredVector]]: ...
+
+    async def changed_memories(
+        self, user_id: str, since: datetime, *, limit: int
+    ) -> list[str] | None: ...
 
     async def save_memory(
         self, record: MemoryRecord, *, expected_version: int, max_bytes: int = 0

@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from memlayer import aws
 from memlayer.errors import QuotaExceeded
-from memlayer.ids import id_ceiling, id_floor, is_id
+from memlayer.ids import id_ceiling, id_floor, is_id, new_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import DynamoAccounts
 from memlayer.storage.base import (
+    CHANGE_LOG_TTL,
     IdempotencyClaim,
     IdempotencyRecord,
     IdempotentReplay,
@@ -28,6 +30,7 @@ from memlayer.storage.base import (
     VersionConflict,
 )
 from memlayer.storage.dynamo_base import (
+    CHANGE_PREFIX,
     PROFILE_SK,
     DynamoBase,
     _n,
@@ -76,6 +79,70 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
     @staticmethod
     def _memory_of(item: dict[str, Any]) -> MemoryRecord:
         return MemoryRecord.model_validate_json(item["data"]["S"])
+
+    def _change_put(self, user_id: str, memory_id: str) -> dict[str, Any]:
+        """A change-log entry, written in the same transaction as the memory change, so a
+        warm search index can catch up on what changed instead of reloading everything."""
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": {
+                    "PK": _s(user_pk(user_id)),
+                    "SK": _s(f"{CHANGE_PREFIX}{new_id()}"),
+                    "type": _s("change"),
+                    "memory_id": _s(memory_id),
+                    "expires_at": _n(int(time.time() + CHANGE_LOG_TTL.total_seconds())),
+                },
+            }
+        }
+
+    async def changed_memories(
+        self, user_id: str, since: datetime, *, limit: int
+    ) -> list[str] | None:
+        """Ids of the memories changed (created, edited, enriched, deleted) since `since`,
+        oldest change first and each once; None when there are more than `limit` changes."""
+        request = {
+            "TableName": self.table,
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :since AND :end",
+            "ExpressionAttributeValues": {
+                ":pk": _s(user_pk(user_id)),
+                ":since": _s(f"{CHANGE_PREFIX}{id_floor(since)}"),
+                ":end": _s(f"{CHANGE_PREFIX}~"),
+            },
+            "ProjectionExpression": "memory_id",
+            "ConsistentRead": True,
+            "Limit": limit + 1,
+        }
+
+        def read() -> list[dict[str, Any]] | None:
+            items: list[dict[str, Any]] = []
+            for page in self._pages(request):
+                items += page
+                if len(items) > limit:
+                    return None
+            return items
+
+        items = await self._run(read)
+        if items is None:
+            return None
+        return list(dict.fromkeys(item["memory_id"]["S"] for item in items))
+
+    async def get_memories(
+        self, user_id: str, memory_ids: list[str]
+    ) -> tuple[dict[str, MemoryRecord], dict[str, StoredVector]]:
+        """These memories and their vectors (consistent reads); missing ones are left out."""
+        keys = [
+            sk
+            for memory_id in memory_ids
+            if is_id(memory_id)
+            for sk in (memory_sk(memory_id), f"VEC#{memory_id}")
+        ]
+        items = await self._run(self._batch_get, pk=user_pk(user_id), sort_keys=keys)
+        records = {
+            r.id: r for r in (self._memory_of(i) for i in items if i["SK"]["S"].startswith("MEM#"))
+        }
+        vectors = [self._vector_of(i) for i in items if i["SK"]["S"].startswith("VEC#")]
+        return records, {v.memory_id: v for v in vectors}
 
     def _usage_update(
         self,
@@ -151,6 +218,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
         items.append({"Update": day_update})
         if job is not None:
             items.append({"Put": {"TableName": self.table, "Item": self._job_item(job)}})
+        items.append(self._change_put(record.user_id, record.id))
         if idempotency is not None:
             items.append(
                 {
@@ -313,6 +381,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                     max_bytes=max_bytes,
                 )
             },
+            self._change_put(record.user_id, record.id),
         ]
         try:
             await self._run(self.client.transact_write_items, TransactItems=items)
@@ -340,6 +409,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
             },
             {"Delete": {"TableName": self.table, "Key": {"PK": pk, "SK": _s(f"VEC#{memory_id}")}}},
             {"Update": self._usage_update(user_id, memories=-1, size=-record.size_bytes)},
+            self._change_put(user_id, memory_id),
         ]
         if record.job_id:
             items.append(
@@ -508,12 +578,14 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
 
     async def get_vectors(self, user_id: str) -> dict[str, StoredVector]:
         items = await self._run(self._query_all, user_id=user_id, prefix="VEC#")
-        return {
-            item["SK"]["S"][4:]: StoredVector(
-                memory_id=item["SK"]["S"][4:],
-                space=item["space"]["S"],
-                content_hash=item["content_hash"]["S"],
-                vector=item["v"]["B"],
-            )
-            for item in items
-        }
+        vectors = [self._vector_of(item) for item in items]
+        return {v.memory_id: v for v in vectors}
+
+    @staticmethod
+    def _vector_of(item: dict[str, Any]) -> StoredVector:
+        return StoredVector(
+            memory_id=item["SK"]["S"][4:],
+            space=item["space"]["S"],
+            content_hash=item["content_hash"]["S"],
+            vector=item["v"]["B"],
+        )

@@ -26,6 +26,7 @@ def memory_sk(memory_id: str) -> str:
 
 
 PROFILE_SK = "PROFILE"
+CHANGE_PREFIX = "CHG#"
 
 
 def day_sk(moment: datetime) -> str:
@@ -100,6 +101,23 @@ class DynamoBase:
                 time.sleep(min(0.05 * 2**attempt, 2.0))
             else:
                 raise RuntimeError("DynamoDB left items unprocessed")
+
+    def _batch_get(self, pk: str, sort_keys: list[str]) -> list[dict[str, Any]]:
+        """Items of one partition by sort key (consistent), retrying unprocessed keys."""
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(sort_keys), 100):
+            keys = [{"PK": _s(pk), "SK": _s(sk)} for sk in sort_keys[start : start + 100]]
+            pending: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            for attempt in range(10):
+                resp = self.client.batch_get_item(RequestItems=pending)
+                items += resp.get("Responses", {}).get(self.table, [])
+                pending = resp.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+            else:
+                raise RuntimeError("DynamoDB left keys unprocessed")
+        return items
 
     def _query_all(self, user_id: str, prefix: str) -> list[dict[str, Any]]:
         request = {
