@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) -m bench.coldstart
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.retrieval.run
+	$(PY) -m bench.retrieval.refresh
 
 openapi: $(STAMP)
 	$(PY) -m infra.openapi --write

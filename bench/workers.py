@@ -14,9 +14,7 @@ import argparse
 import asyncio
 import importlib.util
 import json
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -66,29 +64,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memories", type=int, default=500)
     args = parser.parse_args()
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 (moto)
-        AWS_DEFAULT_REGION="us-east-1",
-        LOG_LEVEL="ERROR",
-        EMBEDDINGS_PROVIDER="hash",
-        DEFAULT_DAILY_WRITES="0",
-    )
-    sys.path[:0] = [str(ROOT / "layers" / "memlayer"), str(ROOT)]
-    import boto3
-    from moto import mock_aws
+    from bench.inprocess import in_process_aws
 
-    from infra.localcloud.resources import table_request
-    from infra.localcloud.stack import build_stack
+    with in_process_aws() as (stack, queue_urls):
+        import boto3
 
-    stack = build_stack(ROOT / "template.yaml")
-    with mock_aws():
-        boto3.client("dynamodb").create_table(**table_request("memlayer", stack.tables["Table"]))
         sqs = boto3.client("sqs")
-        urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("a", "e", "t")}
-        os.environ.update(
-            ANALYZE_QUEUE_URL=urls["a"], EMBED_QUEUE_URL=urls["e"], TASKS_QUEUE_URL=urls["t"]
-        )
+        urls = {"a": queue_urls["analyze"], "e": queue_urls["embed"]}
         from memlayer import aws
 
         calls = {"n": 0}  # DynamoDB requests: the hardware-independent cost of each stage

@@ -130,7 +130,7 @@ class HashEmbedder(Embedder):
 
     # Its neighbours are lexical, mostly what BM25 already found (and noisier), so in hybrid
     # search it breaks ties rather than outvoting keywords (bench/retrieval, held-out users).
-    fusion_weight = 0.25
+    fusion_weight = 0.1
     WORD_WEIGHT = 1.0
     PAIR_WEIGHT = 0.5
     TRIGRAM_WEIGHT = 0.5

@@ -1,0 +1,46 @@
+"""In-process moto holding the template's table and the work queues, for benchmarks that run
+the real services in one container without the local cloud."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def in_process_aws(**env: str) -> Iterator[tuple[Any, dict[str, str]]]:
+    """Yields the parsed template stack and the queue URLs by role (analyze, embed, tasks)."""
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 (moto)
+        AWS_DEFAULT_REGION="us-east-1",
+        LOG_LEVEL="ERROR",
+        EMBEDDINGS_PROVIDER="hash",
+        DEFAULT_DAILY_WRITES="0",
+        **env,
+    )
+    sys.path[:0] = [str(ROOT / "layers" / "memlayer"), str(ROOT)]
+    import boto3
+    from moto import mock_aws
+
+    from infra.localcloud.motofixes import serialize_moto_dynamodb
+    from infra.localcloud.resources import table_request
+    from infra.localcloud.stack import build_stack
+
+    serialize_moto_dynamodb()  # workers touch it from several threads; DynamoDB is atomic
+    stack = build_stack(ROOT / "template.yaml")
+    with mock_aws():
+        boto3.client("dynamodb").create_table(**table_request("memlayer", stack.tables["Table"]))
+        sqs = boto3.client("sqs")
+        urls = {role: sqs.create_queue(QueueName=role)["QueueUrl"] for role in QUEUE_ENV}
+        os.environ.update({QUEUE_ENV[role]: url for role, url in urls.items()})
+        yield stack, urls
+
+
+QUEUE_ENV = {"analyze": "ANALYZE_QUEUE_URL", "embed": "EMBED_QUEUE_URL", "tasks": "TASKS_QUEUE_URL"}
