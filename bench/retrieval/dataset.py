@@ -360,10 +360,70 @@ class Corpus:
     group_of: dict[str, str] = field(default_factory=dict)  # memory_id -> answer group
 
 
-class _Gen:
-    def __init__(self, seed: int, now: float) -> None:
-        self.rng = random.Random(seed)
+class CorpusBuilder:
+    """One user's memories as a generator adds them: each gets a creation time in the last two
+    years, a ULID of that time, a dedupe key (notes: their text's hash) and an answer group
+    (its own id unless it answers a query); ~4% are not embedded yet."""
+
+    def __init__(self, rng: random.Random, now: float) -> None:
+        self.rng = rng
         self.now = now
+        self.docs: list[IndexedDoc] = []
+        self.group_of: dict[str, str] = {}
+
+    def add(
+        self,
+        text: str,
+        title: str | None,
+        kind: str,
+        provider: str | None,
+        tags: tuple[str, ...],
+        dedupe: str | None,
+        *,
+        answer: str | None = None,
+    ) -> str:
+        r = self.rng
+        created = self.now - r.uniform(0, 730) * 86400
+        mid = _ulid(created, r)
+        if dedupe is None and kind == "note":
+            dedupe = hashlib.sha256(text.encode()).hexdigest()[:32]
+        self.docs.append(
+            IndexedDoc(
+                memory_id=mid,
+                text=text,
+                title=title,
+                tags=tags,
+                kind=kind,
+                provider=provider,
+                status="ready" if r.random() > 0.04 else "pending",
+                created_at=created,
+                dedupe_key=dedupe,
+            )
+        )
+        self.group_of[mid] = answer or mid
+        return mid
+
+    def trim(self, n_docs: int) -> set[str]:
+        """Keeps the first `n_docs` memories; returns the answer groups still present."""
+        self.docs = self.docs[:n_docs]
+        kept = {d.memory_id for d in self.docs}
+        self.group_of = {m: a for m, a in self.group_of.items() if m in kept}
+        return set(self.group_of.values())
+
+    def corpus(self, user: str, queries: list[Query]) -> Corpus:
+        order = list(range(len(self.docs)))
+        self.rng.shuffle(order)
+        return Corpus(
+            user=user,
+            docs=[self.docs[i] for i in order],
+            queries=queries,
+            group_of=self.group_of,
+        )
+
+
+class _Gen:
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
         self.entities: list[str] = []
 
     def entity(self) -> str:
@@ -387,9 +447,6 @@ class _Gen:
         parts += extra or []
         r.shuffle(parts)
         return " ".join(parts)
-
-    def created(self) -> float:
-        return self.now - self.rng.uniform(0, 730) * 86400
 
     def memory(
         self,
@@ -441,43 +498,11 @@ def make_corpus(
     now: float = 1_767_225_600.0,  # 2026-01-01
 ) -> Corpus:
     """A user's `n_docs` memories and `n_queries` queries with known answers."""
-    g = _Gen(seed, now)
+    g = _Gen(seed)
     r = g.rng
-    docs: list[IndexedDoc] = []
-    group_of: dict[str, str] = {}
+    built = CorpusBuilder(r, now)
+    add = built.add
     queries: list[Query] = []
-
-    def add(
-        text: str,
-        title: str | None,
-        kind: str,
-        provider: str | None,
-        tags: tuple[str, ...],
-        dedupe: str | None,
-        *,
-        answer: str | None = None,
-        ready: bool | None = None,
-    ) -> str:
-        created = g.created()
-        mid = _ulid(created, r)
-        if dedupe is None and kind == "note":
-            dedupe = hashlib.sha256(text.encode()).hexdigest()[:32]
-        ready = r.random() > 0.04 if ready is None else ready
-        docs.append(
-            IndexedDoc(
-                memory_id=mid,
-                text=text,
-                title=title,
-                tags=tags,
-                kind=kind,
-                provider=provider,
-                status="ready" if ready else "pending",
-                created_at=created,
-                dedupe_key=dedupe,
-            )
-        )
-        group_of[mid] = answer or mid
-        return mid
 
     n_queries = min(n_queries, max(1, n_docs // 12))
     flavours = ["paraphrase", "keyword", "mixed"]
@@ -521,23 +546,13 @@ def make_corpus(
         if r.random() < 0.5:  # people pad queries with everyday words
             qtext = f"{qtext} {r.choice(FILLER)}"
         queries.append(Query(text=qtext, relevant=relevant, flavour=flavour))
-    while len(docs) < n_docs:  # background distractors
+    while len(built.docs) < n_docs:  # background distractors
         topic = r.randrange(len(ALL_TOPICS))
         extra = [g.entity()] if r.random() < 0.3 else []
         add(*g.memory(r.sample(TOPIC_GROUPS[topic], r.randint(2, 3)), extra=extra))
-    docs = docs[:n_docs]
-    kept = {d.memory_id for d in docs}
-    group_of = {m: a for m, a in group_of.items() if m in kept}
-    answers = set(group_of.values())
+    answers = built.trim(n_docs)
     queries = [q for q in queries if q.relevant <= answers]
-    order = list(range(len(docs)))
-    r.shuffle(order)
-    return Corpus(
-        user=user or f"user{seed}",
-        docs=[docs[i] for i in order],
-        queries=queries,
-        group_of=group_of,
-    )
+    return built.corpus(user or f"user{seed}", queries)
 
 
 def _seed_of(text: str, salt: str) -> int:

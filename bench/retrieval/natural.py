@@ -28,12 +28,10 @@ It returns the same `Corpus`/`Query` objects as `dataset.make_corpus`.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 
-from bench.retrieval.dataset import Corpus, Query, _ulid
-from memlayer.search.index import IndexedDoc
+from bench.retrieval.dataset import Corpus, CorpusBuilder, Query
 
 # topic | memory phrasings (;) | paraphrases (;)
 _FAMILIES = """
@@ -399,9 +397,8 @@ TOPICS = sorted({t for t, _, _ in FAMILIES})
 
 
 class _NatGen:
-    def __init__(self, seed: int, now: float) -> None:
+    def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
-        self.now = now
 
     def entity(self) -> str:
         r = self.rng
@@ -411,9 +408,6 @@ class _NatGen:
         if kind < 0.8:
             return r.choice(_PLACES)
         return f"{r.choice(_PRODUCTS)} {r.randint(2, 9)}"
-
-    def created(self) -> float:
-        return self.now - self.rng.uniform(0, 730) * 86400
 
     def memory(
         self, phrase: str, topic: str, entity: str, kind: str | None = None
@@ -456,42 +450,11 @@ def make_natural_corpus(
     now: float = 1_767_225_600.0,  # 2026-01-01
 ) -> Corpus:
     """A user's `n_docs` natural-English memories and `n_queries` queries with known answers."""
-    g = _NatGen(seed + 7919, now)
+    g = _NatGen(seed + 7919)
     r = g.rng
-    docs: list[IndexedDoc] = []
-    group_of: dict[str, str] = {}
+    built = CorpusBuilder(r, now)
+    add = built.add
     family_answers: dict[int, set[str]] = {}  # family -> answer groups saying it
-
-    def add(
-        text: str,
-        title: str | None,
-        kind: str,
-        provider: str | None,
-        tags: tuple[str, ...],
-        dedupe: str | None,
-        *,
-        answer: str | None = None,
-    ) -> str:
-        created = g.created()
-        mid = _ulid(created, r)
-        if dedupe is None and kind == "note":
-            dedupe = hashlib.sha256(text.encode()).hexdigest()[:32]
-        ready = r.random() > 0.04
-        docs.append(
-            IndexedDoc(
-                memory_id=mid,
-                text=text,
-                title=title,
-                tags=tags,
-                kind=kind,
-                provider=provider,
-                status="ready" if ready else "pending",
-                created_at=created,
-                dedupe_key=dedupe,
-            )
-        )
-        group_of[mid] = answer or mid
-        return mid
 
     n_queries = min(n_queries, max(1, n_docs // 12))
     order = list(range(len(FAMILIES)))
@@ -535,17 +498,14 @@ def make_natural_corpus(
         else:
             qtext = f"{entity} {para}"
         pending.append((flavour, fam, qtext, answer, relevant))
-    while len(docs) < n_docs:  # background: near-misses on every topic, alone or in pairs
+    while len(built.docs) < n_docs:  # background: near-misses on every topic, alone or in pairs
         topic = r.choice(TOPICS)
         phrase = r.choice(_NEAR_MISS[topic])
         if r.random() < 0.5:
             phrase += r.choice([" and ", "; also ", ", plus "])
             phrase += r.choice(_NEAR_MISS[r.choice(TOPICS)])
         add(*g.memory(phrase, topic, g.entity()))
-    docs = docs[:n_docs]
-    kept = {d.memory_id for d in docs}
-    group_of = {m: a for m, a in group_of.items() if m in kept}
-    answers = set(group_of.values())
+    answers = built.trim(n_docs)
     queries = []
     for flavour, fam, qtext, _answer, relevant in pending:
         if flavour == "paraphrase":  # no entity: every memory of the family is an answer
@@ -553,11 +513,4 @@ def make_natural_corpus(
         relevant &= answers
         if relevant:
             queries.append(Query(text=qtext, relevant=relevant, flavour=flavour))
-    shuffled = list(range(len(docs)))
-    r.shuffle(shuffled)
-    return Corpus(
-        user=user or f"user{seed}",
-        docs=[docs[i] for i in shuffled],
-        queries=queries,
-        group_of=group_of,
-    )
+    return built.corpus(user or f"user{seed}", queries)
