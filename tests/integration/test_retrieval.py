@@ -288,3 +288,22 @@ def test_the_change_log_names_changed_memories(cloud: object, user: User) -> Non
     records, vectors = asyncio.run(get_store().get_memories(user.user_id, [first, second]))
     assert set(records) == {second} and vectors == {}
     cloud.drain(timeout=30)  # type: ignore[attr-defined]
+
+
+def test_a_warm_index_never_outlives_an_erase(cloud: object, user: User) -> None:
+    from memlayer.services import retrieval
+    from memlayer.storage import get_store
+
+    erased = add(user, "Secret plan alpha for the surprise party")
+    cloud.drain(timeout=30)  # type: ignore[attr-defined]
+    assert _ids(search(user, "secret plan", mode="keyword")) == [erased]
+    assert user.http.delete("/v1/me").status_code == 200
+    fresh = add(user, "Fresh start beta")
+    cloud.drain(timeout=30)  # type: ignore[attr-defined]
+    # data_version restarts after an erase; even where it lands on the cached number again,
+    # the profile's new generation keeps the erased memories out
+    profile = asyncio.run(get_store().get_profile(user.user_id))
+    retrieval._cache[user.user_id].version = profile.data_version
+    assert _ids(search(user, "secret plan", mode="keyword")) == []
+    assert _ids(search(user, "fresh start", mode="keyword")) == [fresh]
+    assert set(retrieval._cache[user.user_id].records) == {fresh}

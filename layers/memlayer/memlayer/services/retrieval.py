@@ -93,6 +93,7 @@ class ChatOut(BaseModel):
 class CachedIndex:
     user_id: str
     space: str  # the embedding space of its vectors
+    generation: str  # PROFILE.generation: changes when the user is erased
     version: int  # PROFILE.data_version the index reflects
     synced_at: float  # epoch seconds when the last sync started reading
     index: Any  # memlayer.search.UserIndex
@@ -133,10 +134,14 @@ async def user_index(user_id: str) -> CachedIndex:
     """The user's warm index, brought up to date with `PROFILE.data_version`: by applying the
     change log when only a few memories changed since the last sync, else by a full load."""
     store = get_store()
-    version = (await store.get_profile(user_id)).data_version
+    profile = await store.get_profile(user_id)
+    version = profile.data_version
     cached = _cache.get(user_id)
-    if cached is not None and cached.space != _embedder().space:
-        cached = None  # another vector space (provider, model or dimensions changed)
+    if cached is not None and (
+        cached.space != _embedder().space  # provider, model or dimensions changed
+        or cached.generation != profile.generation  # the user was erased since
+    ):
+        cached = None
     if cached is not None and cached.version == version:
         _cache.move_to_end(user_id)
         return cached
@@ -145,7 +150,7 @@ async def user_index(user_id: str) -> CachedIndex:
         cached.version = version
         _cache.move_to_end(user_id)
         return cached
-    return await _load(user_id, version, synced_at)
+    return await _load(user_id, profile.generation, version, synced_at)
 
 
 async def _catch_up(cached: CachedIndex, synced_at: float) -> bool:
@@ -192,7 +197,7 @@ def _apply_changes(
     return stale
 
 
-async def _load(user_id: str, version: int, synced_at: float) -> CachedIndex:
+async def _load(user_id: str, generation: str, version: int, synced_at: float) -> CachedIndex:
     from memlayer.search import UserIndex
 
     store = get_store()
@@ -206,7 +211,7 @@ async def _load(user_id: str, version: int, synced_at: float) -> CachedIndex:
     embedder = _embedder()
     index = await asyncio.to_thread(UserIndex.build, docs, embedder.dimensions)
     cached = CachedIndex(
-        user_id, embedder.space, version, synced_at, index, {r.id: r for r in records}
+        user_id, embedder.space, generation, version, synced_at, index, {r.id: r for r in records}
     )
     previous = _cache.pop(user_id, None)
     if previous is not None:

@@ -49,7 +49,11 @@ class Profile:
     user_id: str
     limits_override: dict[str, int] = field(default_factory=dict)
     usage: UsageCounts = field(default_factory=UsageCounts)
-    data_version: int = 0
+    data_version: int = 0  # bumped by every memory write
+    # Set when the profile is first written: erasing a user deletes it, so data_version
+    # restarts from 0 under a new generation and a warm cache cannot mistake the new data
+    # for the erased one.
+    generation: str = ""
 
 
 @dataclass(frozen=True)

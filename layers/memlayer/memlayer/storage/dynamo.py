@@ -156,7 +156,12 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
         """Counts a change in the user's memories and bytes; the condition enforces the limits
         atomically, so parallel creates can never overshoot them."""
         conditions = []
-        values: dict[str, Any] = {":m": _n(memories), ":b": _n(size), ":one": _n(1)}
+        values: dict[str, Any] = {
+            ":m": _n(memories),
+            ":b": _n(size),
+            ":one": _n(1),
+            ":gen": _s(new_id()),
+        }
         if max_memories and memories > 0:
             conditions.append("(attribute_not_exists(#m) OR #m < :maxm)")
             values[":maxm"] = _n(max_memories)
@@ -166,8 +171,13 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
         update: dict[str, Any] = {
             "TableName": self.table,
             "Key": {"PK": _s(user_pk(user_id)), "SK": _s(PROFILE_SK)},
-            "UpdateExpression": "ADD #m :m, #b :b, #dv :one",
-            "ExpressionAttributeNames": {"#m": "memories", "#b": "bytes", "#dv": "data_version"},
+            "UpdateExpression": "ADD #m :m, #b :b, #dv :one SET #gen = if_not_exists(#gen, :gen)",
+            "ExpressionAttributeNames": {
+                "#m": "memories",
+                "#b": "bytes",
+                "#dv": "data_version",
+                "#gen": "generation",
+            },
             "ExpressionAttributeValues": values,
         }
         if conditions:
@@ -453,6 +463,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                 writes_today=int(day.get("writes", {}).get("N", 0)),
             ),
             data_version=int(profile.get("data_version", {}).get("N", 0)),
+            generation=profile.get("generation", {}).get("S", ""),
         )
 
     async def set_limits(self, user_id: str, limits: dict[str, int]) -> Profile:
