@@ -190,7 +190,7 @@ def _apply_changes(
             cached.index.remove(memory_id)
             cached.records.pop(memory_id, None)
             continue
-        doc, is_stale = _indexed(record, vectors.get(memory_id))
+        doc, is_stale = _indexed(record, vectors.get(memory_id), cached.space)
         stale += is_stale
         cached.index.upsert(doc)
         cached.records[memory_id] = record
@@ -202,13 +202,13 @@ async def _load(user_id: str, generation: str, version: int, synced_at: float) -
 
     store = get_store()
     records, vectors = await asyncio.gather(store.all_memories(user_id), store.get_vectors(user_id))
+    embedder = _embedder()
     docs = []
     stale = 0
     for record in records:
-        doc, is_stale = _indexed(record, vectors.get(record.id))
+        doc, is_stale = _indexed(record, vectors.get(record.id), embedder.space)
         stale += is_stale
         docs.append(doc)
-    embedder = _embedder()
     index = await asyncio.to_thread(UserIndex.build, docs, embedder.dimensions)
     cached = CachedIndex(
         user_id, embedder.space, generation, version, synced_at, index, {r.id: r for r in records}
@@ -224,10 +224,9 @@ async def _load(user_id: str, generation: str, version: int, synced_at: float) -
     return cached
 
 
-def _indexed(record: MemoryRecord, stored: StoredVector | None) -> tuple[Any, bool]:
-    """The record as an `IndexedDoc`, with its vector only if it is from the current space
-    and of the current content; and whether a ready memory lacks such a vector."""
-    space = _embedder().space
+def _indexed(record: MemoryRecord, stored: StoredVector | None, space: str) -> tuple[Any, bool]:
+    """The record as an `IndexedDoc`, with its vector only if it is from `space` and of the
+    current content; and whether a ready memory lacks such a vector."""
     vector = None
     if stored and stored.space == space and stored.content_hash == record.content_hash:
         import numpy as np  # imported on the first search, not at cold start
