@@ -307,3 +307,19 @@ def test_a_warm_index_never_outlives_an_erase(cloud: object, user: User) -> None
     assert _ids(search(user, "secret plan", mode="keyword")) == []
     assert _ids(search(user, "fresh start", mode="keyword")) == [fresh]
     assert set(retrieval._cache[user.user_id].records) == {fresh}
+
+
+def test_chat_context_leaves_out_unrelated_memories(cloud: object, user: User) -> None:
+    port = add(user, "The staging database listens on port 6543")
+    unrelated = add(user, "Grandma's apple pie recipe with cinnamon")
+    cloud.drain(timeout=30)  # type: ignore[attr-defined]
+    question = "which port does staging use?"
+    # search ranks everything it has, the weakest last ...
+    assert _ids(search(user, question))[0] == port
+    assert unrelated in _ids(search(user, question, mode="semantic"))
+    # ... but what goes to a chat model must be related to the question
+    block = user.http.post("/v1/context", json={"query": question}).json()
+    assert block["memories"] == [port]
+    assert "apple" not in block["context"]
+    chat = user.http.post("/v1/chat", json={"message": question}).json()
+    assert chat["context_used"] == [port]

@@ -212,6 +212,35 @@ def test_semantic_weight_sets_how_much_the_vector_list_counts():
     assert HashEmbedder.fusion_weight < Embedder.fusion_weight == 1.0
 
 
+def test_hits_carry_their_cosine_similarity():
+    docs = [
+        _doc("near", "alpha", vector=_vec(2)),
+        _doc("far", "beta", vector=_vec(2, 5)),
+        _doc("words", "gamma delta"),  # not embedded yet
+    ]
+    index = UserIndex.build(docs, DIM)
+    hits = {h.memory_id: h for h in index.search("gamma", _vec(2), now=NOW)}
+    assert hits["near"].similarity == pytest.approx(1.0)
+    assert hits["far"].similarity == pytest.approx(2**-0.5)
+    assert hits["words"].similarity is None and hits["words"].keyword_rank == 1
+
+
+def test_min_similarity_keeps_word_matches_and_close_vectors():
+    docs = [
+        _doc("close", "travel document paperwork", vector=_vec(3, noise=0.1)),
+        _doc("unrelated", "grocery list", vector=_vec(7)),
+        _doc("words", "passport photo booth", vector=_vec(9)),  # shares a word, far vector
+        *(_doc(f"far{i}", f"filler {i}", vector=_vec(7, 8, seed=i)) for i in range(30)),
+    ]
+    index = UserIndex.build(docs, DIM)
+    ranked = index.search("passport", _vec(3), now=NOW, limit=5)
+    assert len(ranked) == 5  # ranking fills the list ...
+    assert any(h.keyword_rank is None and h.similarity < 0.5 for h in ranked)
+    related = index.search("passport", _vec(3), now=NOW, limit=5, min_similarity=0.5)
+    assert set(_ids(related)) == {"words", "close"}  # ... the floor keeps what is related
+    assert next(h for h in related if h.memory_id == "close").similarity > 0.9
+
+
 def test_equal_scores_share_a_rank():
     ranked = [(0.9, 0, 4), (0.5, 0, 1), (0.5, 1, 0), (0.2, 0, 2)]
     assert index_module._ranks(ranked) == {(0, 4): 1, (0, 1): 2, (1, 0): 2, (0, 2): 4}

@@ -68,6 +68,11 @@ class Embedder(ABC):
     # How much meaning the vectors carry, as hybrid search's weight for the semantic list
     # (keyword list = 1). A real model's neighbours are paraphrases: full weight.
     fusion_weight: float = 1.0
+    # Below this cosine a memory that shares no word with the query is unrelated to it, and
+    # stays out of chat context. all-MiniLM-L6-v2 on bench/retrieval's natural corpus: 99% of
+    # relevant memories score >= 0.24; OpenAI's text-embedding-3 models put unrelated text
+    # lower still (not measured here: no key on this machine).
+    relevance_floor: float = 0.2
 
     @abstractmethod
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -131,6 +136,7 @@ class HashEmbedder(Embedder):
     # Its neighbours are lexical, mostly what BM25 already found (and noisier), so in hybrid
     # search it breaks ties rather than outvoting keywords (bench/retrieval, held-out users).
     fusion_weight = 0.1
+    relevance_floor = 0.1  # bench/retrieval: 99% of relevant memories score >= 0.13
     WORD_WEIGHT = 1.0
     PAIR_WEIGHT = 0.5
     TRIGRAM_WEIGHT = 0.5

@@ -107,6 +107,7 @@ class Hit:
     highlights: list[str] = field(default_factory=list)
     semantic_rank: int | None = None  # 1-based rank in the semantic list, if in it
     keyword_rank: int | None = None  # 1-based rank in the keyword list, if in it
+    similarity: float | None = None  # cosine to the query, if in the semantic list
 
 
 def _normalize_tag(tag: str) -> str:
@@ -688,6 +689,7 @@ class UserIndex:
         now: float | None = None,
         max_highlight_len: int = 200,
         semantic_weight: float = 1.0,
+        min_similarity: float | None = None,
     ) -> list[Hit]:
         """Rank this user's memories for a query.
 
@@ -697,7 +699,9 @@ class UserIndex:
         semantic list by `semantic_weight` (how much meaning the embedder carries: 1 for a
         real model) — with a mild recency boost (score = fused / best possible), keyword
         alone when there is no query vector. With `collapse`, memories sharing a dedupe_key
-        show once (the best-scoring one)."""
+        show once (the best-scoring one). With `min_similarity`, a memory that matches none
+        of the query's words must have at least that cosine to be returned (ranking alone
+        fills every list, related or not)."""
         if mode not in ("hybrid", "semantic", "keyword"):
             raise ValueError(f"unknown search mode {mode!r}")
         limit = max(0, int(limit))
@@ -732,6 +736,7 @@ class UserIndex:
 
         kw_rank = _ranks(keyword)
         sem_rank = _ranks(semantic)
+        similarity = {(si, row): cosine for cosine, si, row in semantic}
         if mode == "keyword":
             top = keyword[0][0] if keyword else 1.0
             ranked = [(s / top, si, row) for s, si, row in keyword]
@@ -744,6 +749,12 @@ class UserIndex:
         seen: set[str] = set()
         term_set = set(terms)
         for score, si, row in ranked:
+            if (
+                min_similarity is not None
+                and (si, row) not in kw_rank
+                and similarity.get((si, row), -1.0) < min_similarity
+            ):
+                continue
             seg = segments[si]
             key = seg.dedupe[row]
             if collapse and key is not None:
@@ -759,6 +770,7 @@ class UserIndex:
                     else [],
                     semantic_rank=sem_rank.get((si, row)),
                     keyword_rank=kw_rank.get((si, row)),
+                    similarity=similarity.get((si, row)),
                 )
             )
             if len(hits) >= limit:

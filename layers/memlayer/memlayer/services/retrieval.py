@@ -298,16 +298,27 @@ async def _query_vector(query: str, mode: SearchMode) -> np.ndarray | None:
 
 
 async def ranked(
-    user_id: str, query: str, *, mode: SearchMode, limit: int, filters: Any = None
+    user_id: str,
+    query: str,
+    *,
+    mode: SearchMode,
+    limit: int,
+    filters: Any = None,
+    related_only: bool = False,
 ) -> list[tuple[MemoryRecord, Any]]:
+    """The user's best memories for `query`. With `related_only` (what goes to a chat model),
+    a memory must share a word with the query or be at least the embedder's
+    `relevance_floor` similar to it: ranking alone always fills the list, relevant or not."""
     cached, vector = await asyncio.gather(user_index(user_id), _query_vector(query, mode))
+    embedder = _embedder()
     hits = cached.index.search(
         query,
         vector,
         mode=mode,
         limit=limit,
         filters=filters,
-        semantic_weight=_embedder().fusion_weight,
+        semantic_weight=embedder.fusion_weight,
+        min_similarity=embedder.relevance_floor if related_only else None,
     )
     return [(cached.records[hit.memory_id], hit) for hit in hits if hit.memory_id in cached.records]
 
@@ -331,7 +342,9 @@ async def search(user_id: str, body: SearchIn) -> SearchOut:
 async def context(user_id: str, body: ContextIn) -> ContextOut:
     from memlayer.search.context import ContextCandidate, build_context
 
-    results = await ranked(user_id, body.query, mode="hybrid", limit=SEARCH_DEPTH_FOR_CONTEXT)
+    results = await ranked(
+        user_id, body.query, mode="hybrid", limit=SEARCH_DEPTH_FOR_CONTEXT, related_only=True
+    )
     block = build_context(
         body.query,
         [
@@ -355,7 +368,9 @@ async def context(user_id: str, body: ContextIn) -> ContextOut:
 async def chat(user_id: str, body: ChatIn) -> ChatOut:
     from memlayer.ai.chat import ContextMemory, grounded_answer
 
-    results = await ranked(user_id, body.message, mode="hybrid", limit=SEARCH_DEPTH_FOR_CHAT)
+    results = await ranked(
+        user_id, body.message, mode="hybrid", limit=SEARCH_DEPTH_FOR_CHAT, related_only=True
+    )
     answer = await grounded_answer(
         body.message,
         [
