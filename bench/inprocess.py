@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+QUEUE_ENV = {"analyze": "ANALYZE_QUEUE_URL", "embed": "EMBED_QUEUE_URL", "tasks": "TASKS_QUEUE_URL"}
 
 
 @contextmanager
@@ -41,6 +42,3 @@ def in_process_aws(**env: str) -> Iterator[tuple[Any, dict[str, str]]]:
         urls = {role: sqs.create_queue(QueueName=role)["QueueUrl"] for role in QUEUE_ENV}
         os.environ.update({QUEUE_ENV[role]: url for role, url in urls.items()})
         yield stack, urls
-
-
-QUEUE_ENV = {"analyze": "ANALYZE_QUEUE_URL", "embed": "EMBED_QUEUE_URL", "tasks": "TASKS_QUEUE_URL"}

@@ -254,8 +254,17 @@ def test_a_warm_index_catches_up_from_the_change_log(
     assert set(_ids(search(user, "piano", mode="keyword"))) == {first, second}
     assert retrieval._cache[user.user_id].index is not reloaded
 
-    # a last sync older than the change log keeps: a full reload
     monkeypatch.undo()
+
+    # the version moved but no entry is in the window (as if the clock were far off): a full
+    # reload, never a silently missed change
+    reloaded = retrieval._cache[user.user_id].index
+    retrieval._cache[user.user_id].synced_at += 3600
+    fourth = add(user, "Piano duet with Sam")
+    assert fourth in _ids(search(user, "piano duet", mode="keyword"))
+    assert retrieval._cache[user.user_id].index is not reloaded
+
+    # a last sync older than the change log keeps: a full reload
     reloaded = retrieval._cache[user.user_id].index
     retrieval._cache[user.user_id].synced_at -= 2 * 86400
     third = add(user, "Piano recital in June")

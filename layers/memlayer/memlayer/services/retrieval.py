@@ -155,7 +155,7 @@ async def user_index(user_id: str) -> CachedIndex:
 
 async def _catch_up(cached: CachedIndex, synced_at: float) -> bool:
     """Applies the memories changed since the last sync to the warm index; False when that is
-    not possible (the log has expired past the last sync, or too much changed).
+    not possible (the log has expired past the last sync, too much changed, or nothing did).
 
     A change entry is stamped (ULID time) just before its transaction commits, so reading the
     log from the last sync's start minus `CHANGE_CLOCK_SLACK` cannot miss a change that
@@ -167,7 +167,9 @@ async def _catch_up(cached: CachedIndex, synced_at: float) -> bool:
     changed = await store.changed_memories(
         cached.user_id, datetime.fromtimestamp(since, UTC), limit=CATCH_UP_MAX_CHANGES
     )
-    if changed is None:
+    if not changed:
+        # None: too much changed. Empty: the version moved yet no entry is in the window,
+        # which only a clock far off could cause; reload rather than miss a change.
         return False
     records, vectors = await store.get_memories(cached.user_id, changed)
     stale = await asyncio.to_thread(_apply_changes, cached, changed, records, vectors)

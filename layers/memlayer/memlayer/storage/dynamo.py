@@ -439,19 +439,12 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
     # ------------------------------------------------------------------ usage
     async def get_profile(self, user_id: str) -> Profile:
         now = datetime.now(UTC)
-        resp = await self._run(
-            self.client.batch_get_item,
-            RequestItems={
-                self.table: {
-                    "Keys": [
-                        {"PK": _s(user_pk(user_id)), "SK": _s(PROFILE_SK)},
-                        {"PK": _s(user_pk(user_id)), "SK": _s(day_sk(now))},
-                    ],
-                    "ConsistentRead": True,
-                }
-            },
+        # _batch_get retries unprocessed keys: a throttled read must not look like an empty
+        # profile (zero usage, data version 0)
+        items = await self._run(
+            self._batch_get, pk=user_pk(user_id), sort_keys=[PROFILE_SK, day_sk(now)]
         )
-        by_sk = {item["SK"]["S"]: item for item in resp["Responses"].get(self.table, [])}
+        by_sk = {item["SK"]["S"]: item for item in items}
         profile = by_sk.get(PROFILE_SK, {})
         day = by_sk.get(day_sk(now), {})
         return Profile(
