@@ -73,6 +73,18 @@ def _check_content(content: str) -> str:
     return content
 
 
+def _unique(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not name the same id twice")
+    return values
+
+
+MAX_UPLOADS_PER_SHARE = 10
+# An upload id as `POST /v1/uploads` issues it (a ULID): anything else cannot be the caller's.
+UploadId = Annotated[str, Field(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", min_length=26, max_length=26)]
+UploadIds = Annotated[
+    list[UploadId], Field(max_length=MAX_UPLOADS_PER_SHARE), AfterValidator(_unique)
+]
 Tags = Annotated[list[str], AfterValidator(_check_tags)]
 Metadata = Annotated[dict[str, Any], AfterValidator(_check_metadata)]
 Content = Annotated[str, AfterValidator(_check_content)]

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from memlayer import queues
 from memlayer.ids import iso, new_id, utcnow
-from memlayer.models import Body, Content, Source
+from memlayer.models import Body, Content, Source, UploadIds
 from memlayer.observability import logger
 from memlayer.services import memories
 from memlayer.settings import get_settings
@@ -60,7 +60,7 @@ class ShareIn(Body):
     text: Content | None = None
     url: Url | None = None
     title: Annotated[str, Field(max_length=500)] | None = None
-    upload_ids: Annotated[list[str], Field(max_length=10)] = []
+    upload_ids: UploadIds = []
 
     _url = field_validator("url")(lambda cls, v: _http_url(v))
 
@@ -196,6 +196,10 @@ async def flush(user_id: str, provider: str, conversation_id: str, capture_id: s
 async def share(
     user_id: str, body: ShareIn, *, idempotency_key: str | None = None
 ) -> ShareAccepted:
+    if body.upload_ids:
+        from memlayer.services.uploads import require_uploads
+
+        await require_uploads(user_id, body.upload_ids)
     content = body.text or body.url or body.title or "Shared files"
     created = await memories.create(
         user_id,

@@ -527,6 +527,10 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
 
     # ------------------------------------------------------------------ vectors
     async def put_vectors(self, user_id: str, vectors: list[StoredVector]) -> None:
+        # BatchWriteItem refuses a request that names one key twice, failing every item in it:
+        # one vector per memory (the last given wins).
+        vectors = list({v.memory_id: v for v in vectors}.values())
+
         def write() -> None:
             requests = [
                 {
