@@ -51,6 +51,16 @@ def cloud() -> Iterator[object]:
     reset_caches()
 
 
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One embedded Postgres (18 + pgvector) per test session (per xdist worker), migrated
+    with infra/supabase/migrations; tests isolate themselves by using fresh user ids."""
+    from infra.supabase.embedded import embedded_postgres
+
+    with embedded_postgres(tmp_path_factory.mktemp("postgres"), keep_data=False) as url:
+        yield url
+
+
 @dataclass
 class User:
     user_id: str
