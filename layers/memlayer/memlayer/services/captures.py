@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from memlayer import queues
 from memlayer.ids import iso, new_id, utcnow
-from memlayer.models import Body, Content, Source, UploadIds
+from memlayer.models import Body, Content, Source, UploadIds, truncate_stored
 from memlayer.observability import logger
 from memlayer.services import memories
 from memlayer.settings import get_settings
@@ -156,8 +156,7 @@ async def _pair_response(user_id: str, body: CaptureIn) -> CaptureResult:
 
 def _fit(content: str) -> str:
     """An exchange can exceed one memory's limit even when each half fits; keep the start."""
-    limit = get_settings().max_content_bytes
-    return content.encode()[:limit].decode(errors="ignore")
+    return truncate_stored(content, get_settings().max_content_bytes)
 
 
 async def _save_prompt(pending: PendingCapture) -> str:

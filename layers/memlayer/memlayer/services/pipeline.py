@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from memlayer.errors import ProviderError
 from memlayer.ids import utcnow
-from memlayer.models import JobRecord, MemoryRecord, Usage
+from memlayer.models import JobRecord, MemoryRecord, Usage, truncate_stored
 from memlayer.observability import count, logger
 from memlayer.services import jobs
 from memlayer.settings import get_settings
@@ -154,7 +154,7 @@ async def _fetch_share(record: MemoryRecord, *, final: bool) -> dict[str, Any]:
     content = "\n\n".join(part for part in (note, extracted.title, body) if part) or url
     from memlayer.services.memories import scrubbed
 
-    content, secrets_found = scrubbed(_truncate_utf8(content, settings.max_content_bytes))
+    content, secrets_found = scrubbed(truncate_stored(content, settings.max_content_bytes))
     source = record.source.model_copy(
         update={
             "canonical_url": extracted.canonical_url or page.final_url,
@@ -168,10 +168,6 @@ async def _fetch_share(record: MemoryRecord, *, final: bool) -> dict[str, Any]:
         "secrets_found": {**record.secrets_found, **secrets_found},
         "source": source,
     }
-
-
-def _truncate_utf8(text: str, limit: int) -> str:
-    return text.encode()[:limit].decode(errors="ignore")
 
 
 async def _save(record: MemoryRecord, update: dict[str, Any]) -> MemoryRecord:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, Field
 
 from memlayer.ids import utcnow
-from memlayer.models import Body, Kind, Memory, MemoryRecord, SearchMode, Timestamp
+from memlayer.models import Body, Kind, Memory, MemoryRecord, Moment, SearchMode, Timestamp
 from memlayer.observability import logger
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
@@ -38,12 +38,12 @@ SEARCH_DEPTH_FOR_CONTEXT = 20
 SEARCH_DEPTH_FOR_CHAT = 8
 
 
-class SearchFiltersIn(BaseModel):
+class SearchFiltersIn(Body):
     kind: Kind | list[Kind] | None = None
     tags: Annotated[list[str], Field(max_length=50)] = []
     provider: Annotated[str, Field(max_length=64)] | None = None
-    since: Timestamp | None = None
-    until: Timestamp | None = None
+    since: Moment | None = None
+    until: Moment | None = None
 
 
 class SearchIn(Body):

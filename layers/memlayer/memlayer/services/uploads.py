@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, field_validator
 from memlayer import blobs
 from memlayer.errors import NotFound, PayloadTooLarge, QuotaExceeded, ValidationFailed
 from memlayer.ids import is_id, new_id, utcnow
-from memlayer.models import Body, Source, Timestamp
+from memlayer.models import Body, Source, Timestamp, truncate_stored
 from memlayer.observability import logger
 from memlayer.services.limits import limits_of
 from memlayer.settings import get_settings
@@ -474,10 +474,8 @@ async def _fail(record: UploadRecord, reason: str) -> UploadRecord:
 
 
 def _fit(text: str, limit: int) -> tuple[str, bool]:
-    data = text.encode()
-    if len(data) <= limit:
-        return text, False
-    return data[:limit].decode(errors="ignore"), True
+    fitted = truncate_stored(text, limit)
+    return fitted, len(fitted) < len(text)
 
 
 # ---------------------------------------------------------------------------- extraction
