@@ -34,10 +34,11 @@ def reset_caches() -> None:
     environment rebuild them."""
     from memlayer import aws
     from memlayer.settings import get_settings
-    from memlayer.storage import get_store
+    from memlayer.storage import get_search_index, get_store
 
     get_settings.cache_clear()
     get_store.cache_clear()
+    get_search_index.cache_clear()
     aws.client.cache_clear()
 
 

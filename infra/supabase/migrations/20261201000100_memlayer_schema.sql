@@ -41,6 +41,7 @@ create table memlayer.memories (
   search_tags text[] not null default '{}', -- own + analysis tags, normalized (search)
   title text,
   content text not null,
+  content_hash text not null,
   created_at timestamptz not null,
   updated_at timestamptz not null,
   size_bytes integer not null,
