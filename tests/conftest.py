@@ -4,6 +4,7 @@ tests isolate themselves by using fresh user ids."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +54,18 @@ def cloud() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """One embedded Postgres (18 + pgvector) per test session (per xdist worker), migrated
     with infra/supabase/migrations; tests isolate themselves by using fresh user ids."""
     from infra.supabase.embedded import embedded_postgres
 
-    with embedded_postgres(tmp_path_factory.mktemp("postgres"), keep_data=False) as url:
+    # Not under pytest's basetemp: embedded-postgres runs the server as its own system user
+    # and opens the folders above the data directory to it, and every pytest start closes
+    # /tmp/pytest-of-<user> again (0700) — under another run, the server lost its files.
+    with (
+        tempfile.TemporaryDirectory(prefix="memlayer-pg-") as parent,
+        embedded_postgres(Path(parent) / "data", keep_data=False) as url,
+    ):
         yield url
 
 

