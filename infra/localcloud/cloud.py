@@ -142,6 +142,7 @@ class LocalCloud:
         self._saved_path: list[str] | None = None
         self._session: Any = None
         self._sqs: Any = None
+        self._shares_moto = False
         self._started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -189,6 +190,7 @@ class LocalCloud:
         with LocalCloud._live_lock:
             others = set(LocalCloud._live)
             LocalCloud._live.add(self)
+        self._shares_moto = bool(others)
         if not others:
             # Moto's backends are process-global: start from a clean slate, unless another
             # LocalCloud in this process is using them.
@@ -348,6 +350,8 @@ class LocalCloud:
             except Exception:  # the previous snapshot stays intact
                 log.exception("could not save the local state to %s", self.state.directory)
             self.state = None
+        if self._shares_moto and self.stack is not None and self._session is not None:
+            self._remove_resources()
         if self.moto_endpoint:
             transport.uninstall(self.moto_endpoint)
         if self._moto is not None:
@@ -370,6 +374,28 @@ class LocalCloud:
         self._server = self._server_thread = self._moto = self._socket = self._sqs = None
         self._saved_environ = self._saved_path = None
         self._started = False
+
+    def _remove_resources(self) -> None:
+        """Delete this stack's tables, queues and buckets from moto, which another running
+        cloud keeps alive: the next cloud with this stack name starts as empty as after a
+        reset (its saved state, if any, is restored from its state directory)."""
+        stack = self._require()
+        name_of = stack.resolver.physical_name
+        with contextlib.suppress(Exception):
+            dynamodb, sqs, s3 = (self.boto3_client(s) for s in ("dynamodb", "sqs", "s3"))
+            for logical_id in stack.tables:
+                with contextlib.suppress(Exception):
+                    dynamodb.delete_table(TableName=name_of(logical_id))
+            for logical_id in stack.queues:
+                with contextlib.suppress(Exception):
+                    sqs.delete_queue(QueueUrl=stack.queue_url(logical_id))
+            for logical_id in stack.buckets:
+                bucket = name_of(logical_id)
+                with contextlib.suppress(Exception):
+                    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                        for obj in page.get("Contents", []):
+                            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+                    s3.delete_bucket(Bucket=bucket)
 
     def ensure_resources(self) -> None:
         """Re-create any of the template's tables, queues or buckets that are missing

@@ -46,6 +46,15 @@ def _ready(http: httpx.Client, memory_id: str) -> dict[str, Any]:
 
 def test_items_objects_and_messages_survive_a_restart(tmp_path):
     state_dir = tmp_path / "state"
+    try:
+        ids, user = _store_things(state_dir)
+        assert (state_dir / SNAPSHOT).exists()
+        _check_things(state_dir, ids, user)
+    finally:
+        reset_caches()  # memlayer's settings and clients must not point at this stack
+
+
+def _store_things(state_dir: Path) -> tuple[list[str], Any]:
     with _cloud(state_dir) as cloud:
         reset_caches()
         user = make_user(cloud)
@@ -64,9 +73,10 @@ def test_items_objects_and_messages_survive_a_restart(tmp_path):
         sqs.send_message(QueueUrl=dlq, MessageBody="delayed", DelaySeconds=600)
         got = sqs.receive_message(QueueUrl=dlq, VisibilityTimeout=600)["Messages"]
         assert [m["Body"] for m in got] == ["was in flight"]
-    reset_caches()
-    assert (state_dir / SNAPSHOT).exists()
+    return ids, user
 
+
+def _check_things(state_dir: Path, ids: list[str], user: Any) -> None:
     with _cloud(state_dir) as cloud:
         reset_caches()
         user.http.base_url = httpx.URL(cloud.base_url)
@@ -87,7 +97,6 @@ def test_items_objects_and_messages_survive_a_restart(tmp_path):
         assert counts == {"visible": 0, "in_flight": 1, "delayed": 1}
         new = user.http.post("/v1/memories", json={"content": "written after the restart"})
         assert new.status_code == 201
-    reset_caches()
 
 
 def _serve(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
