@@ -135,7 +135,7 @@ class LocalState:
         self.cost_factor = cost_factor
         self.last_save_seconds = 0.0
         self.saves = 0
-        self._lines: dict[int, tuple[Any, str]] = {}  # id(item) -> (item, its line)
+        self._lines: dict[int, tuple[Any, str]] = {}  # id(item or S3 key) -> (it, its line)
         self._saved_signature: Any = None
         self._save_lock = threading.Lock()
         self._stop = threading.Event()
@@ -317,14 +317,19 @@ class LocalState:
                     hit = (item, prefix + json.dumps(attrs) + "}")
                 cache[id(item)] = hit
                 out.append(hit[1])
-        self._lines = cache
         for bucket_name, bucket in list(s3.buckets.items()):
             if not self._covers("b", bucket_name):
                 continue
             for key in list(bucket.keys.values()):
-                value = base64.b64encode(key.value).decode()
-                metadata = dict(key.metadata)
-                out.append(json.dumps({"b": bucket_name, "k": key.name, "v": value, "m": metadata}))
+                # An overwrite makes a new key object, so a key's line can be reused as is.
+                hit = self._lines.get(id(key))
+                if hit is None or hit[0] is not key:
+                    value = base64.b64encode(key.value).decode()
+                    line = {"b": bucket_name, "k": key.name, "v": value, "m": dict(key.metadata)}
+                    hit = (key, json.dumps(line))
+                cache[id(key)] = hit
+                out.append(hit[1])
+        self._lines = cache
         now_ms = time.time() * 1000
         for queue in list(sqs.queues.values()):
             if not self._covers("q", queue.name):
