@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from memlayer import aws
 from memlayer.errors import MemlayerError
 from memlayer.ids import new_id
 from memlayer.observability import logger, request_id_var
@@ -26,6 +27,7 @@ ASGIApp = Callable[
 
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_BODY_BYTES = 1_048_576
+RETRY_AFTER_SECONDS = 1
 
 
 class RequestContext:
@@ -79,10 +81,23 @@ class RequestContext:
                 await response(scope, _no_body, send_with_headers)
                 return
             await self.app(scope, receive, send_with_headers)
-        except Exception:
-            # Anything unexpected still answers in the one error shape (never a bare 500 page).
-            logger.exception("unhandled error")
-            if not status_holder["status"]:
+        except Exception as exc:
+            if status_holder["status"]:
+                logger.exception("error after the response started")
+            elif aws.is_transient(exc):
+                # AWS throttled or timed out past the SDK's retries: nothing is half-done that a
+                # retry cannot finish (writes are transactions; creates are idempotent by key).
+                logger.warning("AWS unavailable", error=f"{type(exc).__name__}: {exc}")
+                response = error_response(
+                    503,
+                    "service_unavailable",
+                    "a backing service is briefly unavailable; retry",
+                    {"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+                await response(scope, receive, send_with_headers)
+            else:
+                # Anything unexpected still answers in the one error shape (never a bare page).
+                logger.exception("unhandled error")
                 response = error_response(500, "internal_error", "an unexpected error occurred")
                 await response(scope, receive, send_with_headers)
         finally:
