@@ -28,6 +28,14 @@ WARM_GET = {
     "health": "/v1/health",
     "memories": "/v1/memories/{id}",
 }
+# Functions measured with a POST instead: the path and its JSON body.
+MCP_HEADERS = {
+    "accept": "application/json, text/event-stream",
+    "mcp-protocol-version": "2025-11-25",
+}
+WARM_POST = {
+    "mcp": ("/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+}
 
 BASELINE_APP = """
 import boto3
@@ -42,13 +50,19 @@ handler = Mangum(app, lifespan="off")
 """
 
 
-def _event(path: str, token: str | None) -> dict:
+def _event(path: str, token: str | None, body: dict | None = None) -> dict:
+    """A payload 2.0 event: a GET, or a JSON POST when there is a body."""
+    method = "GET" if body is None else "POST"
     headers = {"host": "bench", "user-agent": "bench"}
     if token:
         headers["authorization"] = f"Bearer {token}"
-    return {
+    if body is not None:
+        headers.update(
+            MCP_HEADERS if path == "/mcp" else {}, **{"content-type": "application/json"}
+        )
+    event = {
         "version": "2.0",
-        "routeKey": f"GET {path}",
+        "routeKey": f"{method} {path}",
         "rawPath": path,
         "rawQueryString": "",
         "headers": headers,
@@ -57,20 +71,23 @@ def _event(path: str, token: str | None) -> dict:
             "apiId": "bench",
             "domainName": "bench",
             "http": {
-                "method": "GET",
+                "method": method,
                 "path": path,
                 "protocol": "HTTP/1.1",
                 "sourceIp": "127.0.0.1",
                 "userAgent": "bench",
             },
             "requestId": "bench",
-            "routeKey": f"GET {path}",
+            "routeKey": f"{method} {path}",
             "stage": "$default",
             "time": "22/Nov/2026:00:00:00 +0000",
             "timeEpoch": 0,
         },
         "isBase64Encoded": False,
     }
+    if body is not None:
+        event["body"] = json.dumps(body)
+    return event
 
 
 def child(target: str, requests: int) -> None:
@@ -98,6 +115,7 @@ def child(target: str, requests: int) -> None:
 
     with mock_aws():
         token, path = None, WARM_GET.get(target, "/v1/health")
+        path, body = WARM_POST.get(target, (path, None))
         if target != "baseline":
             import boto3
 
@@ -113,7 +131,7 @@ def child(target: str, requests: int) -> None:
             token = mint_dev_token(secret.get_secret_value(), "bench")
         if "{id}" in path:
             path = path.replace("{id}", _seed_memory(handler, token))
-        event = _event(path, token)
+        event = _event(path, token, body)
         t0 = time.perf_counter()
         status = handler(event, None)["statusCode"]
         first_ms = (time.perf_counter() - t0) * 1000
@@ -138,11 +156,7 @@ def child(target: str, requests: int) -> None:
 
 
 def _seed_memory(handler, token: str) -> str:  # type: ignore[no-untyped-def]
-    event = _event("/v1/memories", token)
-    event["requestContext"]["http"]["method"] = "POST"
-    event["routeKey"] = "POST /v1/memories"
-    event["headers"]["content-type"] = "application/json"
-    event["body"] = json.dumps({"content": "a memory to read back"})
+    event = _event("/v1/memories", token, {"content": "a memory to read back"})
     return json.loads(handler(event, None)["body"])["id"]
 
 
@@ -180,12 +194,19 @@ def measure(target: str, runs: int, requests: int) -> dict:
     return {
         "init_ms": statistics.median(s["init_ms"] for s in samples),
         "first_request_ms": statistics.median(s["first_request_ms"] for s in samples),
-        "path": WARM_GET.get(target, "/v1/health"),
+        "path": _shown_path(target),
         "warm_p50_ms": statistics.median(s["warm_p50_ms"] for s in samples),
         "warm_p99_ms": statistics.median(s["warm_p99_ms"] for s in samples),
         "status": samples[0]["status"],
         "heavy_modules_loaded": samples[0]["heavy_modules_loaded"],
     }
+
+
+def _shown_path(target: str) -> str:
+    if target in WARM_POST:
+        path, body = WARM_POST[target]
+        return f"POST {path} {body.get('method', '')}".strip()
+    return WARM_GET.get(target, "/v1/health")
 
 
 def http_functions() -> list[str]:
