@@ -34,10 +34,11 @@ def reset_caches() -> None:
     environment rebuild them."""
     from memlayer import aws
     from memlayer.settings import get_settings
-    from memlayer.storage import get_store
+    from memlayer.storage import get_search_index, get_store
 
     get_settings.cache_clear()
     get_store.cache_clear()
+    get_search_index.cache_clear()
     aws.client.cache_clear()
 
 
@@ -49,6 +50,16 @@ def cloud() -> Iterator[object]:
         reset_caches()
         yield local
     reset_caches()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One embedded Postgres (18 + pgvector) per test session (per xdist worker), migrated
+    with infra/supabase/migrations; tests isolate themselves by using fresh user ids."""
+    from infra.supabase.embedded import embedded_postgres
+
+    with embedded_postgres(tmp_path_factory.mktemp("postgres"), keep_data=False) as url:
+        yield url
 
 
 @dataclass

@@ -179,3 +179,4 @@ def test_health_needs_no_auth(cloud: object) -> None:
     assert response.status_code == 200
     assert response.json()["status"] == "healthy"
     assert response.json()["services"]["table"] == "ok"
+    assert response.json()["services"]["storage"] == "dynamodb"

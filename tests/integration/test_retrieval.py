@@ -111,6 +111,12 @@ def test_context_respects_budget_and_skips_what_the_chat_has(
     whole = user.http.post("/v1/context", json={"query": "staging database port"}).json()
     assert seeded[NOTES[0]] in whole["memories"]
     assert "6543" in whole["context"]
+    # A tight budget shrinks the framing instead of dropping the only relevant memory.
+    tight = user.http.post(
+        "/v1/context", json={"query": "staging database port", "max_tokens": 60}
+    ).json()
+    assert tight["memories"][:1] == [seeded[NOTES[0]]] and tight["tokens"] <= 60
+    assert "6543" in tight["context"]
     used = []
     for budget in (60, 120, 400):
         block = user.http.post(
@@ -223,7 +229,7 @@ QUERIES = ["Lisbon flight", "apple pie", "staging database port", "ferry Madeira
 def test_a_warm_index_catches_up_from_the_change_log(
     cloud: object, monkeypatch: pytest.MonkeyPatch, user: User, seeded: dict[str, str]
 ) -> None:
-    from memlayer.services import retrieval
+    from memlayer.storage import dynamo_search as retrieval
 
     search(user, "Lisbon flight")
     warm = retrieval._cache[user.user_id].index
@@ -300,7 +306,7 @@ def test_the_change_log_names_changed_memories(cloud: object, user: User) -> Non
 
 
 def test_a_warm_index_never_outlives_an_erase(cloud: object, user: User) -> None:
-    from memlayer.services import retrieval
+    from memlayer.storage import dynamo_search as retrieval
     from memlayer.storage import get_store
 
     erased = add(user, "Secret plan alpha for the surprise party")
@@ -311,8 +317,8 @@ def test_a_warm_index_never_outlives_an_erase(cloud: object, user: User) -> None
     cloud.drain(timeout=30)  # type: ignore[attr-defined]
     # data_version restarts after an erase; even where it lands on the cached number again,
     # the profile's new generation keeps the erased memories out
-    profile = asyncio.run(get_store().get_profile(user.user_id))
-    retrieval._cache[user.user_id].version = profile.data_version
+    _, version = asyncio.run(get_store().index_version(user.user_id))  # type: ignore[attr-defined]
+    retrieval._cache[user.user_id].version = version
     assert _ids(search(user, "secret plan", mode="keyword")) == []
     assert _ids(search(user, "fresh start", mode="keyword")) == [fresh]
     assert set(retrieval._cache[user.user_id].records) == {fresh}

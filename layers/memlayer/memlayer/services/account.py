@@ -16,7 +16,6 @@ from memlayer.models import Limits, Timestamp, UsageCounts
 from memlayer.observability import logger
 from memlayer.services.limits import limits_of
 from memlayer.storage import get_store
-from memlayer.storage.accounts import AccountsStore
 
 RECEIPT_KINDS = ("memories", "uploads", "jobs", "api_keys", "vectors", "connections", "captures")
 
@@ -35,11 +34,6 @@ class ExportAccepted(BaseModel):
 class EraseReceipt(BaseModel):
     deleted: dict[str, int]
     completed_at: Timestamp
-
-
-def _store() -> AccountsStore:
-    store: Any = get_store()
-    return store
 
 
 async def me(user_id: str) -> Me:
@@ -91,7 +85,7 @@ async def erase(user_id: str) -> EraseReceipt:
 
     store = get_store()
     profile = await store.get_profile(user_id)
-    counts = await _store().erase_user(user_id)
+    counts = await get_store().erase_user(user_id)
     files = 0
     for prefix in user_prefixes(user_id):
         files += await blobs.delete_prefix(prefix)

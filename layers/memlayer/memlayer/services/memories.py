@@ -21,10 +21,11 @@ from memlayer.models import (
     Source,
 )
 from memlayer.observability import logger
-from memlayer.services.limits import limits_for
+from memlayer.services.limits import limits_for, quota_exceeded
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.base import IdempotencyClaim, IdempotentReplay, VersionConflict
+from memlayer.storage.errors import LimitReached
 
 
 @dataclass
@@ -120,6 +121,8 @@ async def create(
         return Created(
             memory=first, job_id=first.job_id, replayed=True, response=replay.record.response
         )
+    except LimitReached as exc:
+        raise quota_exceeded(exc) from None
     if job is not None:
         await enqueue_enrichment(record, job.id)
     return Created(memory=Memory.of(record), job_id=job.id if job else None, response=response)
@@ -194,11 +197,14 @@ async def _patch_once(
                 analysis=None,
             )
     limits = await limits_for(user_id)
-    saved = await get_store().save_memory(
-        record.model_copy(update=update),
-        expected_version=record.version,
-        max_bytes=limits.max_bytes,
-    )
+    try:
+        saved = await get_store().save_memory(
+            record.model_copy(update=update),
+            expected_version=record.version,
+            max_bytes=limits.max_bytes,
+        )
+    except LimitReached as exc:
+        raise quota_exceeded(exc) from None
     if job is not None:
         await get_store().put_job(job)
         await enqueue_enrichment(saved, job.id)

