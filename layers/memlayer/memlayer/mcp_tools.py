@@ -418,7 +418,9 @@ server: Server[Any] = Server(
 
 async def serve(scope: Scope, receive: Receive, send: Send) -> None:
     """Answers one MCP request over streamable HTTP. The SDK's session manager runs its task
-    group for this request only: stateless, nothing kept between invocations."""
+    group for this request only: stateless, nothing kept between invocations. The SDK's DNS
+    rebinding checks stay off: they guard unauthenticated local servers, and every request
+    here carries its bearer token in a header a rebound page cannot set."""
     manager = StreamableHTTPSessionManager(app=server, json_response=True, stateless=True)
     async with manager.run():
         await manager.handle_request(scope, receive, send)
