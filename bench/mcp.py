@@ -1,5 +1,6 @@
 """Warm search through MCP vs REST: `tools/call search_memories` on POST /mcp against
-POST /v1/search, on the same data in the same container.
+POST /v1/search, on the same data in the same container; MCP both after the `initialize`
+handshake (protocol 2025-11-25) and in the 2026-07-28 per-request envelope.
 
 Under in-process moto, one user's N memories are written straight into the table (with their
 hash-embedder vectors), both functions' real handlers are loaded, and each warm request goes
@@ -24,6 +25,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "mcp.json"
 QUERY = {"query": "kubernetes detail", "limit": 10}
+MODERN = "2026-07-28"
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
 
 
 def _handler(name: str) -> Any:
@@ -87,17 +93,39 @@ def main(argv: list[str] | None = None) -> int:
         mcp_event = _event(
             "/mcp", token, {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}
         )
-        (first_ms, _), _ = _timed(rest, rest_event)  # loads the user's index (shared by both)
-        _, body = _timed(mcp, mcp_event)
+        # The same call in the 2026-07-28 per-request envelope (no initialize handshake).
+        modern_event = _event(
+            "/mcp",
+            token,
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {**call, "_meta": MODERN_META},
+            },
+        )
+        modern_event["headers"].update(
+            {"mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": call["name"]}
+        )
+        (first_ms, _), _ = _timed(rest, rest_event)  # loads the user's index (shared by all)
         _, rest_body = _timed(rest, rest_event)
-        found = [r["id"] for r in body["result"]["structuredContent"]["results"]]
-        assert found == [item["memory"]["id"] for item in rest_body["items"]], "not the same hits"
-        assert len(found) == QUERY["limit"]
-        timings: dict[str, list[tuple[float, float]]] = {"rest": [], "mcp": []}
+        expected = [item["memory"]["id"] for item in rest_body["items"]]
+        assert len(expected) == QUERY["limit"]
+        for event in (mcp_event, modern_event):
+            _, body = _timed(mcp, event)
+            found = [r["id"] for r in body["result"]["structuredContent"]["results"]]
+            assert found == expected, "not the same hits"
+        events = {
+            "rest": (rest, rest_event),
+            "mcp": (mcp, mcp_event),
+            "mcp_2026": (mcp, modern_event),
+        }
+        timings: dict[str, list[tuple[float, float]]] = {name: [] for name in events}
         for _ in range(args.requests):
-            timings["rest"].append(_timed(rest, rest_event)[0])
-            timings["mcp"].append(_timed(mcp, mcp_event)[0])
+            for name, (handler, event) in events.items():
+                timings[name].append(_timed(handler, event)[0])
     rest_stats, mcp_stats = _stats(timings["rest"]), _stats(timings["mcp"])
+    modern_stats = _stats(timings["mcp_2026"])
     out = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "memories": args.memories,
@@ -105,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         "index_load_ms": round(first_ms, 1),
         "rest_search": rest_stats,
         "mcp_search_memories": mcp_stats,
+        "mcp_2026_search_memories": modern_stats,
         "mcp_minus_rest_p50_ms": round(mcp_stats["p50_ms"] - rest_stats["p50_ms"], 3),
+        "mcp_2026_minus_rest_p50_ms": round(modern_stats["p50_ms"] - rest_stats["p50_ms"], 3),
         "mcp_minus_rest_cpu_p50_ms": round(mcp_stats["cpu_p50_ms"] - rest_stats["cpu_p50_ms"], 3),
     }
     Path(args.output).write_text(json.dumps(out, indent=2) + "\n")
