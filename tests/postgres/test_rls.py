@@ -28,6 +28,7 @@ def _row(table: str, user_id: str, n: int) -> dict[str, Any]:
             "status": "ready",
             "version": 1,
             "content": f"text {n}",
+            "content_hash": f"hash {n}",
             "created_at": NOW,
             "updated_at": NOW,
             "size_bytes": 6,
