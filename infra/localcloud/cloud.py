@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .env import DUMMY_CREDENTIAL, EnvPlan, plan_environment
-from .motofixes import patch_moto_s3_events, serialize_moto_dynamodb
+from .motofixes import patch_moto_dynamodb_scale, patch_moto_s3_events, serialize_moto_dynamodb
 from .pump import SqsPump
 from .resources import create_resources
 from .runtime import FunctionError, FunctionRuntime
@@ -159,6 +159,7 @@ class LocalCloud:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         patch_moto_s3_events()
         serialize_moto_dynamodb()
+        patch_moto_dynamodb_scale()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()

@@ -294,21 +294,48 @@ def test_capture_pairing_has_exactly_one_winner(backend: Backend) -> None:
     backend.run(test)
 
 
-def test_rate_windows_count_exactly(backend: Backend) -> None:
+def test_rate_limits_admit_exactly_the_limit_and_say_when_to_retry(backend: Backend) -> None:
     store = backend.store
     uid = _user()
 
     async def test() -> None:
-        window = int(datetime.now(UTC).timestamp() // 60)
-        hits = await asyncio.gather(
-            *(store.hit_rate(f"user#{uid}", window, 4, owner=uid) for _ in range(7))
+        now = datetime.now(UTC).timestamp()
+        waits = await asyncio.gather(
+            *(
+                store.take_rate(f"user#{uid}", limit=4, period=60, owner=uid, now=now)
+                for _ in range(7)
+            )
         )
-        assert sorted(hits) == [False] * 3 + [True] * 4
-        address = f"ip#{new_id()}"
-        assert [await store.hit_rate(address, window, 1, owner=None) for _ in range(2)] == [
-            True,
-            False,
+        assert sorted(waits)[:4] == [0.0] * 4
+        assert all(0 < wait <= 60 for wait in sorted(waits)[4:])
+        # No boundary burst: a minute later only the refilled share passes (4 per 60 s).
+        later = [
+            await store.take_rate(f"user#{uid}", limit=4, period=60, owner=uid, now=now + 15)
+            for _ in range(2)
         ]
+        assert later[0] == 0.0 and later[1] > 0
+        address = f"ip#{new_id()}"
+        first = await store.take_rate(address, limit=1, period=60, owner=None, now=now)
+        second = await store.take_rate(address, limit=1, period=60, owner=None, now=now)
+        assert first == 0.0 and second > 0
+
+    backend.run(test)
+
+
+def test_connections_keep_their_expiry_and_key(backend: Backend) -> None:
+    store = backend.store
+    uid = _user()
+
+    async def test() -> None:
+        await store.put_connection(uid, f"{uid}-c1", 2_000_000_000, key_id="key-1")
+        await store.put_connection(uid, f"{uid}-c2", 2_000_000_100)
+        found = sorted(await store.list_connections(uid), key=lambda c: c.connection_id)
+        assert [(c.connection_id, c.expires_at, c.key_id) for c in found] == [
+            (f"{uid}-c1", 2_000_000_000, "key-1"),
+            (f"{uid}-c2", 2_000_000_100, None),
+        ]
+        assert await store.delete_connection(f"{uid}-c1") == uid
+        assert [c.connection_id for c in await store.list_connections(uid)] == [f"{uid}-c2"]
 
     backend.run(test)
 
@@ -551,7 +578,7 @@ def test_cleanup_purges_what_expired(backend: Backend) -> None:
 
         found = await store.purge_expired(now)
         assert found.deleted["connections"] >= 1
-        assert await store.list_connections(uid) == [live]
+        assert [c.connection_id for c in await store.list_connections(uid)] == [live]
         assert pending in found.captures
         # one sweep wins the capture; another's claim is refused until the first goes stale
         stamp = int(now.timestamp())

@@ -111,6 +111,12 @@ def test_context_respects_budget_and_skips_what_the_chat_has(
     whole = user.http.post("/v1/context", json={"query": "staging database port"}).json()
     assert seeded[NOTES[0]] in whole["memories"]
     assert "6543" in whole["context"]
+    # A tight budget shrinks the framing instead of dropping the only relevant memory.
+    tight = user.http.post(
+        "/v1/context", json={"query": "staging database port", "max_tokens": 60}
+    ).json()
+    assert tight["memories"][:1] == [seeded[NOTES[0]]] and tight["tokens"] <= 60
+    assert "6543" in tight["context"]
     used = []
     for budget in (60, 120, 400):
         block = user.http.post(

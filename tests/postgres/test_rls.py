@@ -28,7 +28,7 @@ def _row(table: str, user_id: str, n: int) -> dict[str, Any]:
             "status": "ready",
             "version": 1,
             "content": f"text {n}",
-            "content_hash": f"hash {n}",
+            "content_hash": f"h{n}",
             "created_at": NOW,
             "updated_at": NOW,
             "size_bytes": 6,
@@ -42,7 +42,7 @@ def _row(table: str, user_id: str, n: int) -> dict[str, Any]:
             "response": record,
             "expires_at": LATER,
         },
-        "rate_windows": {"key": f"user#{user_id}#{n}", "window_start": n, "expires_at": LATER},
+        "rate_limits": {"key": f"user#{user_id}#{n}", "tat": float(n), "expires_at": LATER},
         "api_keys": {"id": f"a{n}", "key_hash": f"{user_id}-{n}", "record": record},
         "connections": {"connection_id": f"{user_id}-c{n}", "expires_at": LATER},
         "captures": {
@@ -138,7 +138,7 @@ _TABLES = (
     "jobs",
     "memories",
     "profiles",
-    "rate_windows",
+    "rate_limits",
     "uploads",
 )
 

@@ -99,16 +99,15 @@ create table memlayer.idempotency_keys (
 );
 create index idempotency_keys_expires_at on memlayer.idempotency_keys (expires_at);
 
--- Rate windows: a user's (user_id set, erased with the user) or an address's (user_id null).
-create table memlayer.rate_windows (
-  key text not null,
-  window_start bigint not null, -- minutes since the epoch
+-- Request rates as GCRA: one theoretical arrival time per key. A user's (user_id set, erased
+-- with the user) or an address's (user_id null).
+create table memlayer.rate_limits (
+  key text primary key,
   user_id text,
-  hits integer not null default 0,
-  expires_at timestamptz not null,
-  primary key (key, window_start)
+  tat double precision not null, -- epoch seconds
+  expires_at timestamptz not null
 );
-create index rate_windows_expires_at on memlayer.rate_windows (expires_at);
+create index rate_limits_expires_at on memlayer.rate_limits (expires_at);
 
 create table memlayer.api_keys (
   user_id text not null,
@@ -125,7 +124,8 @@ create unique index api_keys_live_hash on memlayer.api_keys (key_hash) where not
 create table memlayer.connections (
   connection_id text primary key,
   user_id text not null,
-  expires_at timestamptz not null
+  expires_at timestamptz not null,
+  key_id text -- the API key it was opened with: revoking the key ends it
 );
 create index connections_user on memlayer.connections (user_id);
 
@@ -164,7 +164,7 @@ declare
   t text;
 begin
   foreach t in array array[
-    'profiles', 'day_counters', 'memories', 'jobs', 'idempotency_keys', 'rate_windows',
+    'profiles', 'day_counters', 'memories', 'jobs', 'idempotency_keys', 'rate_limits',
     'api_keys', 'connections', 'captures', 'uploads'
   ] loop
     execute format('alter table memlayer.%I enable row level security', t);

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -65,10 +65,18 @@ class RequestContext:
             await send(message)
 
         try:
-            length = headers.get("content-length", "0")
-            if length.isdigit() and int(length) > MAX_BODY_BYTES:
-                response = error_response(413, "payload_too_large", "request body is too large")
-                await response(scope, receive, send_with_headers)
+            length = headers.get("content-length")
+            if length is None:
+                # No declared length (chunked): read up to the limit, then replay what came.
+                receive = await _buffered(receive)
+                too_large = receive is None
+            else:
+                too_large = length.isdigit() and int(length) > MAX_BODY_BYTES
+            if too_large:
+                response = error_response(
+                    413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes"
+                )
+                await response(scope, _no_body, send_with_headers)
                 return
             await self.app(scope, receive, send_with_headers)
         except Exception:
@@ -88,6 +96,33 @@ class RequestContext:
             request_id_var.reset(token)
 
 
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _buffered(receive: Any) -> Any:
+    """A `receive` that replays the whole body, read here; None when it exceeds the limit."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away: let the app see it
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    replay: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+    async def replayed() -> Message:
+        return replay.pop() if replay else await receive()
+
+    return replayed
+
+
 def error_response(
     status: int, kind: str, detail: Any, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -103,17 +138,21 @@ async def _memlayer_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.kind, jsonable_encoder(exc.detail), exc.headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    detail = [
+def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """The `detail` of a validation_error: where, what and which check, per failed field."""
+    return [
         {
             "loc": [str(part) for part in err.get("loc", ())],
             "msg": str(err.get("msg", "")),
             "type": str(err.get("type", "")),
         }
-        for err in exc.errors()
+        for err in errors
     ]
-    return error_response(422, "validation_error", detail)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, "validation_error", validation_detail(exc.errors()))
 
 
 _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}

@@ -91,7 +91,12 @@ class Store(PipelineStore, UploadsStore, AccountsStore, Protocol):
 
     async def set_limits(self, user_id: str, limits: dict[str, int]) -> Profile: ...
 
-    async def hit_rate(self, key: str, window: int, limit: int, *, owner: str | None) -> bool: ...
+    async def take_rate(
+        self, key: str, *, limit: int, period: float, owner: str | None, now: float
+    ) -> float:
+        """Counts one request against `limit` per `period` seconds (no boundary bursts);
+        0 when it may pass, else the seconds until one could."""
+        ...
 
     # jobs
     async def put_job(self, job: JobRecord) -> None: ...

@@ -44,6 +44,15 @@ from memlayer.storage.pipeline import DynamoPipeline
 from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# The last `tat` each rate key had here: which of take_rate's two writes to try first.
+_RATE_HINTS: dict[str, float] = {}
+_MAX_RATE_HINTS = 10_000
+
+
+def _remember_rate(key: str, tat: float) -> None:
+    if len(_RATE_HINTS) >= _MAX_RATE_HINTS:
+        _RATE_HINTS.clear()
+    _RATE_HINTS[key] = tat
 
 
 class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
@@ -473,26 +482,62 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
         )
         return await self.get_profile(user_id)
 
-    async def hit_rate(self, key: str, window: int, limit: int, *, owner: str | None) -> bool:
-        """Counts one request in `key`'s one-minute window; False once the window is full.
-        A user's counters live in their partition so erasing the user erases them."""
+    async def take_rate(
+        self, key: str, *, limit: int, period: float, owner: str | None, now: float
+    ) -> float:
+        """One request against `key`'s rate: `limit` requests per `period` seconds, as GCRA
+        (a token bucket of `limit` refilled evenly: no window boundary lets a burst through).
+        Returns 0 when it may pass, else the seconds until one could.
+
+        The state is one number, the theoretical arrival time `tat`, updated by one
+        conditional write: `tat + interval` while the bucket is in use (tat ahead of now),
+        `now + interval` once it has drained. Which of the two applies is guessed from the
+        last answer this container saw; a wrong guess costs a second write. A user's state
+        lives in their partition, so erasing the user erases it."""
+        interval = period / limit
+        edge = now + period - interval  # the latest tat that still has room for one more
         pk = user_pk(owner) if owner else f"RATE#{key}"
-        try:
-            await self._run(
-                self.client.update_item,
-                TableName=self.table,
-                Key={"PK": _s(pk), "SK": _s(f"RATE#{window}")},
-                UpdateExpression="ADD hits :one SET expires_at = :exp",
-                ConditionExpression="attribute_not_exists(hits) OR hits < :limit",
-                ExpressionAttributeValues={
-                    ":one": _n(1),
-                    ":limit": _n(limit),
-                    ":exp": _n(window * 60 + 120),
-                },
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        common: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"PK": _s(pk), "SK": _s(f"RATE#{key}")},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            "ReturnValues": "UPDATED_NEW",
+        }
+        expires = _n(int(edge + interval + period))
+        in_use = {
+            **common,
+            "UpdateExpression": "SET tat = tat + :i, expires_at = :exp",
+            "ConditionExpression": "tat >= :now AND tat <= :edge",
+            "ExpressionAttributeValues": {
+                ":i": _n(interval),
+                ":now": _n(now),
+                ":edge": _n(edge),
+                ":exp": expires,
+            },
+        }
+        drained = {
+            **common,
+            "UpdateExpression": "SET tat = :next, expires_at = :exp",
+            "ConditionExpression": "attribute_not_exists(tat) OR tat < :now",
+            "ExpressionAttributeValues": {
+                ":next": _n(now + interval),
+                ":now": _n(now),
+                ":exp": expires,
+            },
+        }
+        attempts = [in_use, drained] if _RATE_HINTS.get(pk + key, 0.0) >= now else [drained, in_use]
+        for update in attempts:
+            try:
+                done = await self._run(self.client.update_item, **update)
+            except self.client.exceptions.ConditionalCheckFailedException as exc:
+                tat = float(exc.response.get("Item", {}).get("tat", {}).get("N", now))
+                _remember_rate(pk + key, tat)
+                if tat > edge:
+                    return tat - edge
+                continue
+            _remember_rate(pk + key, float(done["Attributes"]["tat"]["N"]))
+            return 0.0
+        return interval  # both writes lost a race with parallel requests: try again shortly
 
     # ------------------------------------------------------------------ jobs
     def _job_item(self, job: JobRecord) -> dict[str, Any]:
@@ -531,6 +576,10 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
 
     # ------------------------------------------------------------------ vectors
     async def put_vectors(self, user_id: str, vectors: list[StoredVector]) -> None:
+        # BatchWriteItem refuses a request that names one key twice, failing every item in it:
+        # one vector per memory (the last given wins).
+        vectors = list({v.memory_id: v for v in vectors}.values())
+
         def write() -> None:
             requests = [
                 {

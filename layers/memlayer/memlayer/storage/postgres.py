@@ -46,7 +46,7 @@ from memlayer.storage.errors import (
     VersionConflict,
     seconds_to_midnight,
 )
-from memlayer.storage.pipeline import PendingCapture
+from memlayer.storage.pipeline import Connection, PendingCapture
 from memlayer.storage.search_fields import request_reembed, search_fields
 from memlayer.storage.uploads import OPEN_STATUSES, UploadRecord
 
@@ -481,22 +481,36 @@ class PostgresStore:
         )
         return await self.get_profile(user_id)
 
-    async def hit_rate(self, key: str, window: int, limit: int, *, owner: str | None) -> bool:
-        """Counts one request in `key`'s one-minute window; False once the window is full."""
-        counted = await self._run(
-            owner,
-            lambda conn: conn.fetchval(
-                "insert into memlayer.rate_windows as r (key, window_start, user_id, hits,"
-                " expires_at) values ($1, $2, $3, 1, $4) on conflict (key, window_start)"
-                " do update set hits = r.hits + 1 where r.hits < $5 returning 1",
+    async def take_rate(
+        self, key: str, *, limit: int, period: float, owner: str | None, now: float
+    ) -> float:
+        """One request against `key`'s rate, as GCRA (see the DynamoDB backend): one upsert
+        moves the theoretical arrival time `tat` on by one interval while it stays within
+        the period; 0 when the request may pass, else the seconds until one could."""
+        interval = period / limit
+        edge = now + period - interval
+
+        async def op(conn: Any) -> float:
+            passed = await conn.fetchval(
+                "insert into memlayer.rate_limits as r (key, user_id, tat, expires_at)"
+                " values ($1, $2, $3::float8 + $4::float8, $5) on conflict (key) do update"
+                " set tat = greatest(r.tat, $3::float8) + $4::float8,"
+                " expires_at = excluded.expires_at"
+                " where greatest(r.tat, $3::float8) <= $6::float8 returning 1",
                 key,
-                window,
                 owner,
-                _at(window * 60 + 120),
-                limit,
-            ),
-        )
-        return counted is not None
+                now,
+                interval,
+                _at(edge + interval + period),
+                edge,
+            )
+            if passed is not None:
+                return 0.0
+            # The refused upsert locked the row: its tat is current.
+            tat = await conn.fetchval("select tat from memlayer.rate_limits where key = $1", key)
+            return float(tat) - edge if tat is not None else interval
+
+        return await self._run(owner, op)
 
     # ------------------------------------------------------------------ jobs
     async def _put_job(self, conn: Any, job: JobRecord) -> None:
@@ -578,17 +592,20 @@ class PostgresStore:
         )
 
     # ------------------------------------------------------------------ connections
-    async def put_connection(self, user_id: str, connection_id: str, expires_at: int) -> None:
+    async def put_connection(
+        self, user_id: str, connection_id: str, expires_at: int, *, key_id: str | None = None
+    ) -> None:
         await self._run(
             user_id,
             lambda conn: conn.execute(
-                "insert into memlayer.connections (connection_id, user_id, expires_at)"
-                " values ($1, $2, $3) on conflict (connection_id)"
-                " do update set expires_at = excluded.expires_at"
+                "insert into memlayer.connections (connection_id, user_id, expires_at, key_id)"
+                " values ($1, $2, $3, $4) on conflict (connection_id)"
+                " do update set expires_at = excluded.expires_at, key_id = excluded.key_id"
                 " where connections.user_id = excluded.user_id",
                 connection_id,
                 user_id,
                 _at(expires_at),
+                key_id,
             ),
         )
 
@@ -602,14 +619,16 @@ class PostgresStore:
         )
         return owner
 
-    async def list_connections(self, user_id: str) -> list[str]:
+    async def list_connections(self, user_id: str) -> list[Connection]:
         rows = await self._run(
             user_id,
             lambda conn: conn.fetch(
-                "select connection_id from memlayer.connections where user_id = $1", user_id
+                "select connection_id, expires_at, key_id from memlayer.connections"
+                " where user_id = $1",
+                user_id,
             ),
         )
-        return [row[0] for row in rows]
+        return [Connection(row[0], _epoch(row[1]), row[2]) for row in rows]
 
     # ------------------------------------------------------------------ captures
     async def put_capture(self, capture: PendingCapture) -> PendingCapture | None:
@@ -934,7 +953,7 @@ class PostgresStore:
         ("captures", "captures"),
         ("idempotency_keys", "idempotency"),
         ("day_counters", "counters"),
-        ("rate_windows", "rate"),
+        ("rate_limits", "rate"),
         ("profiles", "profile"),
     )
 
@@ -995,7 +1014,7 @@ class PostgresStore:
         ("jobs", "jobs", ""),
         ("connections", "connections", ""),
         ("idempotency_keys", "idempotency", ""),
-        ("rate_windows", "rate", ""),
+        ("rate_limits", "rate", ""),
         ("day_counters", "counters", ""),
         ("api_keys", "api_keys", " and revoked"),
     )
