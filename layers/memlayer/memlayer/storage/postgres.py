@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from memlayer.errors import BadRequest
 from memlayer.ids import id_ceiling, id_floor, is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
 from memlayer.settings import get_settings
@@ -42,6 +41,7 @@ from memlayer.storage.base import IdempotencyClaim, Profile, StoredVector
 from memlayer.storage.errors import (
     IdempotencyRecord,
     IdempotentReplay,
+    InvalidCursor,
     LimitReached,
     VersionConflict,
     seconds_to_midnight,
@@ -121,9 +121,9 @@ def _decode_cursor(cursor: str) -> str:
         padded = cursor + "=" * (-len(cursor) % 4)
         memory_id = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
     except (ValueError, KeyError, TypeError, binascii.Error):
-        raise BadRequest("invalid cursor") from None
+        raise InvalidCursor(cursor) from None
     if not isinstance(memory_id, str) or not is_id(memory_id):
-        raise BadRequest("invalid cursor")
+        raise InvalidCursor(cursor)
     return memory_id
 
 
