@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,3 +33,23 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
         yield url
     finally:
         server.cleanup()
+
+
+@contextmanager
+def dev_database(state_dir: Path, env: MutableMapping[str, str | None]) -> Iterator[str | None]:
+    """For `STORAGE_BACKEND=supabase make dev`: unless DATABASE_URL names a database already,
+    an embedded Postgres keeping its data in `state_dir` (across restarts); its URL goes into
+    `env` (the functions' environment overrides). Yields the URL, or None on DynamoDB."""
+    backend = env.get("STORAGE_BACKEND") or os.environ.get("STORAGE_BACKEND", "dynamodb")
+    if backend != "supabase":
+        yield None
+        return
+    given = env.get("DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if given:
+        asyncio.run(apply_migrations(given))
+        yield given
+        return
+    with embedded_postgres(state_dir / "postgres", keep_data=True) as url:
+        env["STORAGE_BACKEND"] = "supabase"
+        env["DATABASE_URL"] = url
+        yield url
