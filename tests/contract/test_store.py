@@ -16,7 +16,12 @@ from ulid import ULID
 from memlayer.ids import new_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, Source
 from memlayer.storage.base import IdempotencyClaim, SearchIndex, Store, StoredVector
-from memlayer.storage.errors import IdempotentReplay, LimitReached, VersionConflict
+from memlayer.storage.errors import (
+    IdempotentReplay,
+    InvalidCursor,
+    LimitReached,
+    VersionConflict,
+)
 
 NO_LIMITS = Limits(daily_writes=0, max_memories=0, max_bytes=0)
 
@@ -122,6 +127,8 @@ def test_memories_round_trip_list_save_and_delete(backend: Backend) -> None:
         rest, end = await store.list_memories(uid, ListQuery(limit=4, cursor=cursor))
         assert [r.id for r in page + rest] == [r.id for r in reversed(records)]
         assert end is None
+        with pytest.raises(InvalidCursor):
+            await store.list_memories(uid, ListQuery(cursor="bm90IGEgY3Vyc29y"))
         links, _ = await store.list_memories(uid, ListQuery(kind="share"))
         assert [r.id for r in links] == [records[-1].id]
         tagged, _ = await store.list_memories(uid, ListQuery(tag="t"))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from tests.conftest import User, make_user
+from tests.conftest import STORAGE_BACKEND, User, make_user, on_dynamodb_only, postgres_rows
 from tests.fakes import FakeAnthropic, serve
 
 NOTES = [
@@ -210,6 +210,9 @@ def test_a_new_embedding_space_is_reembedded_not_mixed(
 
 
 def _spaces(cloud: object, user_id: str) -> set[str]:
+    if STORAGE_BACKEND == "supabase":
+        sql = "select embedding_space from memlayer.memories where user_id = $1"
+        return {row[0] for row in postgres_rows(sql, user_id) if row[0]}
     ddb = cloud.boto3_client("dynamodb")  # type: ignore[attr-defined]
     items = ddb.query(
         TableName=cloud.table_name("Table"),  # type: ignore[attr-defined]
@@ -226,6 +229,7 @@ def _ids(items: list[dict]) -> list[str]:
 QUERIES = ["Lisbon flight", "apple pie", "staging database port", "ferry Madeira", "pods"]
 
 
+@on_dynamodb_only
 def test_a_warm_index_catches_up_from_the_change_log(
     cloud: object, monkeypatch: pytest.MonkeyPatch, user: User, seeded: dict[str, str]
 ) -> None:
@@ -279,6 +283,7 @@ def test_a_warm_index_catches_up_from_the_change_log(
     cloud.drain(timeout=30)  # type: ignore[attr-defined]
 
 
+@on_dynamodb_only
 def test_the_change_log_names_changed_memories(cloud: object, user: User) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -305,6 +310,7 @@ def test_the_change_log_names_changed_memories(cloud: object, user: User) -> Non
     cloud.drain(timeout=30)  # type: ignore[attr-defined]
 
 
+@on_dynamodb_only
 def test_a_warm_index_never_outlives_an_erase(cloud: object, user: User) -> None:
     from memlayer.storage import dynamo_search as retrieval
     from memlayer.storage import get_store

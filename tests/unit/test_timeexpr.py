@@ -73,3 +73,11 @@ def test_the_first_expression_wins() -> None:
 def test_month_arithmetic_clamps_to_the_last_day() -> None:
     period = resolve("a month ago", datetime(2026, 3, 31, tzinfo=UTC))
     assert period is not None and period.start == _day(2026, 2, 1)
+
+
+def test_the_expression_is_stripped_from_the_query() -> None:
+    period = resolve("What did I decide about the lease in March?", NOW)
+    assert period is not None
+    assert period.strip_from("What did I decide about the lease in March?") == (
+        "What did I decide about the lease ?"
+    )

@@ -61,6 +61,8 @@ create table memlayer.memories (
   ) stored,
   primary key (user_id, id)
 );
+-- Kept in the row, never out of line: a distance scan reads it for every candidate.
+alter table memlayer.memories alter column embedding set storage plain;
 create index memories_search_doc on memlayer.memories using gin (search_doc);
 create index memories_unfinished on memlayer.memories (updated_at)
   where status in ('pending', 'processing');

@@ -28,6 +28,11 @@ class TimePeriod:
     def contains(self, when: datetime) -> bool:
         return self.start <= when < self.end
 
+    def strip_from(self, query: str) -> str:
+        """The query without the words that named the period: they say when, not what, and
+        as keywords they match every memory that mentions a month or says "last"."""
+        return " ".join(query.replace(self.text, " ", 1).split())
+
 
 _MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
 _MONTHS |= {name.lower(): i for i, name in enumerate(calendar.month_abbr) if name}

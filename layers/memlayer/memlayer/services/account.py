@@ -75,8 +75,9 @@ def mentions_user(body: str, user_id: str) -> bool:
 
 async def erase(user_id: str) -> EraseReceipt:
     """Deletes every record of the user (memories, vectors, jobs, uploads, API keys,
-    connections, pending captures, counters), their objects in S3, and their dead-lettered
-    messages. Safe to repeat: a failed erase is finished by calling it again.
+    connections, pending captures, counters), their objects in S3, their dead-lettered
+    messages and, when Supabase Auth is configured, the Supabase Auth user (`auth_user: 1` in
+    the receipt). Safe to repeat: a failed erase is finished by calling it again.
 
     Kept: limits an admin set for the user (policy about the account, not the user's data),
     so erasing cannot lift a restriction. Messages still in the work queues carry only ids;
@@ -98,6 +99,11 @@ async def erase(user_id: str) -> EraseReceipt:
     deleted["other"] = sum(n for kind, n in counts.items() if kind not in RECEIPT_KINDS)
     deleted["files"] = files
     deleted["dead_letters"] = dead_letters
+    from memlayer.supabase_auth import delete_auth_user
+
+    # Last: a failure here leaves the data erased and the erase repeatable.
+    if await delete_auth_user(user_id):
+        deleted["auth_user"] = 1
     completed: datetime = utcnow()
     logger.info("account erased", deleted=deleted)
     return EraseReceipt(deleted=deleted, completed_at=completed)

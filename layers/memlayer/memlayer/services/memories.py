@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from memlayer.errors import Conflict, NotFound, PreconditionFailed, QuotaExceeded
+from memlayer.errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuotaExceeded
 from memlayer.ids import new_id, utcnow
 from memlayer.models import (
     JobRecord,
@@ -25,7 +25,7 @@ from memlayer.services.limits import limits_for, quota_exceeded
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.base import IdempotencyClaim, IdempotentReplay, VersionConflict
-from memlayer.storage.errors import LimitReached
+from memlayer.storage.errors import InvalidCursor, LimitReached
 
 
 @dataclass
@@ -148,7 +148,10 @@ async def get(user_id: str, memory_id: str) -> MemoryRecord:
 
 
 async def list_page(user_id: str, query: ListQuery) -> MemoryPage:
-    records, cursor = await get_store().list_memories(user_id, query)
+    try:
+        records, cursor = await get_store().list_memories(user_id, query)
+    except InvalidCursor:
+        raise BadRequest("invalid cursor") from None
     return MemoryPage(items=[Memory.of(r) for r in records], next_cursor=cursor)
 
 

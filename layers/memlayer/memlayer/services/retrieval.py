@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 from memlayer.ids import utcnow
 from memlayer.models import Body, Kind, Memory, MemoryRecord, Moment, SearchMode, Timestamp
 from memlayer.observability import logger
+from memlayer.search.conversation import boost_period
+from memlayer.search.timeexpr import resolve
 from memlayer.settings import get_settings
 from memlayer.storage import get_search_index, get_store
 
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     import numpy as np
 SEARCH_DEPTH_FOR_CONTEXT = 20
 SEARCH_DEPTH_FOR_CHAT = 8
+# How many hits a query that names a time is re-ranked from.
+TIME_BOOST_DEPTH = 50
 
 
 class SearchFiltersIn(Body):
@@ -135,20 +139,33 @@ async def ranked(
 ) -> list[tuple[MemoryRecord, Any]]:
     """The user's best memories for `query`. With `related_only` (what goes to a chat model),
     a memory must share a word with the query or be at least the embedder's
-    `relevance_floor` similar to it: ranking alone always fills the list, relevant or not."""
+    `relevance_floor` similar to it: ranking alone always fills the list, relevant or not.
+
+    A query that names a time ("in March", "last week") is searched without those words, a
+    little deeper, and the memories that happened in that period are boosted (soft: see
+    search/conversation.py)."""
+    period = resolve(query)
+    text = (period.strip_from(query) or query) if period else query
     index = get_search_index()
-    _, vector = await asyncio.gather(index.refresh(user_id), _query_vector(query, mode))
+    _, vector = await asyncio.gather(index.refresh(user_id), _query_vector(text, mode))
     embedder = _embedder()
-    return await index.search(
+    results = await index.search(
         user_id,
-        query,
+        text,
         vector,
         mode=mode,
-        limit=limit,
+        limit=max(limit, TIME_BOOST_DEPTH) if period else limit,
         filters=filters,
         semantic_weight=embedder.fusion_weight,
         min_similarity=embedder.relevance_floor if related_only else None,
     )
+    if period is None:
+        return results
+    records = {record.id: record for record, _ in results}
+    boosted = boost_period(
+        [hit for _, hit in results], period, lambda mid: records[mid].occurred_at.timestamp()
+    )
+    return [(records[hit.memory_id], hit) for hit in boosted[:limit]]
 
 
 async def search(user_id: str, body: SearchIn) -> SearchOut:

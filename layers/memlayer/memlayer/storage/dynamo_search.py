@@ -18,10 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from memlayer.models import MemoryRecord, SearchMode
-from memlayer.observability import logger
 from memlayer.settings import get_settings
 from memlayer.storage.base import CHANGE_LOG_TTL, StoredVector
-from memlayer.storage.search_fields import search_fields
+from memlayer.storage.search_fields import request_reembed, search_fields
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,7 +48,6 @@ class CachedIndex:
 
 
 _cache: OrderedDict[str, CachedIndex] = OrderedDict()
-_reembed_requested: set[tuple[str, str]] = set()
 
 
 def _embedder() -> Any:
@@ -85,18 +83,6 @@ def _indexed(record: MemoryRecord, stored: StoredVector | None, space: str) -> t
 
         vector = np.frombuffer(stored.vector, dtype="<f2").astype(np.float32)
     return _doc(record, vector), vector is None and record.status == "ready"
-
-
-async def _request_reembed(user_id: str, space: str, stale: int) -> None:
-    """Ready memories whose vectors come from another embedding space (provider, model or
-    dimensions changed) are re-embedded through the embed queue, never mixed."""
-    if (user_id, space) in _reembed_requested:
-        return
-    from memlayer import queues
-
-    logger.info("re-embedding memories from an older vector space", stale=stale)
-    await queues.send("tasks", {"type": "reembed", "user_id": user_id})
-    _reembed_requested.add((user_id, space))
 
 
 def _apply_changes(
@@ -197,7 +183,7 @@ class InMemorySearch:
         stale = await asyncio.to_thread(_apply_changes, cached, changed, records, vectors)
         cached.synced_at = synced_at
         if stale:
-            await _request_reembed(cached.user_id, cached.space, stale)
+            await request_reembed(cached.user_id, cached.space, stale)
         return True
 
     async def _load(
@@ -232,5 +218,5 @@ class InMemorySearch:
         while len(_cache) > CACHED_USERS:
             _cache.popitem(last=False)[1].index.close()
         if stale:
-            await _request_reembed(user_id, embedder.space, stale)
+            await request_reembed(user_id, embedder.space, stale)
         return cached

@@ -12,6 +12,10 @@ class StorageError(Exception):
     pass
 
 
+class InvalidCursor(StorageError):
+    """A list cursor that this backend did not hand out (or that was tampered with)."""
+
+
 class VersionConflict(StorageError):
     """The record changed (or vanished) since it was read."""
 

@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from memlayer.errors import BadRequest
 from memlayer.ids import id_ceiling, id_floor, is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
 from memlayer.settings import get_settings
@@ -42,12 +41,13 @@ from memlayer.storage.base import IdempotencyClaim, Profile, StoredVector
 from memlayer.storage.errors import (
     IdempotencyRecord,
     IdempotentReplay,
+    InvalidCursor,
     LimitReached,
     VersionConflict,
     seconds_to_midnight,
 )
 from memlayer.storage.pipeline import Connection, PendingCapture
-from memlayer.storage.search_fields import search_fields
+from memlayer.storage.search_fields import request_reembed, search_fields
 from memlayer.storage.uploads import OPEN_STATUSES, UploadRecord
 
 if TYPE_CHECKING:
@@ -121,9 +121,9 @@ def _decode_cursor(cursor: str) -> str:
         padded = cursor + "=" * (-len(cursor) % 4)
         memory_id = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
     except (ValueError, KeyError, TypeError, binascii.Error):
-        raise BadRequest("invalid cursor") from None
+        raise InvalidCursor(cursor) from None
     if not isinstance(memory_id, str) or not is_id(memory_id):
-        raise BadRequest("invalid cursor")
+        raise InvalidCursor(cursor)
     return memory_id
 
 
@@ -1104,13 +1104,30 @@ class PostgresSearch:
     """The search port in SQL: the keyword leg ranks the weighted `search_doc` tsvector (GIN),
     the semantic leg orders by cosine distance on the halfvec column (HNSW, or an exact scan
     for a user with few vectors), filters are `where` clauses, and search/fusion.py fuses the
-    two lists exactly as the in-memory index does. Always current: nothing to refresh."""
+    two lists exactly as the in-memory index does. Always current; `refresh` only checks,
+    once per user and embedding space in a container, for ready memories whose vectors are
+    from another space (or none), and asks for them to be re-embedded."""
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
+        self._checked: set[tuple[str, str]] = set()
 
     async def refresh(self, user_id: str) -> None:
-        return None
+        space = _embedding_space()
+        if (user_id, space) in self._checked:
+            return
+        stale = await self.store._run(
+            user_id,
+            lambda conn: conn.fetchval(
+                "select count(*) from memlayer.memories where user_id = $1"
+                " and status = 'ready' and embedding_space is distinct from $2",
+                user_id,
+                space,
+            ),
+        )
+        if stale:
+            await request_reembed(user_id, space, stale)
+        self._checked.add((user_id, space))
 
     async def search(
         self,
@@ -1202,29 +1219,35 @@ class PostgresSearch:
             distance = f"(embedding::halfvec({dims}) <=> ${n + 1}::halfvec({dims}))"
         else:  # not the index's expression: the planner scans the user's rows exactly
             distance = f"(embedding <=> ${n + 1}::halfvec)"
+        # Rank on the narrow columns first; the wide record is read for the winners only.
         return list(
             await conn.fetch(
-                f"select id, record::text as record, dedupe_key, 1 - {distance} as similarity"  # noqa: S608
+                f"select m.id, m.record::text as record, m.dedupe_key,"  # noqa: S608
+                f" 1 - best.distance as similarity from (select id, {distance} as distance"
                 f" from memlayer.memories where {where} and embedding_dims = {dims}"
                 f" and embedding_space = ${n + 2} and embedding_hash = content_hash"
-                f" order by {distance} limit ${n + 3}",
+                f" order by distance limit ${n + 3}) best"
+                " join memlayer.memories m on m.user_id = $1 and m.id = best.id"
+                " order by best.distance, m.id",
                 *params,
             )
         )
 
 
-# ts_rank_cd-free BM25 stand-in: ts_rank with length normalization (1: divide by 1 + log of
-# the document length) ranks; coverage is the share of the query's terms a memory contains.
+# The keyword leg: ts_rank with length normalization (1: divided by 1 + log of the document
+# length) stands in for BM25; coverage is the share of the query's terms a memory contains.
+# Ranked on `search_doc` first; the wide record is read for the winners only.
 _KEYWORD_SQL = (
     "with q as (select to_tsquery('simple', string_agg(quote_literal(l), ' | ')) as query"
-    " from unnest(${lex}::text[]) l)"
-    " select m.id, m.record::text as record, m.dedupe_key,"
-    " ts_rank(m.search_doc, q.query, 1) as rank,"
+    " from unnest(${lex}::text[]) l),"
+    " best as (select id, ts_rank(search_doc, q.query, 1) as rank from memlayer.memories, q"
+    " where {where} and search_doc @@ q.query order by rank desc, id limit ${depth})"
+    " select m.id, m.record::text as record, m.dedupe_key, best.rank,"
     " (select count(*) from unnest(${lex}::text[]) l"
     "  where m.search_doc @@ to_tsquery('simple', quote_literal(l)))::float"
     "  / cardinality(${lex}::text[]) as coverage"
-    " from memlayer.memories m, q where {where} and m.search_doc @@ q.query"
-    " order by rank desc, m.id limit ${depth}"
+    " from best join memlayer.memories m on m.user_id = $1 and m.id = best.id"
+    " order by best.rank desc, m.id"
 )
 
 
