@@ -8,12 +8,13 @@ DEV_USER = "dev-user"
 
 
 def on_ready(cloud: Any) -> None:
+    from memlayer import secrets
     from memlayer.auth.jwt import mint_dev_token
     from memlayer.settings import get_settings
 
     get_settings.cache_clear()
-    settings = get_settings()
-    secret = settings.supabase_jwt_secret
+    # The local cloud moved SUPABASE_JWT_SECRET into its Secrets Manager, as a deploy does.
+    secret = secrets.value("supabase_jwt_secret")
     if secret is None:
         print("SUPABASE_JWT_SECRET is not set: no dev token (JWKS mode).")
         return

@@ -5,11 +5,11 @@ the event (CleanupDLQ, alarmed)."""
 import asyncio
 from typing import Any
 
-from memlayer.observability import get_metrics, logger
+from memlayer.observability import get_metrics, logger, traced
 from memlayer.services.cleanup import run_cleanup
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _run(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.info("cleanup scheduled", schedule=event.get("resources") or event.get("source"))
     metrics = get_metrics()
     try:
@@ -17,3 +17,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     finally:
         metrics.flush_metrics()
     return report
+
+
+handler = traced(_run)

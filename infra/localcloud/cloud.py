@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import transport
+from . import iam, transport
 from .env import DUMMY_CREDENTIAL, EnvPlan, plan_environment
 from .motofixes import (
     patch_moto_dynamodb_scale,
@@ -44,8 +44,15 @@ from .pump import SqsPump
 from .resources import create_resources
 from .runtime import FunctionError, FunctionRuntime
 from .schedules import Scheduler, scheduled_event
-from .stack import ScheduleSpec, Stack, build_stack, localize_urls
+from .stack import (
+    ScheduleSpec,
+    Stack,
+    build_stack,
+    localize_urls,
+    parameters_from_environment,
+)
 from .state import LocalState
+from .template import TemplateError
 
 log = logging.getLogger("localcloud")
 
@@ -98,6 +105,7 @@ class LocalCloud:
         stack_name: str | None = None,
         max_workers: int = 32,
         state_dir: str | os.PathLike[str] | None = None,
+        enforce_iam: bool = True,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.host = host
@@ -114,6 +122,8 @@ class LocalCloud:
         self.reload = reload
         self.stack_name = stack_name
         self.max_workers = max_workers
+        self.enforce_iam = enforce_iam
+        self.roles: dict[str, iam.Role] = {}
         self._reload_lock = threading.Lock()
         self._client_lock = threading.Lock()
         self._idle = threading.Condition()
@@ -203,12 +213,18 @@ class LocalCloud:
             self.port = self._socket.getsockname()[1]
         self.base_url = f"http://{self.host}:{self.port}"
 
+        from_env, consumed = parameters_from_environment(
+            self.template_path, {**os.environ, **self.env_overrides}
+        )
         self.stack = build_stack(
             self.template_path,
-            self.parameters,
+            {**from_env, **self.parameters},
             aws_endpoint_url=self.moto_endpoint,
             stack_name=self.stack_name,
         )
+        refused = self.stack.resolver.failed_rules()
+        if refused:
+            raise TemplateError(f"the template's Rules refuse a deploy: {'; '.join(refused)}")
         self.warnings = list(self.stack.warnings)
         name = self.stack.resolver.options.stack_name
         clash = [c for c in others if c.stack and c.stack.resolver.options.stack_name == name]
@@ -225,6 +241,7 @@ class LocalCloud:
             current=os.environ,
             overrides=self.env_overrides,
             region=self.stack.resolver.options.region,
+            consumed=consumed,
         )
         self.warnings += self.env_plan.warnings
         self.env_plan.apply()
@@ -259,7 +276,14 @@ class LocalCloud:
                 for candidate in (layer_dir, layer_dir / "python"):
                     if candidate.is_dir() and str(candidate) not in sys.path:
                         sys.path.insert(0, str(candidate))
-        self.runtimes = {lid: FunctionRuntime(spec) for lid, spec in self.stack.functions.items()}
+        if self.enforce_iam:
+            self.roles, iam_warnings = iam.stack_roles(self.stack, self._ws_endpoints())
+            self.warnings += iam_warnings
+            iam.install()
+        self.runtimes = {
+            lid: FunctionRuntime(spec, role=self.roles.get(lid))
+            for lid, spec in self.stack.functions.items()
+        }
         if self.reload:
             self._code_fingerprint = self._fingerprint()
         self.executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="lambda")
@@ -277,6 +301,7 @@ class LocalCloud:
                     client_factory=lambda: self.boto3_client("sqs"),
                     invoke=self.invoke,
                     retry_visibility_seconds=self.retry_visibility_seconds,
+                    role=self.roles.get(source.function),
                 )
                 pump.start()
                 self.pumps.append(pump)
@@ -288,6 +313,15 @@ class LocalCloud:
         assert self.stack is not None
         apis = list(self.stack.ws_apis.values())
         return {api.api_id: "/ws" if len(apis) == 1 else f"/ws/{api.logical_id}" for api in apis}
+
+    def _ws_endpoints(self) -> dict[str, tuple[str, str]]:
+        """Local management API URL -> (API id, stage), the ARN parts IAM checks."""
+        assert self.stack is not None
+        paths = self._ws_paths_by_api_id()
+        return {
+            self.base_url + paths[api.api_id]: (api.api_id, api.stage)
+            for api in self.stack.ws_apis.values()
+        }
 
     def _start_server(self) -> None:
         import uvicorn

@@ -66,8 +66,11 @@ def plan_environment(
     current: Mapping[str, str],
     overrides: Mapping[str, str | None] | None = None,
     region: str = "us-east-1",
+    consumed: set[str] | frozenset[str] = frozenset(),
 ) -> EnvPlan:
-    """Compute the environment for all functions of `stack` (see the module docstring)."""
+    """Compute the environment for all functions of `stack` (see the module docstring).
+    `consumed` variables became template parameters (secrets): unless the template sets them
+    itself, the functions do not see them."""
     plan = EnvPlan()
     http_ids = {api.api_id for api in stack.http_apis.values()}
 
@@ -129,6 +132,10 @@ def plan_environment(
         else:
             plan.set_vars[name] = str(value)
             plan.unset_vars.discard(name)
+    for name in consumed - set(merged):
+        plan.set_vars.pop(name, None)
+        if name in current:
+            plan.unset_vars.add(name)
     plan.unset_vars -= set(plan.set_vars)
     return plan
 

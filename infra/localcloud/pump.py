@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .iam import Role, acting_as
 from .stack import SqsSource
 
 log = logging.getLogger("localcloud")
@@ -109,6 +110,7 @@ class SqsPump(threading.Thread):
         client_factory: Callable[[], Any],
         invoke: Callable[[str, Any], Any],
         retry_visibility_seconds: int = 1,
+        role: Role | None = None,
     ) -> None:
         super().__init__(name=f"sqs-pump-{source.function}-{source.queue}", daemon=True)
         self.source = source
@@ -117,6 +119,8 @@ class SqsPump(threading.Thread):
         self._client_factory = client_factory
         self._invoke = invoke
         self.retry_visibility_seconds = retry_visibility_seconds
+        # Lambda's poller receives and deletes with the function's role.
+        self.role = role
         self._stop_event = threading.Event()
         self.busy = False
         self.batches = 0
@@ -140,13 +144,14 @@ class SqsPump(threading.Thread):
                 self.busy = False
 
     def _receive(self, client: Any, count: int, wait: float) -> list[dict[str, Any]]:
-        response = client.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=max(1, min(10, count)),
-            WaitTimeSeconds=max(0, round(wait)),
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
+        with acting_as(self.role):
+            response = client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=max(1, min(10, count)),
+                WaitTimeSeconds=max(0, round(wait)),
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
         return response.get("Messages") or []
 
     def _poll_once(self, client: Any) -> None:
@@ -217,14 +222,17 @@ class SqsPump(threading.Thread):
     def _delete_messages(self, client: Any, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), 10):
             chunk = messages[start : start + 10]
-            client.delete_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
-                ],
-            )
+            with acting_as(self.role):
+                client.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(chunk)
+                    ],
+                )
 
     def _retry_soon(self, client: Any, messages: list[dict[str, Any]]) -> None:
+        # A local shortcut (Lambda waits out the VisibilityTimeout), so not the function's call.
         for start in range(0, len(messages), 10):
             chunk = messages[start : start + 10]
             client.change_message_visibility_batch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from secrets import token_urlsafe
 from typing import Any
 
 from .stack import Stack
@@ -115,7 +116,7 @@ def bucket_notification(props: dict[str, Any], warnings: list[str], where: str) 
 def create_resources(
     stack: Stack, session: Any, endpoint_url: str, *, only_missing: bool = False
 ) -> list[str]:
-    """Create every table, queue, topic and bucket of `stack` in moto. Returns warnings.
+    """Create every table, queue, topic, secret and bucket of `stack` in moto. Returns warnings.
 
     With `only_missing`, resources that already exist (by name) are left as they are.
     """
@@ -178,6 +179,28 @@ def create_resources(
         sns = client("sns")
         for logical_id in topics:
             sns.create_topic(Name=stack.resolver.physical_name(logical_id))
+
+    secrets = [
+        lid
+        for lid, res in stack.resolver.resources.items()
+        if res.get("Type") == "AWS::SecretsManager::Secret" and stack.resolver.resource_exists(lid)
+    ]
+    if secrets:
+        secretsmanager = client("secretsmanager")
+        existing = (
+            {s["Name"] for s in secretsmanager.list_secrets().get("SecretList", [])}
+            if only_missing
+            else set()
+        )
+        for logical_id in secrets:
+            name = stack.resolver.physical_name(logical_id)
+            if name in existing:
+                continue
+            props = stack.resolver.resolve(stack.resolver.resources[logical_id].get("Properties"))
+            value = (props or {}).get("SecretString")
+            if value is None:  # GenerateSecretString
+                value = token_urlsafe(32)
+            secretsmanager.create_secret(Name=name, SecretString=str(value))
 
     if buckets:
         s3 = client("s3")

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .iam import Role, acting_as
 from .stack import FunctionSpec
 
 log = logging.getLogger("localcloud")
@@ -71,10 +72,14 @@ def _json_roundtrip(value: Any, what: str) -> Any:
 
 
 class FunctionRuntime:
-    """One function: lazy handler import and invocation."""
+    """One function: lazy handler import and invocation, with its role's permissions (init
+    code included, as in Lambda); `role=None` leaves its AWS calls unchecked."""
 
-    def __init__(self, spec: FunctionSpec, namespace: str = "localcloud_fn") -> None:
+    def __init__(
+        self, spec: FunctionSpec, namespace: str = "localcloud_fn", role: Role | None = None
+    ) -> None:
         self.spec = spec
+        self.role = role
         self.module_name = f"{namespace}_{spec.logical_id}"
         self._handler: Any = None
         self._lock = threading.Lock()
@@ -94,7 +99,8 @@ class FunctionRuntime:
             return self._handler
         with self._lock:
             if self._handler is None:
-                self._handler = self._import()
+                with acting_as(self.role):
+                    self._handler = self._import()
         return self._handler
 
     def _import(self) -> Any:
@@ -174,7 +180,8 @@ class FunctionRuntime:
         started = time.monotonic()
         log.debug("START %s RequestId: %s", self.spec.logical_id, context.aws_request_id)
         try:
-            result = handler(payload, context)
+            with acting_as(self.role):
+                result = handler(payload, context)
         except Exception as exc:
             log.exception("%s raised (RequestId %s)", self.spec.logical_id, context.aws_request_id)
             raise FunctionError(self.spec.logical_id, exc) from exc

@@ -256,6 +256,19 @@ def _env_str(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def parameters_from_environment(
+    template_path: str | Path, environ: Mapping[str, str | None]
+) -> tuple[dict[str, str], set[str]]:
+    """Template parameters read from environment variables, per the template's
+    `Metadata.LocalCloud.ParametersFromEnvironment` ({Parameter: VARIABLE}), and the variables
+    named there. This is how `SUPABASE_JWT_SECRET=... make dev` reaches a template that stores
+    the secret in Secrets Manager from its `SupabaseJwtSecret` parameter, as a deploy does."""
+    metadata = load_template(template_path).get("Metadata") or {}
+    mapping = (metadata.get("LocalCloud") or {}).get("ParametersFromEnvironment") or {}
+    values = {str(param): str(environ[var]) for param, var in mapping.items() if environ.get(var)}
+    return values, {str(var) for var in mapping.values()}
+
+
 def build_stack(
     template_path: str | Path,
     parameters: Mapping[str, Any] | None = None,

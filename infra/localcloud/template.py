@@ -337,6 +337,10 @@ class Resolver:
             return f"{base}:logs:{o.region}:{o.account_id}:log-group:{name}:*"
         if rtype == "AWS::IAM::Role":
             return f"{base}:iam::{o.account_id}:role/{name}"
+        if rtype == "AWS::SecretsManager::Secret":
+            # A partial ARN (no random suffix): moto finds the secret by it, and IAM policies
+            # that `!Ref` the secret name the same string.
+            return f"{base}:secretsmanager:{o.region}:{o.account_id}:secret:{name}"
         if rtype in _API_TYPES:
             return f"{base}:apigateway:{o.region}::/apis/{api_id_for(logical_id)}"
         service = rtype.split("::")[1].lower() if rtype.count("::") >= 2 else "local"
@@ -376,6 +380,7 @@ class Resolver:
             return self.queue_url(name)
         if rtype in (
             "AWS::SNS::Topic",
+            "AWS::SecretsManager::Secret",
             "AWS::Serverless::LayerVersion",
             "AWS::Lambda::LayerVersion",
         ):
@@ -523,6 +528,22 @@ class Resolver:
     def _fn_condition(self, arg: Any) -> bool:
         return self.condition(str(arg))
 
+    def _fn_contains(self, arg: Any) -> bool:  # Rules only
+        items, value = self.resolve(arg[0]), self.resolve(arg[1])
+        return str(value) in [str(item) for item in items]
+
+    def failed_rules(self) -> list[str]:
+        """The template's `Rules` that refuse these parameters, as CloudFormation would."""
+        failures = []
+        for name, rule in (self.template.get("Rules") or {}).items():
+            when = rule.get("RuleCondition")
+            if when is not None and not self._truth(when):
+                continue
+            for assertion in rule.get("Assertions") or []:
+                if not self._truth(assertion.get("Assert")):
+                    failures.append(f"{name}: {assertion.get('AssertDescription', 'refused')}")
+        return failures
+
     def _truth(self, value: Any) -> bool:
         if isinstance(value, dict) and set(value) == {"Condition"}:
             return self.condition(value["Condition"])
@@ -568,6 +589,7 @@ class Resolver:
         "Fn::And": _fn_and,
         "Fn::Or": _fn_or,
         "Fn::Condition": _fn_condition,
+        "Fn::Contains": _fn_contains,
         "Fn::FindInMap": _fn_find_in_map,
         "Fn::Base64": _fn_base64,
         "Fn::GetAZs": _fn_get_azs,

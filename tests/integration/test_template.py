@@ -18,7 +18,15 @@ from infra.localcloud.stack import build_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = build_stack(ROOT / "template.yaml")
-HEAVY = ("anthropic", "openai", "trafilatura", "pypdf", "sentence_transformers", "torch")
+HEAVY = (
+    "anthropic",
+    "openai",
+    "trafilatura",
+    "pypdf",
+    "sentence_transformers",
+    "torch",
+    "aws_xray_sdk",
+)
 
 
 def _shape(path: str) -> str:

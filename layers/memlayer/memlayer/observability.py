@@ -1,11 +1,14 @@
 """One Logger, one Metrics, one (lazy) Tracer per container.
 
-The Tracer pulls in the X-Ray SDK (~0.7 s of cold start), so HTTP functions never import it;
-workers that want subsegments call `get_tracer()`."""
+The Tracer pulls in the X-Ray SDK (~0.7 s of cold start), so HTTP functions never import it
+(Lambda's active tracing still records their invocations); the workers trace their handler and
+their AWS calls with `traced()`. Handlers log with the Lambda context (`inject_lambda_context`);
+HTTP logs carry the request id as correlation id, worker logs the message id."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
@@ -15,6 +18,7 @@ from aws_lambda_powertools import Logger
 from memlayer.settings import get_settings
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+Handler = Callable[[dict[str, Any], Any], Any]
 
 logger = Logger(
     service=get_settings().service_name,
@@ -27,7 +31,8 @@ logger = Logger(
 def get_metrics() -> Any:
     from aws_lambda_powertools import Metrics
 
-    return Metrics(namespace="memlayer", service=get_settings().service_name)
+    settings = get_settings()
+    return Metrics(namespace=settings.metrics_namespace, service=settings.service_name)
 
 
 @lru_cache(maxsize=1)
@@ -35,6 +40,13 @@ def get_tracer() -> Any:
     from aws_lambda_powertools import Tracer
 
     return Tracer(service=get_settings().service_name)
+
+
+def traced(handler: Handler) -> Handler:
+    """A worker handler with the Lambda context in its logs and an X-Ray segment (its AWS calls
+    as subsegments; responses are not recorded, they hold user data)."""
+    wrapped = get_tracer().capture_lambda_handler(handler, capture_response=False)
+    return logger.inject_lambda_context(wrapped)
 
 
 # Powertools keeps one metric set per process; the local cloud runs several functions on

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
 
     environment: Literal["local", "test", "dev", "prod"] = "local"
     service_name: str = "memlayer"
+    # EMF metrics go to this CloudWatch namespace (the template sets it per stack).
+    metrics_namespace: str = Field("memlayer", validation_alias="POWERTOOLS_METRICS_NAMESPACE")
     log_level: str = "INFO"
 
     # Where memories live: DynamoDB (the table below) or Postgres (a Supabase project, or the
@@ -53,8 +55,10 @@ class Settings(BaseSettings):
     dlq_urls: Annotated[list[str], NoDecode] = []
     ws_management_endpoint: str | None = None
 
-    # Auth.
+    # Auth. Deployed, secrets come from Secrets Manager by ARN (memlayer.secrets); a value set
+    # directly wins.
     supabase_jwt_secret: SecretStr | None = None
+    supabase_jwt_secret_arn: str | None = None
     supabase_jwks_url: str | None = None
     jwt_audience: str = "authenticated"
     jwt_issuer: str | None = None
@@ -67,6 +71,8 @@ class Settings(BaseSettings):
     # AI providers: real ones when keys are set, offline fallbacks when not.
     anthropic_api_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
+    anthropic_api_key_arn: str | None = None
+    openai_api_key_arn: str | None = None
     anthropic_base_url: str | None = None
     openai_base_url: str | None = None
     analysis_model: str = "claude-haiku-4-5"
@@ -120,12 +126,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.environment in ("dev", "prod") and not (
-            self.supabase_jwt_secret or self.supabase_jwks_url
-        ):
-            raise ValueError(
-                "SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL must be set outside local/test"
-            )
+        # The JWT secret is not checked here: only the HTTP functions get it (by ARN, when
+        # deployed), and the template's Rules refuse a deploy without it or a JWKS URL.
         if self.storage_backend == "supabase" and self.database_url is None:
             raise ValueError("DATABASE_URL must be set when STORAGE_BACKEND=supabase")
         return self
@@ -134,15 +136,15 @@ class Settings(BaseSettings):
     def resolved_embeddings_provider(self) -> Literal["openai", "local", "hash"]:
         if self.embeddings_provider:
             return self.embeddings_provider
-        return "openai" if self.openai_api_key else "hash"
+        return "openai" if self.openai_api_key or self.openai_api_key_arn else "hash"
 
     @property
     def resolved_chat_provider(self) -> Literal["anthropic", "openai", "offline"]:
         if self.chat_provider != "auto":
             return self.chat_provider
-        if self.anthropic_api_key:
+        if self.anthropic_api_key or self.anthropic_api_key_arn:
             return "anthropic"
-        return "openai" if self.openai_api_key else "offline"
+        return "openai" if self.openai_api_key or self.openai_api_key_arn else "offline"
 
     @property
     def embedding_space(self) -> str:

@@ -245,14 +245,19 @@ def create_app(*routers: APIRouter, title: str) -> FastAPI:
 
 
 def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    from aws_lambda_powertools.logging import correlation_paths
     from mangum import Mangum
 
+    from memlayer import secrets
     from memlayer.runloop import thread_loop
 
     adapter = Mangum(app, lifespan="off")
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         thread_loop()  # Mangum runs on the thread's current loop; make sure there is one
+        secrets.refresh()  # here, not inside the loop: a (rare) fetch blocks no request
         return adapter(event, context)
 
-    return handler
+    return logger.inject_lambda_context(
+        handler, correlation_id_path=correlation_paths.API_GATEWAY_HTTP
+    )

@@ -15,7 +15,8 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from memlayer.observability import flush_metrics, logger
+from memlayer import secrets
+from memlayer.observability import flush_metrics, logger, traced
 from memlayer.runloop import run
 
 __all__ = ["each", "receive_count", "run", "sqs_batch_handler"]
@@ -30,6 +31,7 @@ def sqs_batch_handler(process: BatchFn) -> Callable[[dict[str, Any], Any], dict[
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         records = [SQSRecord(raw) for raw in event.get("Records", [])]
+        secrets.refresh()  # before the loop runs, so no record waits on Secrets Manager
         failures = run(process(records))
 
         def record_handler(record: SQSRecord) -> None:
@@ -47,7 +49,7 @@ def sqs_batch_handler(process: BatchFn) -> Callable[[dict[str, Any], Any], dict[
         finally:
             flush_metrics()
 
-    return handler
+    return traced(handler)
 
 
 async def each(

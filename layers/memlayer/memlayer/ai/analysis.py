@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from memlayer import secrets
 from memlayer.ai._text import (
     STOPWORDS,
     clean_whitespace,
@@ -808,7 +809,8 @@ def _build_analyzer(
 
 def get_analyzer(settings: Settings) -> AnthropicAnalyzer | OfflineAnalyzer:
     """The container's analyzer: Claude when ANTHROPIC_API_KEY is set, offline otherwise."""
-    key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+    secret = secrets.value("anthropic_api_key", settings)
+    key = secret.get_secret_value() if secret else None
     return _build_analyzer(
         key,
         settings.analysis_model,

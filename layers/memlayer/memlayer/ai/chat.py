@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from memlayer import secrets
 from memlayer.ai._text import (
     STOPWORDS,
     clean_whitespace,
@@ -227,7 +228,9 @@ def _openai_clients(
 def _client(provider: str, settings: Settings, http_client: Any) -> Any:
     timeout = float(settings.provider_timeout_seconds)
     retries = int(settings.provider_max_retries)
-    secret = settings.anthropic_api_key if provider == "anthropic" else settings.openai_api_key
+    secret = secrets.value(
+        "anthropic_api_key" if provider == "anthropic" else "openai_api_key", settings
+    )
     if secret is None:
         raise ProviderError(f"{provider}_api_key_missing", retryable=False)
     key = secret.get_secret_value()

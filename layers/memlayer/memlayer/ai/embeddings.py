@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from memlayer import secrets
 from memlayer.ai._text import STOPWORDS
 from memlayer.ai.resilience import (
     CircuitBreaker,
@@ -528,7 +529,8 @@ def _build_embedder(
 def get_embedder(settings: Settings) -> Embedder:
     """The container's embedder for `settings.resolved_embeddings_provider`; its `space` is
     `settings.embedding_space`."""
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    secret = secrets.value("openai_api_key", settings)
+    key = secret.get_secret_value() if secret else None
     return _build_embedder(
         settings.resolved_embeddings_provider,
         key,

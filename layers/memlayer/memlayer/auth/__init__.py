@@ -10,8 +10,9 @@ from functools import lru_cache
 
 from fastapi import Depends, Request
 
+from memlayer import secrets
 from memlayer.errors import Forbidden, NotFound, Unauthorized
-from memlayer.settings import get_settings
+from memlayer.settings import ConfigurationError, get_settings
 
 API_KEY_PREFIX = "mlk_"
 
@@ -26,11 +27,20 @@ class Principal:
     expires_at: float | None = None  # a token's `exp`; API keys live until revoked
 
 
-@lru_cache(maxsize=1)
 def _verifier():  # type: ignore[no-untyped-def]
+    # The secret is cached by memlayer.secrets; a rotated one gets a new verifier.
+    secret = secrets.value("supabase_jwt_secret")
+    return _verifier_for(secret.get_secret_value() if secret else None)
+
+
+@lru_cache(maxsize=2)
+def _verifier_for(secret: str | None):  # type: ignore[no-untyped-def]
     from memlayer.auth.jwt import JwtVerifier
 
-    return JwtVerifier.from_settings(get_settings())
+    settings = get_settings()
+    if settings.environment in ("dev", "prod") and not (secret or settings.supabase_jwks_url):
+        raise ConfigurationError("no JWT secret (SUPABASE_JWT_SECRET_ARN) or SUPABASE_JWKS_URL")
+    return JwtVerifier.from_settings(settings, secret=secret)
 
 
 async def authenticate(authorization: str | None) -> Principal:

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from memlayer import secrets
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 
@@ -31,7 +32,7 @@ async def check() -> Health:
     services = {
         "storage": store.backend,  # dynamodb or supabase
         "table": table,  # the DynamoDB table or the Postgres database
-        "analysis": "anthropic" if settings.anthropic_api_key else "offline",
+        "analysis": "anthropic" if secrets.configured("anthropic_api_key", settings) else "offline",
         "embeddings": settings.resolved_embeddings_provider,
         "chat": settings.resolved_chat_provider,
     }
