@@ -34,10 +34,12 @@ def reset_caches() -> None:
     """Settings, clients and the store are built once per process; tests that change the
     environment rebuild them."""
     from memlayer import aws
+    from memlayer.observability import get_metrics
     from memlayer.settings import get_settings
     from memlayer.storage import get_search_index, get_store
 
     get_settings.cache_clear()
+    get_metrics.cache_clear()
     get_store.cache_clear()
     get_search_index.cache_clear()
     aws.client.cache_clear()

@@ -340,8 +340,6 @@ def required_permissions(
         if not bucket:
             return [(f"s3:{operation}", "*")]
         bucket_arn = f"arn:{ctx.partition}:s3:::{bucket}"
-        if operation == "CreateBucket" and "Key" in params:
-            operation = "PutObject"  # botocore builds a presigned POST on CreateBucket's model
         action = f"s3:{_S3_ACTIONS.get(operation, operation)}"
         if operation == "DeleteObjects":
             keys = [o["Key"] for o in (params.get("Delete") or {}).get("Objects") or []]
@@ -435,6 +433,7 @@ def check_call(client: Any, operation: str, params: Mapping[str, Any]) -> None:
 def install() -> None:
     """Route every botocore client (and the S3 transfer threads) through `check_call`; calls
     outside a function's role stay unchecked, so installing once per process is harmless."""
+    from botocore import signers
     from botocore.client import BaseClient
     from s3transfer.futures import BoundedExecutor
 
@@ -443,10 +442,22 @@ def install() -> None:
     def checked_emit_api_params(
         self: Any, api_params: Any, operation_model: Any, context: Any
     ) -> Any:
-        check_call(self, operation_model.name, api_params or {})
+        # A presigned POST is built on CreateBucket's model; it is checked with its key below.
+        if not (context.get("is_presign_request") and operation_model.name == "CreateBucket"):
+            check_call(self, operation_model.name, api_params or {})
         return emit_api_params(self, api_params, operation_model, context)
 
     BaseClient._emit_api_params = checked_emit_api_params  # type: ignore[method-assign]
+
+    # Client classes pick this function up when they are created: clients built after the
+    # local cloud starts (memlayer builds its own at first use) are covered.
+    presign_post: Callable[..., Any] = signers.generate_presigned_post
+
+    def checked_presign_post(self: Any, Bucket: str, Key: str, *args: Any, **kwargs: Any) -> Any:
+        check_call(self, "PutObject", {"Bucket": Bucket, "Key": Key})
+        return presign_post(self, Bucket, Key, *args, **kwargs)
+
+    signers.generate_presigned_post = checked_presign_post
 
     # upload_fileobj's transfer threads get botocore's context, not the caller's contextvars.
     submit: Callable[..., Any] = BoundedExecutor.submit

@@ -293,7 +293,8 @@ def test_scheduled_handler_reports_dead_letters(
     assert report["dead_letters"] == 1
     assert keys(clean) == set()
     [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "memlayer"
+    namespace = CLOUD_ENV["POWERTOOLS_METRICS_NAMESPACE"]  # the configured one
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == namespace
     assert emf["CleanupDeleted_connections"] in (1, [1])
     assert emf["DeadLetters"] in (1, [1])
 
