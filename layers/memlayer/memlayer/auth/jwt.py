@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -56,6 +57,9 @@ class _SigningKey:
 
 class _JwksError(Exception):
     pass
+
+
+_TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 class JwtVerifier:
@@ -183,9 +187,18 @@ class JwtVerifier:
         except jwt.InvalidKeyError as exc:
             logger.error("configured JWT key rejected by the %s verifier: %s", alg, exc)
             raise Unauthorized("invalid token") from exc
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
             _reject_debug("token rejected: %s", exc)
             raise Unauthorized("invalid token") from exc
+        # RFC 7519 NumericDate: PyJWT would also take "9999999999" (a string) for a time.
+        for claim in _TIME_CLAIMS:
+            value = claims.get(claim)
+            if claim in claims and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                raise Unauthorized(f"token {claim} claim must be a number")
         # Belt and braces: older PyJWT releases matched `iss` by substring.
         if self._issuer is not None and claims.get("iss") != self._issuer:
             raise Unauthorized("invalid token issuer")

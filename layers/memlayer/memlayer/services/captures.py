@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from memlayer import queues
 from memlayer.ids import iso, new_id, utcnow
-from memlayer.models import Body, Content, Source
+from memlayer.models import Body, Content, Source, UploadIds, truncate_stored
 from memlayer.observability import logger
 from memlayer.services import memories
 from memlayer.settings import get_settings
@@ -60,7 +60,7 @@ class ShareIn(Body):
     text: Content | None = None
     url: Url | None = None
     title: Annotated[str, Field(max_length=500)] | None = None
-    upload_ids: Annotated[list[str], Field(max_length=10)] = []
+    upload_ids: UploadIds = []
 
     _url = field_validator("url")(lambda cls, v: _http_url(v))
 
@@ -156,8 +156,7 @@ async def _pair_response(user_id: str, body: CaptureIn) -> CaptureResult:
 
 def _fit(content: str) -> str:
     """An exchange can exceed one memory's limit even when each half fits; keep the start."""
-    limit = get_settings().max_content_bytes
-    return content.encode()[:limit].decode(errors="ignore")
+    return truncate_stored(content, get_settings().max_content_bytes)
 
 
 async def _save_prompt(pending: PendingCapture) -> str:
@@ -196,6 +195,10 @@ async def flush(user_id: str, provider: str, conversation_id: str, capture_id: s
 async def share(
     user_id: str, body: ShareIn, *, idempotency_key: str | None = None
 ) -> ShareAccepted:
+    if body.upload_ids:
+        from memlayer.services.uploads import require_uploads
+
+        await require_uploads(user_id, body.upload_ids)
     content = body.text or body.url or body.title or "Shared files"
     created = await memories.create(
         user_id,

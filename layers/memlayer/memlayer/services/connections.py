@@ -1,17 +1,24 @@
 """WebSocket connections: authenticated on $connect, stored with a TTL, removed on
-$disconnect (and pruned when a push finds them gone)."""
+$disconnect (and pruned when a push finds them gone).
+
+A subscription lives no longer than its credential: it ends when the token it was opened with
+expires (the stored expiry is the token's `exp` when that comes first) or the API key it was
+opened with is revoked; the next push closes it instead of delivering (`jobs.notify`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
+from memlayer import push
 from memlayer.auth import authenticate
 from memlayer.errors import Unauthorized
 from memlayer.observability import logger
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
+from memlayer.storage.pipeline import Connection
 
 
 def _response(status: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -33,6 +40,29 @@ async def route(event: dict[str, Any]) -> dict[str, Any]:
     return _response(200, {"type": "pong"})
 
 
+async def live_connections(user_id: str) -> list[str]:
+    """The user's connections that may still receive pushes. Those whose credential expired
+    or whose API key was revoked are closed and forgotten here."""
+    store: Any = get_store()
+    connections: list[Connection] = await store.list_connections(user_id)
+    now = time.time()
+    key_ids = {c.key_id for c in connections if c.key_id is not None and c.expires_at > now}
+    keys = await asyncio.gather(*(store.get_api_key(user_id, key_id) for key_id in key_ids))
+    revoked = {
+        key_id for key_id, key in zip(key_ids, keys, strict=True) if key is None or key.revoked
+    }
+    live: list[str] = []
+    ended: list[str] = []
+    for connection in connections:
+        over = connection.expires_at <= now or connection.key_id in revoked
+        (ended if over else live).append(connection.connection_id)
+    for connection_id in ended:
+        logger.info("websocket subscription ended", connection_id=connection_id)
+        await push.close(connection_id)
+        await store.delete_connection(connection_id)
+    return live
+
+
 async def connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
     query = event.get("queryStringParameters") or {}
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
@@ -44,6 +74,10 @@ async def connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
     except Unauthorized:
         return _response(401, {"error": "unauthorized"})
     expires_at = int(time.time()) + get_settings().connection_ttl_seconds
-    await get_store().put_connection(principal.user_id, connection_id, expires_at)
+    if principal.expires_at is not None:
+        expires_at = min(expires_at, int(principal.expires_at))
+    await get_store().put_connection(
+        principal.user_id, connection_id, expires_at, key_id=principal.key_id
+    )
     logger.info("websocket connected", connection_id=connection_id)
     return _response(200)

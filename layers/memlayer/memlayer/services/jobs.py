@@ -64,7 +64,9 @@ async def notify(job: JobRecord) -> None:
     pruned, and a push failure never fails the pipeline."""
     store = get_store()
     try:
-        connections = await store.list_connections(job.user_id)
+        from memlayer.services.connections import live_connections
+
+        connections = await live_connections(job.user_id)
         if not connections:
             return
         message = {"type": "job.progress", **Job.of(job).model_dump(mode="json")}

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 from fastapi import Request
 
-from memlayer.errors import RateLimited
+from memlayer.errors import QuotaExceeded, RateLimited
 from memlayer.models import Limits
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.base import Profile
+from memlayer.storage.errors import LimitReached
+
+_LIMIT_WORDING = {
+    "daily_writes": "daily write limit reached",
+    "max_memories": "memory count limit reached",
+    "max_bytes": "storage limit reached",
+}
 
 
 def limits_of(profile: Profile) -> Limits:
@@ -22,6 +30,11 @@ def limits_of(profile: Profile) -> Limits:
         "max_bytes": settings.default_max_bytes,
     }
     return Limits(**{**defaults, **profile.limits_override})
+
+
+def quota_exceeded(exc: LimitReached) -> QuotaExceeded:
+    """The HTTP error for a limit storage refused a write at (429 with Retry-After)."""
+    return QuotaExceeded(_LIMIT_WORDING[exc.which], retry_after=exc.retry_after)
 
 
 async def limits_for(user_id: str) -> Limits:
@@ -37,23 +50,25 @@ def client_ip(request: Request) -> str:
 
 
 async def check_rate(user_id: str, request: Request) -> None:
-    """Fixed one-minute windows counted atomically in the store; 0 disables a limit."""
+    """Per-user and per-IP request rates (each a token bucket refilled evenly over a minute,
+    counted atomically in the store); 0 disables a limit."""
     settings = get_settings()
     now = time.time()
-    window = int(now // 60)
-    retry_after = int(60 - now % 60) + 1
     store = get_store()
     checks = (
         (f"user#{user_id}", settings.rate_limit_per_user_per_min, user_id),
         (f"ip#{client_ip(request)}", settings.rate_limit_per_ip_per_min, None),
     )
     active = [check for check in checks if check[1]]
-    allowed = await asyncio.gather(
-        *(store.hit_rate(key, window, limit, owner=owner) for key, limit, owner in active)
+    waits = await asyncio.gather(
+        *(
+            store.take_rate(key, limit=limit, period=60, owner=owner, now=now)
+            for key, limit, owner in active
+        )
     )
-    for (key, limit, _), ok in zip(active, allowed, strict=True):
-        if not ok:
+    for (key, limit, _), wait in zip(active, waits, strict=True):
+        if wait > 0:
             raise RateLimited(
                 f"more than {limit} requests a minute per {key.split('#')[0]}",
-                retry_after=retry_after,
+                retry_after=math.ceil(wait),
             )

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from memlayer.errors import ProviderError
 from memlayer.ids import utcnow
-from memlayer.models import JobRecord, MemoryRecord, Usage
+from memlayer.models import JobRecord, MemoryRecord, Usage, truncate_stored
 from memlayer.observability import count, logger
 from memlayer.services import jobs
 from memlayer.settings import get_settings
@@ -154,7 +154,7 @@ async def _fetch_share(record: MemoryRecord, *, final: bool) -> dict[str, Any]:
     content = "\n\n".join(part for part in (note, extracted.title, body) if part) or url
     from memlayer.services.memories import scrubbed
 
-    content, secrets_found = scrubbed(_truncate_utf8(content, settings.max_content_bytes))
+    content, secrets_found = scrubbed(truncate_stored(content, settings.max_content_bytes))
     source = record.source.model_copy(
         update={
             "canonical_url": extracted.canonical_url or page.final_url,
@@ -168,10 +168,6 @@ async def _fetch_share(record: MemoryRecord, *, final: bool) -> dict[str, Any]:
         "secrets_found": {**record.secrets_found, **secrets_found},
         "source": source,
     }
-
-
-def _truncate_utf8(text: str, limit: int) -> str:
-    return text.encode()[:limit].decode(errors="ignore")
 
 
 async def _save(record: MemoryRecord, update: dict[str, Any]) -> MemoryRecord:
@@ -205,26 +201,49 @@ def embedding_text(record: MemoryRecord) -> str:
 
 
 async def embed(deliveries: list[Delivery]) -> dict[int, Exception]:
-    """Embeds a whole SQS batch with one provider call. Returns the failures by position."""
+    """Embeds a whole SQS batch with one provider call. Returns the failures by position.
+
+    One record never fails another: deliveries for the same memory (SQS is at-least-once, and
+    an edit during enrichment enqueues again) are handled once and share that outcome, and a
+    failed write fails only the records it was for."""
     from memlayer.ai.embeddings import get_embedder
 
     settings = get_settings()
     embedder = get_embedder(settings)
     failures: dict[int, Exception] = {}
+    positions_of: dict[tuple[str, str, str], list[int]] = {}
+    for position, delivery in enumerate(deliveries):
+        message = delivery.message
+        key = (message.user_id, message.memory_id, message.job_id)
+        positions_of.setdefault(key, []).append(position)
+    # the most-received delivery of a memory decides whether its failure is final
+    unique = [
+        max(positions, key=lambda p: deliveries[p].receive_count)
+        for positions in positions_of.values()
+    ]
+
+    def fail(position: int, exc: Exception) -> None:
+        message = deliveries[position].message
+        for same in positions_of[(message.user_id, message.memory_id, message.job_id)]:
+            failures[same] = exc
+
     todo: list[tuple[int, MemoryRecord, JobRecord | None]] = []
     currents = await asyncio.gather(
-        *(_current(delivery.message) for delivery in deliveries), return_exceptions=True
+        *(_current(deliveries[position].message) for position in unique), return_exceptions=True
     )
-    for position, current in enumerate(currents):
+    for position, current in zip(unique, currents, strict=True):
         if isinstance(current, Exception):
-            failures[position] = current
+            fail(position, current)
             continue
         if current is None or isinstance(current, BaseException):
             continue
         record, job = current
         if record.embedded_hash == record.content_hash and record.embedding_space == embedder.space:
             if job is not None and job.status != "completed":
-                await jobs.advance(job, "completed", "ready")
+                try:
+                    await jobs.advance(job, "completed", "ready")
+                except Exception as exc:  # this record's failure, not the batch's
+                    fail(position, exc)
             continue
         todo.append((position, record, job))
     if not todo:
@@ -232,28 +251,44 @@ async def embed(deliveries: list[Delivery]) -> dict[int, Exception]:
     try:
         vectors = await embedder.embed([embedding_text(record) for _, record, _ in todo])
     except ProviderError as exc:
-        final = [p for p, _, _ in todo if deliveries[p].final]
+        reason = f"embedding failed: {exc.reason}"
+        ends = []
         for position, record, job in todo:
-            if exc.retryable and position not in final:
-                failures[position] = exc
+            if exc.retryable and not deliveries[position].final:
+                fail(position, exc)
             else:
-                await _fail(record, job, f"embedding failed: {exc.reason}")
+                ends.append((position, _fail(record, job, reason)))
+        outcomes = await asyncio.gather(*(end for _, end in ends), return_exceptions=True)
+        for (position, _), outcome in zip(ends, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                fail(position, outcome)
         return failures
     count("EmbeddingCalls")
     count("MemoriesEmbedded", len(todo))
-    by_user: dict[str, list[StoredVector]] = {}
-    for (_, record, _), vector in zip(todo, vectors, strict=True):
+    by_user: dict[str, list[tuple[int, StoredVector]]] = {}
+    for (position, record, _), vector in zip(todo, vectors, strict=True):
         by_user.setdefault(record.user_id, []).append(
-            StoredVector(
-                memory_id=record.id,
-                space=embedder.space,
-                content_hash=record.content_hash,
-                vector=np.asarray(vector, dtype="<f2").tobytes(),
+            (
+                position,
+                StoredVector(
+                    memory_id=record.id,
+                    space=embedder.space,
+                    content_hash=record.content_hash,
+                    vector=np.asarray(vector, dtype="<f2").tobytes(),
+                ),
             )
         )
-    await asyncio.gather(
-        *(get_store().put_vectors(user_id, stored) for user_id, stored in by_user.items())
+    writes = await asyncio.gather(
+        *(
+            get_store().put_vectors(user_id, [vector for _, vector in stored])
+            for user_id, stored in by_user.items()
+        ),
+        return_exceptions=True,
     )
+    for stored, outcome in zip(by_user.values(), writes, strict=True):
+        if isinstance(outcome, Exception):
+            for position, _ in stored:
+                fail(position, outcome)
 
     async def mark_ready(record: MemoryRecord, job: JobRecord | None) -> None:
         ready = {
@@ -272,12 +307,13 @@ async def embed(deliveries: list[Delivery]) -> dict[int, Exception]:
         if job is not None:
             await jobs.advance(job, "completed", "ready")
 
+    written = [(p, record, job) for p, record, job in todo if p not in failures]
     outcomes = await asyncio.gather(
-        *(mark_ready(record, job) for _, record, job in todo), return_exceptions=True
+        *(mark_ready(record, job) for _, record, job in written), return_exceptions=True
     )
-    for (position, _, _), outcome in zip(todo, outcomes, strict=True):
+    for (position, _, _), outcome in zip(written, outcomes, strict=True):
         if isinstance(outcome, Exception):
-            failures[position] = outcome
+            fail(position, outcome)
     return failures
 
 

@@ -25,14 +25,15 @@ from urllib.parse import quote, unquote, unquote_plus
 from pydantic import BaseModel, Field, field_validator
 
 from memlayer import blobs
-from memlayer.errors import NotFound, PayloadTooLarge, QuotaExceeded
-from memlayer.ids import new_id, utcnow
-from memlayer.models import Body, Source, Timestamp
+from memlayer.errors import NotFound, PayloadTooLarge, QuotaExceeded, ValidationFailed
+from memlayer.ids import is_id, new_id, utcnow
+from memlayer.models import Body, Source, Timestamp, truncate_stored
 from memlayer.observability import logger
-from memlayer.services.limits import limits_of
+from memlayer.services.limits import limits_of, quota_exceeded
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.base import VersionConflict
+from memlayer.storage.errors import LimitReached, seconds_to_midnight
 from memlayer.storage.uploads import UploadRecord, UploadsStore, UploadStatus
 
 ALLOWED_CONTENT_TYPES: frozenset[str] = frozenset(
@@ -47,6 +48,8 @@ _CONTENT_TYPE_ALIASES = {
 CLAIM_LEASE = timedelta(minutes=5)
 _KEY_RE = re.compile(r"^uploads/([^/]+)/([0-9A-HJKMNP-TV-Z]{26})/([^/]+)$")
 _MAX_SAFE_NAME = 120
+# A failed upload's object is deleted; every other state can still become (or is) a file.
+ATTACHABLE_STATUSES: frozenset[str] = frozenset({"awaiting", "received", "extracting", "completed"})
 
 
 # ---------------------------------------------------------------------------- API bodies
@@ -143,8 +146,14 @@ def safe_filename(filename: str) -> str:
 
 
 def upload_prefix(user_id: str, upload_id: str | None = None) -> str:
+    """The folder of one upload, or (`upload_id=None`) of all the user's uploads. Any other
+    id is refused: an empty one would name the user's whole folder."""
     prefix = f"uploads/{quote(user_id, safe='')}/"
-    return f"{prefix}{upload_id}/" if upload_id else prefix
+    if upload_id is None:
+        return prefix
+    if not is_id(upload_id):
+        raise ValueError(f"not an upload id: {upload_id!r}")
+    return f"{prefix}{upload_id}/"
 
 
 def object_key(user_id: str, upload_id: str, filename: str) -> str:
@@ -217,15 +226,13 @@ async def _check_quota(user_id: str) -> None:
     limits = limits_of(profile)
     usage = profile.usage
     if limits.daily_writes and usage.writes_today >= limits.daily_writes:
-        now = utcnow()
-        midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        raise QuotaExceeded(
-            "daily write limit reached", retry_after=int((midnight - now).total_seconds()) + 1
+        raise quota_exceeded(
+            LimitReached("daily_writes", retry_after=seconds_to_midnight(utcnow()))
         )
     if limits.max_memories and usage.memories >= limits.max_memories:
-        raise QuotaExceeded("memory count limit reached", retry_after=3600)
+        raise quota_exceeded(LimitReached("max_memories", retry_after=3600))
     if limits.max_bytes and usage.bytes >= limits.max_bytes:
-        raise QuotaExceeded("storage limit reached", retry_after=3600)
+        raise quota_exceeded(LimitReached("max_bytes", retry_after=3600))
 
 
 async def get_upload(user_id: str, upload_id: str) -> Upload:
@@ -236,24 +243,45 @@ async def get_upload(user_id: str, upload_id: str) -> Upload:
 
 
 async def require_uploads(user_id: str, upload_ids: list[str]) -> list[UploadRecord]:
-    """The caller's uploads with these ids; NotFound (404) if any is missing or another
-    user's. For callers that attach uploads to something (shares)."""
+    """The caller's uploads with these ids, for attaching to a share: NotFound (404) if any is
+    missing or another user's, ValidationFailed (422) if one failed (its file is gone)."""
     store = uploads_store()
     records = await asyncio.gather(*(store.get_upload(user_id, i) for i in upload_ids))
     missing = [i for i, record in zip(upload_ids, records, strict=True) if record is None]
     if missing:
         raise NotFound(f"upload not found: {', '.join(missing)}")
-    return [record for record in records if record is not None]
+    found = [record for record in records if record is not None]
+    failed = [record.id for record in found if record.status not in ATTACHABLE_STATUSES]
+    if failed:
+        raise ValidationFailed(
+            [
+                {
+                    "loc": ["body", "upload_ids"],
+                    "msg": f"upload {upload_id} failed and cannot be attached",
+                    "type": "upload_state",
+                }
+                for upload_id in failed
+            ]
+        )
+    return found
 
 
 async def delete_uploads(user_id: str, upload_ids: list[str]) -> int:
-    """Deletes these uploads of `user_id` (objects first, then records); ids that are not
-    theirs or do not exist are ignored. Returns how many records were addressed."""
-    ids = sorted(set(upload_ids))
+    """Deletes these uploads of `user_id`: each one's own object (its exact key, never a
+    prefix), then the records. Ids that are not theirs or do not exist are ignored. Returns how
+    many records were addressed."""
+    ids = sorted({upload_id for upload_id in upload_ids if is_id(upload_id)})
     if not ids:
         return 0
-    await asyncio.gather(*(blobs.delete_prefix(upload_prefix(user_id, i)) for i in ids))
-    return await uploads_store().delete_uploads(user_id, ids)
+    store = uploads_store()
+    records = await asyncio.gather(*(store.get_upload(user_id, i) for i in ids))
+    keys = [
+        record.key
+        for record in records
+        if record is not None and parse_key(record.key) == (user_id, record.id)
+    ]
+    await blobs.delete_keys(keys)
+    return await store.delete_uploads(user_id, ids)
 
 
 # ---------------------------------------------------------------------------- S3 events
@@ -445,10 +473,8 @@ async def _fail(record: UploadRecord, reason: str) -> UploadRecord:
 
 
 def _fit(text: str, limit: int) -> tuple[str, bool]:
-    data = text.encode()
-    if len(data) <= limit:
-        return text, False
-    return data[:limit].decode(errors="ignore"), True
+    fitted = truncate_stored(text, limit)
+    return fitted, len(fitted) < len(text)
 
 
 # ---------------------------------------------------------------------------- extraction

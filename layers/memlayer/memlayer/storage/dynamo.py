@@ -15,20 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from memlayer import aws
-from memlayer.errors import QuotaExceeded
 from memlayer.ids import id_ceiling, id_floor, is_id, new_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import DynamoAccounts
-from memlayer.storage.base import (
-    CHANGE_LOG_TTL,
-    IdempotencyClaim,
-    IdempotencyRecord,
-    IdempotentReplay,
-    Profile,
-    StoredVector,
-    VersionConflict,
-)
+from memlayer.storage.base import CHANGE_LOG_TTL, IdempotencyClaim, Profile, StoredVector
 from memlayer.storage.dynamo_base import (
     CHANGE_PREFIX,
     PROFILE_SK,
@@ -41,13 +32,32 @@ from memlayer.storage.dynamo_base import (
     memory_sk,
     user_pk,
 )
+from memlayer.storage.errors import (
+    IdempotencyRecord,
+    IdempotentReplay,
+    Limit,
+    LimitReached,
+    VersionConflict,
+    seconds_to_midnight,
+)
 from memlayer.storage.pipeline import DynamoPipeline
 from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# The last `tat` each rate key had here: which of take_rate's two writes to try first.
+_RATE_HINTS: dict[str, float] = {}
+_MAX_RATE_HINTS = 10_000
+
+
+def _remember_rate(key: str, tat: float) -> None:
+    if len(_RATE_HINTS) >= _MAX_RATE_HINTS:
+        _RATE_HINTS.clear()
+    _RATE_HINTS[key] = tat
 
 
 class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
+    backend = "dynamodb"
+
     @classmethod
     def from_settings(cls) -> DynamoStore:
         return cls(get_settings().table_name, aws.client("dynamodb"))
@@ -239,7 +249,6 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                             "SK": _s(f"IDEM#{idempotency.scope}#{idempotency.key}"),
                             "type": _s("idempotency"),
                             "body_hash": _s(idempotency.body_hash),
-                            "status_code": _n(201),
                             "response": _s(json.dumps(response or {})),
                             "expires_at": _n(int((now + IDEMPOTENCY_TTL).timestamp())),
                         },
@@ -262,15 +271,12 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                 if existing is not None:
                     raise IdempotentReplay(existing) from None
             if 2 in failed:
-                midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0)
-                raise QuotaExceeded(
-                    "daily write limit reached",
-                    retry_after=int((midnight - now).total_seconds()) + 1,
-                ) from None
+                raise LimitReached("daily_writes", retry_after=seconds_to_midnight(now)) from None
             if 1 in failed:
-                raise QuotaExceeded(
-                    "memory count or storage limit reached", retry_after=3600
-                ) from None
+                profile = await self.get_profile(record.user_id)
+                over_count = limits.max_memories and profile.usage.memories >= limits.max_memories
+                which: Limit = "max_memories" if over_count else "max_bytes"
+                raise LimitReached(which, retry_after=3600) from None
             raise
 
     async def _transact(self, items: list[dict[str, Any]]) -> None:
@@ -293,9 +299,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
         if not item:
             return None
         return IdempotencyRecord(
-            body_hash=item["body_hash"]["S"],
-            status_code=int(item["status_code"]["N"]),
-            response=json.loads(item["response"]["S"]),
+            body_hash=item["body_hash"]["S"], response=json.loads(item["response"]["S"])
         )
 
     async def get_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
@@ -394,12 +398,14 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
             self._change_put(record.user_id, record.id),
         ]
         try:
-            await self._run(self.client.transact_write_items, TransactItems=items)
+            await self._transact(items)
         except self.client.exceptions.TransactionCanceledException as exc:
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 raise VersionConflict(record.id) from None
-            raise QuotaExceeded("storage limit reached", retry_after=3600) from None
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                raise LimitReached("max_bytes", retry_after=3600) from None
+            raise  # still losing races after the retries: transient
         return saved
 
     async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
@@ -431,9 +437,12 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                 }
             )
         try:
-            await self._run(self.client.transact_write_items, TransactItems=items)
-        except self.client.exceptions.TransactionCanceledException:
-            raise VersionConflict(memory_id) from None
+            await self._transact(items)
+        except self.client.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" in reasons:
+                raise VersionConflict(memory_id) from None
+            raise  # still losing races after the retries: transient
         return record
 
     # ------------------------------------------------------------------ usage
@@ -455,8 +464,17 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                 bytes=int(profile.get("bytes", {}).get("N", 0)),
                 writes_today=int(day.get("writes", {}).get("N", 0)),
             ),
-            data_version=int(profile.get("data_version", {}).get("N", 0)),
-            generation=profile.get("generation", {}).get("S", ""),
+        )
+
+    async def index_version(self, user_id: str) -> tuple[str, int]:
+        """(generation, data_version) of the user's memories, for the warm search index:
+        data_version is bumped by every memory write; the generation is set when the profile
+        is first written, so after an erase (which deletes it) a cached index of the erased
+        data cannot pass for current even where data_version lands on the same number."""
+        item = await self._get(user_pk(user_id), PROFILE_SK) or {}
+        return (
+            item.get("generation", {}).get("S", ""),
+            int(item.get("data_version", {}).get("N", 0)),
         )
 
     async def set_limits(self, user_id: str, limits: dict[str, int]) -> Profile:
@@ -469,26 +487,62 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
         )
         return await self.get_profile(user_id)
 
-    async def hit_rate(self, key: str, window: int, limit: int, *, owner: str | None) -> bool:
-        """Counts one request in `key`'s one-minute window; False once the window is full.
-        A user's counters live in their partition so erasing the user erases them."""
+    async def take_rate(
+        self, key: str, *, limit: int, period: float, owner: str | None, now: float
+    ) -> float:
+        """One request against `key`'s rate: `limit` requests per `period` seconds, as GCRA
+        (a token bucket of `limit` refilled evenly: no window boundary lets a burst through).
+        Returns 0 when it may pass, else the seconds until one could.
+
+        The state is one number, the theoretical arrival time `tat`, updated by one
+        conditional write: `tat + interval` while the bucket is in use (tat ahead of now),
+        `now + interval` once it has drained. Which of the two applies is guessed from the
+        last answer this container saw; a wrong guess costs a second write. A user's state
+        lives in their partition, so erasing the user erases it."""
+        interval = period / limit
+        edge = now + period - interval  # the latest tat that still has room for one more
         pk = user_pk(owner) if owner else f"RATE#{key}"
-        try:
-            await self._run(
-                self.client.update_item,
-                TableName=self.table,
-                Key={"PK": _s(pk), "SK": _s(f"RATE#{window}")},
-                UpdateExpression="ADD hits :one SET expires_at = :exp",
-                ConditionExpression="attribute_not_exists(hits) OR hits < :limit",
-                ExpressionAttributeValues={
-                    ":one": _n(1),
-                    ":limit": _n(limit),
-                    ":exp": _n(window * 60 + 120),
-                },
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        common: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"PK": _s(pk), "SK": _s(f"RATE#{key}")},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            "ReturnValues": "UPDATED_NEW",
+        }
+        expires = _n(int(edge + interval + period))
+        in_use = {
+            **common,
+            "UpdateExpression": "SET tat = tat + :i, expires_at = :exp",
+            "ConditionExpression": "tat >= :now AND tat <= :edge",
+            "ExpressionAttributeValues": {
+                ":i": _n(interval),
+                ":now": _n(now),
+                ":edge": _n(edge),
+                ":exp": expires,
+            },
+        }
+        drained = {
+            **common,
+            "UpdateExpression": "SET tat = :next, expires_at = :exp",
+            "ConditionExpression": "attribute_not_exists(tat) OR tat < :now",
+            "ExpressionAttributeValues": {
+                ":next": _n(now + interval),
+                ":now": _n(now),
+                ":exp": expires,
+            },
+        }
+        attempts = [in_use, drained] if _RATE_HINTS.get(pk + key, 0.0) >= now else [drained, in_use]
+        for update in attempts:
+            try:
+                done = await self._run(self.client.update_item, **update)
+            except self.client.exceptions.ConditionalCheckFailedException as exc:
+                tat = float(exc.response.get("Item", {}).get("tat", {}).get("N", now))
+                _remember_rate(pk + key, tat)
+                if tat > edge:
+                    return tat - edge
+                continue
+            _remember_rate(pk + key, float(done["Attributes"]["tat"]["N"]))
+            return 0.0
+        return interval  # both writes lost a race with parallel requests: try again shortly
 
     # ------------------------------------------------------------------ jobs
     def _job_item(self, job: JobRecord) -> dict[str, Any]:
@@ -527,6 +581,10 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
 
     # ------------------------------------------------------------------ vectors
     async def put_vectors(self, user_id: str, vectors: list[StoredVector]) -> None:
+        # BatchWriteItem refuses a request that names one key twice, failing every item in it:
+        # one vector per memory (the last given wins).
+        vectors = list({v.memory_id: v for v in vectors}.values())
+
         def write() -> None:
             requests = [
                 {

@@ -26,16 +26,28 @@ class PendingCapture:
     expires_at: int
 
 
+@dataclass(frozen=True)
+class Connection:
+    """A WebSocket subscription: it ends at `expires_at` (the credential's expiry at the
+    latest) or when the API key it was opened with (`key_id`) is revoked."""
+
+    connection_id: str
+    expires_at: int
+    key_id: str | None = None
+
+
 def capture_sk(provider: str, conversation_id: str) -> str:
     return f"CAP#{provider}#{conversation_id}"
 
 
 class PipelineStore(Protocol):
-    async def put_connection(self, user_id: str, connection_id: str, expires_at: int) -> None: ...
+    async def put_connection(
+        self, user_id: str, connection_id: str, expires_at: int, *, key_id: str | None = None
+    ) -> None: ...
 
     async def delete_connection(self, connection_id: str) -> str | None: ...
 
-    async def list_connections(self, user_id: str) -> list[str]: ...
+    async def list_connections(self, user_id: str) -> list[Connection]: ...
 
     async def put_capture(self, capture: PendingCapture) -> PendingCapture | None: ...
 
@@ -58,19 +70,20 @@ class PipelineStore(Protocol):
 
 class DynamoPipeline(DynamoBase):
     # --------------------------------------------------------------- WebSocket connections
-    async def put_connection(self, user_id: str, connection_id: str, expires_at: int) -> None:
-        await self._run(
-            self.client.put_item,
-            TableName=self.table,
-            Item={
-                "PK": _s(user_pk(user_id)),
-                "SK": _s(f"CONN#{connection_id}"),
-                "GSI1PK": _s(f"CONN#{connection_id}"),
-                "GSI1SK": _s("CONN"),
-                "type": _s("connection"),
-                "expires_at": _n(expires_at),
-            },
-        )
+    async def put_connection(
+        self, user_id: str, connection_id: str, expires_at: int, *, key_id: str | None = None
+    ) -> None:
+        item = {
+            "PK": _s(user_pk(user_id)),
+            "SK": _s(f"CONN#{connection_id}"),
+            "GSI1PK": _s(f"CONN#{connection_id}"),
+            "GSI1SK": _s("CONN"),
+            "type": _s("connection"),
+            "expires_at": _n(expires_at),
+        }
+        if key_id is not None:
+            item["key_id"] = _s(key_id)
+        await self._run(self.client.put_item, TableName=self.table, Item=item)
 
     async def delete_connection(self, connection_id: str) -> str | None:
         """Removes a connection wherever it is; returns its user id (None if unknown)."""
@@ -91,9 +104,16 @@ class DynamoPipeline(DynamoBase):
             )
         return owner
 
-    async def list_connections(self, user_id: str) -> list[str]:
+    async def list_connections(self, user_id: str) -> list[Connection]:
         items = await self._run(self._query_all, user_id=user_id, prefix="CONN#")
-        return [item["SK"]["S"].removeprefix("CONN#") for item in items]
+        return [
+            Connection(
+                connection_id=item["SK"]["S"].removeprefix("CONN#"),
+                expires_at=int(item["expires_at"]["N"]),
+                key_id=item["key_id"]["S"] if "key_id" in item else None,
+            )
+            for item in items
+        ]
 
     # --------------------------------------------------------------- pending captures
     async def put_capture(self, capture: PendingCapture) -> PendingCapture | None:

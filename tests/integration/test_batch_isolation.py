@@ -1,0 +1,104 @@
+"""One record never fails another: an embed batch that carries the same memory twice (SQS is
+at-least-once; an edit during enrichment enqueues again) next to other users' messages, and
+a batch where one user's vector write fails."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import User, make_user
+
+
+def create(user: User, content: str) -> dict[str, Any]:
+    response = user.http.post("/v1/memories", json={"content": content})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def back_to_analyzed(user_id: str, memory_id: str) -> None:
+    """Puts a ready memory back where the analyze step leaves it (analyzed, not embedded, its
+    vector not written yet), so the next embed delivery has real work to do."""
+    from memlayer.models import JobRecord
+    from memlayer.storage import get_store
+
+    async def rewind() -> None:
+        store: Any = get_store()
+        record = await store.get_memory(user_id, memory_id)
+        await store.save_memory(
+            record.model_copy(update={"status": "processing", "embedded_hash": None}),
+            expected_version=record.version,
+        )
+        await store.delete_vector(user_id, memory_id)
+        job = await store.get_job(user_id, record.job_id)
+        assert isinstance(job, JobRecord)
+        await store.put_job(job.model_copy(update={"status": "embedding", "progress": 0.6}))
+
+    asyncio.run(rewind())
+
+
+def embed_event(messages: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{position}",
+                "receiptHandle": f"r-{position}",
+                "body": json.dumps(message),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:EmbedQueue",
+                "awsRegion": "us-east-1",
+            }
+            for position, message in enumerate(messages)
+        ]
+    }
+
+
+def dlq_count(cloud: Any) -> int:
+    counts = cloud.queue_counts(["EmbedDLQ"])["EmbedDLQ"]
+    return sum(counts.values())
+
+
+@pytest.fixture
+def three_users(cloud: Any) -> Any:
+    users = [make_user(cloud) for _ in range(3)]
+    yield users
+    for made in users:
+        made.http.close()
+
+
+def test_duplicate_embed_messages_do_not_fail_other_users(cloud: Any, three_users: Any) -> None:
+    first, second, third = three_users
+    made = [
+        (first, create(first, "Duplicate delivery of one memory in a batch")),
+        (second, create(second, "Another user's memory in the same batch")),
+        (third, create(third, "A third user's memory in the same batch")),
+    ]
+    cloud.drain(timeout=60)
+    for owner, memory in made:
+        back_to_analyzed(owner.user_id, memory["id"])
+    messages = [
+        {"memory_id": memory["id"], "user_id": owner.user_id, "job_id": memory["job_id"]}
+        for owner, memory in made
+    ]
+    dlq_before = dlq_count(cloud)
+
+    # the first user's memory twice (and once more at the end), others in between
+    result = cloud.invoke(
+        "embed", embed_event([messages[0], messages[0], *messages[1:], messages[0]])
+    )
+
+    assert result == {"batchItemFailures": []}
+    for owner, memory in made:
+        stored = owner.http.get(f"/v1/memories/{memory['id']}").json()
+        assert stored["status"] == "ready", stored
+        job = owner.http.get(f"/v1/jobs/{memory['job_id']}").json()
+        assert job["status"] == "completed"
+    found = first.http.post("/v1/search", json={"query": "duplicate delivery", "mode": "semantic"})
+    assert [hit["memory"]["id"] for hit in found.json()["items"]][:1] == [made[0][1]["id"]]
+    assert dlq_count(cloud) == dlq_before
