@@ -35,10 +35,13 @@ class Rule:
     operation: str  # e.g. TransactWriteItems, SendMessage, DeleteObjects
     fault: Fault
     times: int | None = None  # None: until the harness is closed
+    matching: str | None = None  # only requests whose body contains this
     injected: int = 0
 
-    def take(self) -> bool:
+    def take(self, body: bytes) -> bool:
         if self.times is not None and self.injected >= self.times:
+            return False
+        if self.matching is not None and self.matching.encode() not in body:
             return False
         self.injected += 1
         return True
@@ -49,8 +52,16 @@ class Faults:
     rules: list[Rule] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, service: str, operation: str, fault: Fault, *, times: int | None = None) -> Rule:
-        rule = Rule(service, operation, fault, times)
+    def add(
+        self,
+        service: str,
+        operation: str,
+        fault: Fault,
+        *,
+        times: int | None = None,
+        matching: str | None = None,
+    ) -> Rule:
+        rule = Rule(service, operation, fault, times, matching)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -61,12 +72,13 @@ class Faults:
 
     def hook(self, request: Any, event_name: str, **_: Any) -> AWSResponse | None:
         _, service, operation = event_name.split(".", 2)
+        body = request.body if isinstance(request.body, bytes) else b""
         with self._lock:
             rule = next(
                 (
                     r
                     for r in self.rules
-                    if r.service == service and r.operation == operation and r.take()
+                    if r.service == service and r.operation == operation and r.take(body)
                 ),
                 None,
             )
