@@ -30,11 +30,12 @@ def in_process_aws(**env: str) -> Iterator[tuple[Any, dict[str, str]]]:
     import boto3
     from moto import mock_aws
 
-    from infra.localcloud.motofixes import serialize_moto_dynamodb
+    from infra.localcloud.motofixes import patch_moto_dynamodb_scale, serialize_moto_dynamodb
     from infra.localcloud.resources import table_request
     from infra.localcloud.stack import build_stack
 
     serialize_moto_dynamodb()  # workers touch it from several threads; DynamoDB is atomic
+    patch_moto_dynamodb_scale()  # as the local cloud does
     stack = build_stack(ROOT / "template.yaml")
     with mock_aws():
         boto3.client("dynamodb").create_table(**table_request("memlayer", stack.tables["Table"]))

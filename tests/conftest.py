@@ -4,6 +4,7 @@ tests isolate themselves by using fresh user ids."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,21 +35,71 @@ def reset_caches() -> None:
     environment rebuild them."""
     from memlayer import aws
     from memlayer.settings import get_settings
-    from memlayer.storage import get_store
+    from memlayer.storage import get_search_index, get_store
 
     get_settings.cache_clear()
     get_store.cache_clear()
+    get_search_index.cache_clear()
     aws.client.cache_clear()
 
 
+# `STORAGE_BACKEND=supabase pytest tests/integration` runs the same flows on Postgres.
+STORAGE_BACKEND = os.environ.get("STORAGE_BACKEND", "dynamodb")
+on_dynamodb_only = pytest.mark.skipif(
+    STORAGE_BACKEND != "dynamodb", reason="inspects the DynamoDB backend's internals"
+)
+
+
 @pytest.fixture(scope="session")
-def cloud() -> Iterator[object]:
+def cloud(request: pytest.FixtureRequest) -> Iterator[object]:
     from infra.localcloud import LocalCloud
 
-    with LocalCloud(ROOT / "template.yaml", port=0, env_overrides=CLOUD_ENV) as local:
+    overrides = dict(CLOUD_ENV)
+    if STORAGE_BACKEND == "supabase":
+        overrides["STORAGE_BACKEND"] = "supabase"
+        overrides["DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    with LocalCloud(ROOT / "template.yaml", port=0, env_overrides=overrides) as local:
         reset_caches()
         yield local
     reset_caches()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One embedded Postgres (18 + pgvector) per test session (per xdist worker), migrated
+    with infra/supabase/migrations; tests isolate themselves by using fresh user ids.
+
+    Not under pytest's basetemp: every new pytest session on the machine resets that folder
+    to mode 0700, which would lock out the server's own system user mid-run."""
+    import tempfile
+
+    from infra.supabase.embedded import embedded_postgres
+
+    data = Path(tempfile.mkdtemp(prefix="memlayer-test-postgres-"))
+    with embedded_postgres(data / "data", keep_data=False) as url:
+        yield url
+    data.rmdir()
+
+
+def postgres_rows(sql: str, *args: Any) -> list[Any]:
+    """Rows of a query on the database the local cloud runs on (STORAGE_BACKEND=supabase)."""
+    import asyncio
+
+    import asyncpg
+
+    from memlayer.settings import get_settings
+
+    url = get_settings().database_url
+    assert url is not None
+
+    async def read() -> list[Any]:
+        conn = await asyncpg.connect(url.get_secret_value(), statement_cache_size=0)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
 
 
 @dataclass

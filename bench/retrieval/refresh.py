@@ -99,8 +99,11 @@ async def _seed(n: int) -> None:
 async def _measure(n: int, rounds: int) -> dict[str, Any]:
     from memlayer import aws
     from memlayer.models import MemoryPatch
-    from memlayer.services import memories, retrieval
+    from memlayer.services import memories
+    from memlayer.storage import dynamo_search as retrieval
+    from memlayer.storage import get_search_index
 
+    index: Any = get_search_index()  # the DynamoDB backend's InMemorySearch
     started = time.perf_counter()
     await _seed(n)
     seed_seconds = time.perf_counter() - started
@@ -111,7 +114,7 @@ async def _measure(n: int, rounds: int) -> dict[str, Any]:
 
     aws.client("dynamodb").meta.events.register("before-call.dynamodb", counted)
     t0 = time.perf_counter()
-    cached = await retrieval.user_index(USER)
+    cached = await index.user_index(USER)
     first_load = {
         "ms": round((time.perf_counter() - t0) * 1000, 1),
         "dynamodb_requests": calls["n"],
@@ -129,7 +132,7 @@ async def _measure(n: int, rounds: int) -> dict[str, Any]:
             )
             calls["n"] = 0
             t0 = time.perf_counter()
-            after = (await retrieval.user_index(USER)).index
+            after = (await index.user_index(USER)).index
             timings[how].append(time.perf_counter() - t0)
             requests[how].append(calls["n"])
             assert (after is before) == (how == "catch_up"), how

@@ -1,4 +1,5 @@
-"""Small fidelity fixes to moto's S3 event notifications (moto runs in this process).
+"""Fixes to moto (it runs in this process): S3 event fidelity, atomic DynamoDB requests, and
+DynamoDB costs that grew with the table (see "DynamoDB scale" below).
 
 moto 5 url-encodes the whole object key with `quote_plus`, so `uploads/a b.txt` arrives as
 `uploads%2Fa+b.txt`; S3 keeps the slashes (`uploads/a+b.txt`). It also leaves out fields
@@ -8,9 +9,12 @@ written against the local cloud must also work on AWS, so the records are made S
 
 from __future__ import annotations
 
+import bisect
 import logging
 import secrets
 import threading
+import time
+from array import array
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
@@ -52,13 +56,55 @@ def patch_moto_s3_events() -> None:
     notifications._get_s3_event = get_s3_event
 
 
-_dynamodb_lock = threading.Lock()
+# Held while moto's DynamoDB serves a request (and while the state snapshot lists items).
+dynamodb_lock = threading.Lock()
+_READ_ACTIONS = frozenset(
+    {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable"}
+    | {"ListTables", "DescribeTimeToLive", "DescribeContinuousBackups", "ListTagsOfResource"}
+)
+_writes = [0]
+
+
+def dynamodb_writes() -> int:
+    """How many DynamoDB requests that may change data moto has served (the state saver
+    compares it between snapshots)."""
+    return _writes[0]
+
+
+class DynamoDBTimings:
+    """How long moto's DynamoDB handler takes per call, by action (for `serve
+    --dynamodb-stats` and the ingest bench)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._samples: dict[str, array[float]] = {}
+
+    def record(self, action: str, seconds: float) -> None:
+        with self._lock:
+            self._samples.setdefault(action, array("d")).append(seconds * 1000)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            samples = {action: sorted(values) for action, values in self._samples.items()}
+        return {
+            action: {
+                "calls": len(values),
+                "p50_ms": round(values[len(values) // 2], 3),
+                "p95_ms": round(values[min(len(values) - 1, int(len(values) * 0.95))], 3),
+                "total_s": round(sum(values) / 1000, 2),
+            }
+            for action, values in sorted(samples.items())
+        }
+
+
+dynamodb_timings = DynamoDBTimings()
 
 
 def serialize_moto_dynamodb() -> None:
     """moto serves requests on many threads without locking, so parallel transactions can
     overshoot their conditions. Real DynamoDB applies each request atomically; serializing
-    moto's DynamoDB handler gives the local cloud the same semantics (idempotent)."""
+    moto's DynamoDB handler gives the local cloud the same semantics (idempotent). Each
+    call's handler time is recorded in `dynamodb_timings`."""
     from moto.dynamodb.responses import DynamoHandler
 
     if getattr(DynamoHandler.call_action, "_serialized", False):
@@ -66,8 +112,392 @@ def serialize_moto_dynamodb() -> None:
     original = DynamoHandler.call_action
 
     def call_action(self: Any) -> Any:
-        with _dynamodb_lock:
-            return original(self)
+        with dynamodb_lock:
+            started = time.perf_counter()
+            try:
+                return original(self)
+            finally:
+                target = str(self.headers.get("X-Amz-Target", "")) if self.headers else ""
+                action = target.rpartition(".")[2]
+                if action not in _READ_ACTIONS:
+                    _writes[0] += 1
+                dynamodb_timings.record(action, time.perf_counter() - started)
 
     call_action._serialized = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------------------- DynamoDB scale
+#
+# moto 5.2 spends time proportional to the whole table on two hot calls, so the local cloud
+# slowed down (and grew) with every memory stored:
+#   * TransactWriteItems deep-copies every table it names before running (to roll back);
+#   * Query on the table walks every item of every partition, then sorts the partition.
+# The fixes keep moto's semantics: a transaction snapshots only the items it touches, and a
+# table query starts from a sorted key list of just the queried partition (kept in step with
+# put/delete) and hands that narrowed candidate list to moto's own query code.
+
+
+def _item_key(table: Any, op_type: str, op: dict[str, Any]) -> tuple[Any, Any] | None:
+    """(hash, range) DynamoTypes of the item a transaction operation writes, or None when
+    the operation is malformed (moto's own code then raises the right error)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    attrs = op.get("Item") if op_type == "Put" else op.get("Key")
+    if not isinstance(attrs, dict) or table.hash_key_attr not in attrs:
+        return None
+    range_attr = table.range_key_attr
+    if range_attr is not None and range_attr not in attrs:
+        return None
+    try:
+        hash_value = DynamoType(attrs[table.hash_key_attr])
+        return hash_value, DynamoType(attrs[range_attr]) if range_attr else None
+    except Exception:  # malformed attribute value: moto reports it
+        return None
+
+
+def _restore_item(table: Any, hash_value: Any, range_value: Any, item: Any) -> None:
+    if item is None:
+        table.delete_item(hash_value, range_value)
+    elif range_value is not None:
+        had = range_value in table.items[hash_value]
+        table.items[hash_value][range_value] = item
+        if not had:
+            _index_add(table, item)
+    else:
+        table.items[hash_value] = item
+
+
+def patch_moto_dynamodb_transactions() -> None:
+    """TransactWriteItems with a rollback journal of the touched items instead of a deep copy
+    of every table (moto 5.2.5's `DynamoDBBackend.transact_write_items` otherwise)."""
+    import copy
+
+    from moto.dynamodb import models
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MockValidationException,
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+
+    backend_cls = models.DynamoDBBackend
+    if getattr(backend_cls.transact_write_items, "_localcloud", False):
+        return
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        if len(transact_items) > 100:
+            raise TooManyTransactionsException()
+        # Snapshot of every item the transaction may write, taken before any write.
+        journal: dict[tuple[str, Any, Any], tuple[Any, Any, Any, Any]] = {}
+        streams: dict[str, tuple[Any, int]] = {}
+        for entry in transact_items:
+            op_type, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            if table is None or op_type == "ConditionCheck":
+                continue
+            if table.stream_shard is not None:
+                streams.setdefault(table.name, (table.stream_shard, len(table.stream_shard.items)))
+            key = _item_key(table, op_type, op)
+            if key is not None and (table.name, *key) not in journal:
+                current = table.get_item(*key)
+                journal[(table.name, *key)] = (table, *key, copy.deepcopy(current))
+
+        def rollback() -> None:
+            for table, hash_value, range_value, item in journal.values():
+                _restore_item(table, hash_value, range_value, item)
+            for shard, length in streams.values():
+                del shard.items[length:]
+
+        target_items: set[tuple[str, str]] = set()
+        errors: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
+        for entry in transact_items:
+            original_item: dict[str, Any] | None = None
+            if len(entry) > 1:
+                raise TransactWriteSingleOpException
+            try:
+                op_type, op = next(iter(entry.items()))
+                if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                    raise ValueError("Unsupported transaction operation")
+                table_name = op["TableName"]
+                condition_expression = op.get("ConditionExpression")
+                names = op.get("ExpressionAttributeNames")
+                values = op.get("ExpressionAttributeValues")
+                if op_type == "Put":
+                    attrs = op["Item"]
+                    table = self.get_table(table_name)
+                    key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                    if table.range_key_attr is not None:
+                        key[table.range_key_attr] = attrs[table.range_key_attr]
+                else:
+                    key = op["Key"]
+                unique = (str(table_name), str(dict(sorted(key.items()))))
+                if unique in target_items:
+                    raise MultipleTransactionsException()
+                target_items.add(unique)
+
+                current = self.get_item(table_name, key)
+                if condition_expression is not None:
+                    condition = get_filter_expression(condition_expression, names, values)
+                    if not condition.expr(current):
+                        if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                            original_item = current.to_json()["Attributes"]
+                        raise ConditionalCheckFailed(item=original_item)
+                if op_type == "Put":
+                    self.put_item(
+                        table_name,
+                        op["Item"],
+                        condition_expression=condition_expression,
+                        expression_attribute_names=names,
+                        expression_attribute_values=values,
+                    )
+                elif op_type == "Delete":
+                    self.delete_item(
+                        table_name,
+                        key,
+                        condition_expression=condition_expression,
+                        expression_attribute_names=names,
+                        expression_attribute_values=values,
+                    )
+                elif op_type == "Update":
+                    self.update_item(
+                        table_name,
+                        key,
+                        update_expression=op["UpdateExpression"],
+                        condition_expression=condition_expression,
+                        expression_attribute_names=names,
+                        expression_attribute_values=values,
+                    )
+                errors.append((None, None, None))
+            except (MultipleTransactionsException, MockValidationException):
+                rollback()
+                raise
+            except ConditionalCheckFailed as exc:
+                errors.append(("ConditionalCheckFailed", str(exc.message), original_item))
+            except Exception as exc:  # moto reports any other failure per item, too
+                errors.append((type(exc).__name__, str(exc), original_item))
+        if any(code is not None for code, _, _ in errors):
+            rollback()
+            raise TransactionCanceledException(errors)
+
+    transact_write_items._localcloud = True  # type: ignore[attr-defined]
+    backend_cls.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+# Sorted range keys per partition, for tables whose range key is a string: table attribute
+# name -> {hash DynamoType: [range DynamoType, sorted by value]}. Built on a partition's first
+# query, then kept in step by put_item/delete_item.
+SORTED_KEYS_ATTR = "_localcloud_sorted_keys"
+
+
+def _range_value(key: Any) -> str:
+    return str(key.value)
+
+
+def _index_add(table: Any, item: Any) -> None:
+    index = table.__dict__.get(SORTED_KEYS_ATTR)
+    keys = index.get(item.hash_key) if index is not None else None
+    if keys is None:
+        return
+    position = bisect.bisect_left(keys, item.range_key.value, key=_range_value)
+    if position == len(keys) or keys[position] != item.range_key:
+        keys.insert(position, item.range_key)
+
+
+def _index_remove(table: Any, hash_value: Any, range_value: Any) -> None:
+    index = table.__dict__.get(SORTED_KEYS_ATTR)
+    keys = index.get(hash_value) if index is not None else None
+    if keys is None:
+        return
+    position = bisect.bisect_left(keys, range_value.value, key=_range_value)
+    if position < len(keys) and keys[position] == range_value:
+        del keys[position]
+
+
+def _sorted_keys(table: Any, hash_value: Any) -> list[Any]:
+    index = table.__dict__.setdefault(SORTED_KEYS_ATTR, {})
+    keys = index.get(hash_value)
+    if keys is None:
+        partition = table.items.get(hash_value) or {}
+        keys = index[hash_value] = sorted(partition, key=_range_value)
+    return keys
+
+
+def _candidate_slice(
+    keys: list[Any],
+    comparison: str | None,
+    bounds: list[Any],
+    start_after: str | None,
+    forward: bool,
+    limit: int | None,
+) -> list[Any]:
+    """The sorted range keys matching a query's key condition after its start key, cut to
+    limit + 1 (moto needs the next match to decide LastEvaluatedKey). moto re-checks them."""
+    values = [str(b.value) for b in bounds]
+    comparison = comparison.upper() if comparison else None
+    lo, hi = 0, len(keys)
+    if comparison in ("EQ", "=", "BETWEEN", "GE", ">=", "BEGINS_WITH"):
+        lo = bisect.bisect_left(keys, values[0], key=_range_value)
+    elif comparison in ("GT", ">"):
+        lo = bisect.bisect_right(keys, values[0], key=_range_value)
+    if comparison in ("EQ", "=", "LE", "<="):
+        hi = bisect.bisect_right(keys, values[0], key=_range_value)
+    elif comparison in ("LT", "<"):
+        hi = bisect.bisect_left(keys, values[0], key=_range_value)
+    elif comparison == "BETWEEN":
+        hi = bisect.bisect_right(keys, values[1], key=_range_value)
+    elif comparison == "BEGINS_WITH":
+        hi = lo
+        while hi < len(keys) and _range_value(keys[hi]).startswith(values[0]):
+            hi += 1
+    elif comparison is not None and comparison not in ("GE", ">=", "GT", ">"):
+        limit = None  # an unknown comparison: moto filters the whole partition, uncut
+    if start_after is not None:
+        if forward:
+            lo = max(lo, bisect.bisect_right(keys, start_after, key=_range_value))
+        else:
+            hi = min(hi, bisect.bisect_left(keys, start_after, key=_range_value))
+    if limit is None:
+        return keys[lo:hi]
+    if forward:
+        return keys[lo : min(hi, lo + limit + 1)]
+    return keys[max(lo, hi - limit - 1) : hi]
+
+
+def patch_moto_dynamodb_queries() -> None:
+    """Table queries read one partition's key range instead of walking the whole table."""
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table.query, "_localcloud", False):
+        return
+    original_query = Table.query
+    original_put = Table.put_item
+    original_delete = Table.delete_item
+
+    class _Candidates(Table):  # type: ignore[misc]
+        """The table as moto's query sees it, holding only the precomputed candidates."""
+
+        def all_items(self) -> list[Any]:
+            return self.__dict__["_localcloud_candidates"]  # type: ignore[no-any-return]
+
+    def query(
+        self: Any,
+        hash_key: Any,
+        range_comparison: str | None,
+        range_objs: list[Any],
+        limit: int | None,
+        exclusive_start_key: dict[str, Any] | None,
+        scan_index_forward: bool,
+        projection_expressions: Any,
+        index_name: str | None = None,
+        consistent_read: bool = False,
+        filter_expression: Any = None,
+        hash_key_conditions: Any = None,
+        range_key_conditions: Any = None,
+        **filter_kwargs: Any,
+    ) -> Any:
+        args = (hash_key, range_comparison, range_objs, limit, exclusive_start_key)
+        args += (scan_index_forward, projection_expressions, index_name, consistent_read)
+        args += (filter_expression,)
+        kwargs = {
+            "hash_key_conditions": hash_key_conditions,
+            "range_key_conditions": range_key_conditions,
+            **filter_kwargs,
+        }
+        plain = (
+            index_name is None
+            and hash_key is not None
+            and self.range_key_type == "S"
+            and not filter_kwargs
+            and len(range_key_conditions or []) <= 1
+        )
+        start_after: str | None = None
+        if plain and exclusive_start_key:
+            start_hash = exclusive_start_key.get(self.hash_key_attr)
+            start_range = exclusive_start_key.get(self.range_key_attr) or {}
+            plain = start_hash == {hash_key.type: hash_key.value} and "S" in start_range
+            start_after = start_range.get("S")
+        if not plain:
+            return original_query(self, *args, **kwargs)
+        keys = _candidate_slice(
+            _sorted_keys(self, hash_key),
+            range_comparison,
+            list(range_objs or []),
+            start_after,
+            scan_index_forward is not False,
+            limit,
+        )
+        partition = self.items.get(hash_key) or {}
+        view = object.__new__(_Candidates)
+        view.__dict__.update(self.__dict__)
+        view.__dict__["_localcloud_candidates"] = [partition[k] for k in keys if k in partition]
+        return original_query(view, *args, **kwargs)
+
+    def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        item = original_put(self, *args, **kwargs)
+        if item.range_key is not None and SORTED_KEYS_ATTR in self.__dict__:
+            _index_add(self, item)
+        return item
+
+    def delete_item(self: Any, hash_key: Any, range_key: Any) -> Any:
+        item = original_delete(self, hash_key, range_key)
+        if item is not None and range_key is not None:
+            _index_remove(self, hash_key, range_key)
+        return item
+
+    for fn in (query, put_item, delete_item):
+        fn._localcloud = True  # type: ignore[attr-defined]
+    query._original = original_query  # type: ignore[attr-defined]  # tests compare both
+    Table.query = query  # type: ignore[method-assign]
+    Table.put_item = put_item  # type: ignore[method-assign]
+    Table.delete_item = delete_item  # type: ignore[method-assign]
+
+
+def patch_moto_sqs_clock() -> None:
+    """moto's SQS asks for the time once per message on every receive and count (through
+    `datetime.now(UTC)` and an import each time), so a backlog of a few thousand messages
+    made each ReceiveMessage cost milliseconds. The same clock, read from time.time()."""
+    from moto.core import utils
+    from moto.sqs import models
+
+    if getattr(models.unix_time, "_localcloud", False):
+        return
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else utils.unix_time(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else utils.unix_time_millis(dt)
+
+    unix_time._localcloud = True  # type: ignore[attr-defined]
+    models.unix_time = unix_time
+    models.unix_time_millis = unix_time_millis
+
+
+def patch_moto_server_dispatch() -> None:
+    """moto's server resolves the backend of every request by listing its ~150 service
+    modules and matching URL patterns (a tenth of a small request's time); the answer for a
+    host never changes, so it is remembered."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    if getattr(DomainDispatcherApplication.get_backend_for_host, "_localcloud", False):
+        return
+    original = DomainDispatcherApplication.get_backend_for_host
+    backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host not in backends:
+            backends[host] = original(self, host)
+        return backends[host]
+
+    get_backend_for_host._localcloud = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+
+
+def patch_moto_dynamodb_scale() -> None:
+    """Both DynamoDB scale fixes (idempotent)."""
+    patch_moto_dynamodb_transactions()
+    patch_moto_dynamodb_queries()

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import User
+from tests.conftest import User, on_dynamodb_only
 
 
 def with_key(cloud: Any, key: str) -> httpx.Client:
@@ -26,6 +26,7 @@ def create_key(user: User, scopes: list[str], name: str = "cli") -> dict[str, An
     return dict(resp.json())
 
 
+@on_dynamodb_only
 def test_key_is_shown_once_and_stored_only_as_a_hash(cloud: Any, user: User) -> None:
     created = create_key(user, ["read"], name="  my   laptop ")
     key = created["key"]

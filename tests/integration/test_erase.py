@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from memlayer.ids import new_id
-from tests.conftest import User, make_user, queue_bodies, remove_messages_of
+from tests.conftest import User, make_user, on_dynamodb_only, queue_bodies, remove_messages_of
 
 
 @pytest.fixture
@@ -128,6 +128,7 @@ def kinds(items: list[dict[str, Any]]) -> Counter[str]:
     return Counter(item_kind(i) for i in items)
 
 
+@on_dynamodb_only
 def test_erase_removes_everything_of_the_user_and_nothing_else(
     cloud: Any, alice: User, bob: User
 ) -> None:
@@ -194,6 +195,7 @@ def test_erase_is_repeatable(alice: User) -> None:
     assert me["usage"] == {"memories": 0, "bytes": 0, "writes_today": 0}
 
 
+@on_dynamodb_only
 def test_erase_keeps_limits_an_admin_set(cloud: Any, alice: User) -> None:
     ops = make_user(cloud, admin=True)
     ops.http.put(f"/v1/admin/users/{alice.user_id}/limits", json={"daily_writes": 3})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import User
+from tests.conftest import STORAGE_BACKEND, User
 
 
 def create(user: User, content: str = "a note about tides", **extra: object) -> dict:
@@ -179,3 +179,4 @@ def test_health_needs_no_auth(cloud: object) -> None:
     assert response.status_code == 200
     assert response.json()["status"] == "healthy"
     assert response.json()["services"]["table"] == "ok"
+    assert response.json()["services"]["storage"] == STORAGE_BACKEND

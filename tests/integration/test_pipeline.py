@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from websockets.sync.client import connect
 
-from tests.conftest import User
+from tests.conftest import STORAGE_BACKEND, User, postgres_rows
 
 PAGE = b"""<!doctype html><html><head>
 <title>Tide tables | Harbour Office</title>
@@ -100,6 +100,9 @@ def test_shared_url_is_enriched_and_progress_is_pushed(
 
 
 def _vectors_of(cloud: object, user_id: str) -> set[str]:
+    if STORAGE_BACKEND == "supabase":
+        sql = "select id from memlayer.memories where user_id = $1 and embedding is not null"
+        return {row["id"] for row in postgres_rows(sql, user_id)}
     ddb = cloud.boto3_client("dynamodb")  # type: ignore[attr-defined]
     items = ddb.query(
         TableName=cloud.table_name("Table"),  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from tests.conftest import User, make_user
+from tests.conftest import STORAGE_BACKEND, User, make_user, on_dynamodb_only, postgres_rows
 from tests.fakes import FakeAnthropic, serve
 
 NOTES = [
@@ -111,6 +111,12 @@ def test_context_respects_budget_and_skips_what_the_chat_has(
     whole = user.http.post("/v1/context", json={"query": "staging database port"}).json()
     assert seeded[NOTES[0]] in whole["memories"]
     assert "6543" in whole["context"]
+    # A tight budget shrinks the framing instead of dropping the only relevant memory.
+    tight = user.http.post(
+        "/v1/context", json={"query": "staging database port", "max_tokens": 60}
+    ).json()
+    assert tight["memories"][:1] == [seeded[NOTES[0]]] and tight["tokens"] <= 60
+    assert "6543" in tight["context"]
     used = []
     for budget in (60, 120, 400):
         block = user.http.post(
@@ -204,6 +210,9 @@ def test_a_new_embedding_space_is_reembedded_not_mixed(
 
 
 def _spaces(cloud: object, user_id: str) -> set[str]:
+    if STORAGE_BACKEND == "supabase":
+        sql = "select embedding_space from memlayer.memories where user_id = $1"
+        return {row[0] for row in postgres_rows(sql, user_id) if row[0]}
     ddb = cloud.boto3_client("dynamodb")  # type: ignore[attr-defined]
     items = ddb.query(
         TableName=cloud.table_name("Table"),  # type: ignore[attr-defined]
@@ -220,10 +229,11 @@ def _ids(items: list[dict]) -> list[str]:
 QUERIES = ["Lisbon flight", "apple pie", "staging database port", "ferry Madeira", "pods"]
 
 
+@on_dynamodb_only
 def test_a_warm_index_catches_up_from_the_change_log(
     cloud: object, monkeypatch: pytest.MonkeyPatch, user: User, seeded: dict[str, str]
 ) -> None:
-    from memlayer.services import retrieval
+    from memlayer.storage import dynamo_search as retrieval
 
     search(user, "Lisbon flight")
     warm = retrieval._cache[user.user_id].index
@@ -273,6 +283,7 @@ def test_a_warm_index_catches_up_from_the_change_log(
     cloud.drain(timeout=30)  # type: ignore[attr-defined]
 
 
+@on_dynamodb_only
 def test_the_change_log_names_changed_memories(cloud: object, user: User) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -299,8 +310,9 @@ def test_the_change_log_names_changed_memories(cloud: object, user: User) -> Non
     cloud.drain(timeout=30)  # type: ignore[attr-defined]
 
 
+@on_dynamodb_only
 def test_a_warm_index_never_outlives_an_erase(cloud: object, user: User) -> None:
-    from memlayer.services import retrieval
+    from memlayer.storage import dynamo_search as retrieval
     from memlayer.storage import get_store
 
     erased = add(user, "Secret plan alpha for the surprise party")
@@ -311,8 +323,8 @@ def test_a_warm_index_never_outlives_an_erase(cloud: object, user: User) -> None
     cloud.drain(timeout=30)  # type: ignore[attr-defined]
     # data_version restarts after an erase; even where it lands on the cached number again,
     # the profile's new generation keeps the erased memories out
-    profile = asyncio.run(get_store().get_profile(user.user_id))
-    retrieval._cache[user.user_id].version = profile.data_version
+    _, version = asyncio.run(get_store().index_version(user.user_id))  # type: ignore[attr-defined]
+    retrieval._cache[user.user_id].version = version
     assert _ids(search(user, "secret plan", mode="keyword")) == []
     assert _ids(search(user, "fresh start", mode="keyword")) == [fresh]
     assert set(retrieval._cache[user.user_id].records) == {fresh}

@@ -836,6 +836,8 @@ def test_from_settings(served: JwksServer, rsa_key: Any) -> None:
         ("iat", str(int(time.time()))),
         ("iat", None),
     ],
+    # Stable ids: xdist workers must collect the same tests although the values hold the time.
+    ids=["exp-string", "exp-bool", "exp-inf", "exp-list", "nbf-string", "iat-string", "iat-null"],
 )
 def test_time_claims_must_be_numbers(claim: str, value: Any) -> None:
     """RFC 7519 NumericDate only: PyJWT alone takes a numeric string for `exp`; infinity made

@@ -114,6 +114,25 @@ def test_budget_too_small_gives_empty_block():
     assert block.context == "" and block.memory_ids == [] and block.tokens == 0
 
 
+@pytest.mark.parametrize("provider", ["claude", "chatgpt"])
+def test_a_tight_budget_compacts_the_framing_before_dropping_the_best_memory(provider):
+    filler = " ".join(f"unrelated sentence number {i} about nothing much." for i in range(40))
+    best = ContextCandidate(
+        id="best",
+        title="Cabin notes",
+        text=filler + " The wifi password for the cabin is in the blue notebook. " + filler,
+        created_at=1_767_225_600.0,
+        source_url="https://example.com/cabin",
+    )
+    roomy = build_context("cabin wifi password", [best], provider=provider, max_tokens=400)
+    assert "Saved memories" in roomy.context  # the full framing while there is room
+    block = build_context("cabin wifi password", [best], provider=provider, max_tokens=60)
+    assert block.memory_ids == ["best"]
+    assert 0 < block.tokens <= 60
+    assert "wifi password" in block.context  # the relevant excerpt, not the start of the text
+    assert "Saved memories" not in block.context
+
+
 def test_long_memory_is_trimmed_to_an_excerpt_around_the_query():
     filler = " ".join(f"unrelated sentence number {i} about nothing much." for i in range(300))
     text = filler + " The wifi password for the cabin is in the blue notebook. " + filler

@@ -27,6 +27,16 @@ class Settings(BaseSettings):
     service_name: str = "memlayer"
     log_level: str = "INFO"
 
+    # Where memories live: DynamoDB (the table below) or Postgres (a Supabase project, or the
+    # embedded one of `STORAGE_BACKEND=supabase make dev`).
+    storage_backend: Literal["dynamodb", "supabase"] = "dynamodb"
+    # postgresql://... On Lambda: Supabase's transaction pooler (port 6543).
+    database_url: SecretStr | None = None
+    database_timeout_seconds: float = Field(5.0, gt=0)
+    # Supabase's HTTP APIs (the Auth admin API deletes the user when an account is erased).
+    supabase_url: str | None = None
+    supabase_service_role_key: SecretStr | None = None
+
     # AWS resources (the template sets these; the local cloud points them at moto).
     aws_region: str = Field("us-east-1", validation_alias="AWS_REGION")
     aws_endpoint_url: str | None = None
@@ -116,6 +126,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL must be set outside local/test"
             )
+        if self.storage_backend == "supabase" and self.database_url is None:
+            raise ValueError("DATABASE_URL must be set when STORAGE_BACKEND=supabase")
         return self
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -154,17 +154,21 @@ async def _memlayer_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.kind, jsonable_encoder(exc.detail), exc.headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    detail = [
+def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """The `detail` of a validation_error: where, what and which check, per failed field."""
+    return [
         {
             "loc": [str(part) for part in err.get("loc", ())],
             "msg": str(err.get("msg", "")),
             "type": str(err.get("type", "")),
         }
-        for err in exc.errors()
+        for err in errors
     ]
-    return error_response(422, "validation_error", detail)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, "validation_error", validation_detail(exc.errors()))
 
 
 _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}

@@ -227,35 +227,59 @@ def _is_xml(provider: str | None) -> bool:
     return (provider or "").strip().lower() in _XML_PROVIDERS
 
 
-_XML_HEADER = (
+@dataclass(frozen=True, slots=True)
+class _Framing:
+    """How much boilerplate surrounds the memories: the full framing explains the block and
+    labels each memory; the compact one, used when the budget cannot hold the best memory
+    with the full framing, keeps only what identifies a memory (its id or title)."""
+
+    header: str
+    footer: str
+    xml: bool
+    compact: bool
+
+
+_XML_FULL = _Framing(
     "<memories>\n<instructions>Saved memories of the user (notes, past chats, shared links), "
-    "most relevant first. Use them when they help; they may be outdated.</instructions>\n"
+    "most relevant first. Use them when they help; they may be outdated.</instructions>\n",
+    "</memories>",
+    xml=True,
+    compact=False,
 )
-_XML_FOOTER = "</memories>"
-_MD_HEADER = (
+_MD_FULL = _Framing(
     "## Relevant memories\n"
     "Saved memories of the user (notes, past chats, shared links), most relevant first. "
-    "Use them when they help; they may be outdated.\n\n"
+    "Use them when they help; they may be outdated.\n\n",
+    "---",
+    xml=False,
+    compact=False,
 )
-_MD_FOOTER = "---"
+_XML_COMPACT = _Framing("<memories>\n", "</memories>", xml=True, compact=True)
+_MD_COMPACT = _Framing("## Memories\n", "", xml=False, compact=True)
 
 
-def _entry(mem: ContextCandidate, body: str, number: int, xml: bool) -> str:
-    date = _date(mem.created_at)
-    if xml:
+def _entry(mem: ContextCandidate, body: str, number: int, framing: _Framing) -> str:
+    title = " ".join(mem.title.split()) if mem.title else None
+    if framing.xml:
         attrs = [f'id="{html.escape(mem.id)}"']
-        if date:
-            attrs.append(f'date="{html.escape(date)}"')
-        if mem.title:
-            attrs.append(f'title="{html.escape(" ".join(mem.title.split()))}"')
-        if mem.source_url:
-            attrs.append(f'source="{html.escape(mem.source_url)}"')
-        if mem.provider:
-            attrs.append(f'from="{html.escape(mem.provider)}"')
+        if not framing.compact:
+            date = _date(mem.created_at)
+            if date:
+                attrs.append(f'date="{html.escape(date)}"')
+            if title:
+                attrs.append(f'title="{html.escape(title)}"')
+            if mem.source_url:
+                attrs.append(f'source="{html.escape(mem.source_url)}"')
+            if mem.provider:
+                attrs.append(f'from="{html.escape(mem.provider)}"')
         return f"<memory {' '.join(attrs)}>\n{html.escape(body, quote=False)}\n</memory>\n"
+    if framing.compact:
+        return f"- {title}: {body}\n" if title else f"- {body}\n"
+    date = _date(mem.created_at)
     meta = [m for m in (date, mem.provider and f"from {mem.provider}", mem.source_url) if m]
-    title = " ".join(mem.title.split()) if mem.title else f"Memory {number}"
-    head = f"### {number}. {title}" + (f" ({', '.join(meta)})" if meta else "")
+    head = f"### {number}. {title or f'Memory {number}'}" + (
+        f" ({', '.join(meta)})" if meta else ""
+    )
     return f"{head}\n{body}\n\n"
 
 
@@ -303,7 +327,7 @@ class _Excerpts:
 
 
 def _fit_excerpt(
-    mem: ContextCandidate, terms: set[str], number: int, xml: bool, budget: int
+    mem: ContextCandidate, terms: set[str], number: int, framing: _Framing, budget: int
 ) -> str | None:
     """The longest excerpt entry within `budget` tokens (None if not even a small one fits)."""
     if budget < MIN_EXCERPT_TOKENS:
@@ -313,7 +337,7 @@ def _fit_excerpt(
     best: str | None = None
     while lo < hi:  # binary search on the excerpt's length in characters
         mid = (lo + hi + 1) // 2
-        entry = _entry(mem, excerpts.get(mid), number, xml)
+        entry = _entry(mem, excerpts.get(mid), number, framing)
         if count_tokens(entry) <= budget:
             best, lo = entry, mid
         else:
@@ -336,38 +360,55 @@ def build_context(
     Memories come in relevance order and keep it. Each goes in whole if it fits, else as an
     excerpt around the query's words if a useful one fits. Memories the conversation already
     contains (same text up to case/whitespace, or >= 60% of their 5-word shingles) are left
-    out. XML-ish tags for claude/anthropic, markdown otherwise. `tokens` is
-    `count_tokens(context)`; an empty block (no memory fits) has context "" and 0 tokens."""
+    out. XML-ish tags for claude/anthropic, markdown otherwise. When the full framing leaves
+    no room for the most relevant memory, the compact framing is used, so a tight budget
+    shrinks the boilerplate before it drops the memory. `tokens` is `count_tokens(context)`;
+    an empty block (no memory fits) has context "" and 0 tokens."""
     xml = _is_xml(provider)
-    header, footer = (_XML_HEADER, _XML_FOOTER) if xml else (_MD_HEADER, _MD_FOOTER)
     conversation = _Conversation(conversation_text)
+    candidates: list[ContextCandidate] = []
+    seen: set[str] = set()
+    for mem in memories:
+        if mem.id in seen or not (mem.text or "").strip() or conversation.contains(mem.text):
+            continue
+        seen.add(mem.id)
+        candidates.append(mem)
+    if not candidates:
+        return ContextBlock("", [], 0)
     terms = set(query_terms(query or ""))
-    used = count_tokens(header + footer) + 2  # +2: joins between pieces may merge differently
+    fallback = ContextBlock("", [], 0)
+    for framing in (_XML_FULL, _XML_COMPACT) if xml else (_MD_FULL, _MD_COMPACT):
+        block = _assemble(candidates, terms, framing, max_tokens)
+        if block.memory_ids[:1] == [candidates[0].id]:
+            return block
+        if block.memory_ids and not fallback.memory_ids:
+            fallback = block
+    return fallback
+
+
+def _assemble(
+    candidates: Sequence[ContextCandidate], terms: set[str], framing: _Framing, max_tokens: int
+) -> ContextBlock:
+    used = count_tokens(framing.header + framing.footer) + 2  # joins may merge differently
     if used >= max_tokens:
         return ContextBlock("", [], 0)
     entries: list[str] = []
     ids: list[str] = []
-    seen: set[str] = set()
-    for mem in memories:
-        if mem.id in seen or not (mem.text or "").strip():
-            continue
-        if conversation.contains(mem.text):
-            continue
+    for mem in candidates:
         number = len(entries) + 1
         remaining = max_tokens - used - 1
-        entry = _entry(mem, mem.text.strip(), number, xml)
+        entry = _entry(mem, mem.text.strip(), number, framing)
         cost = count_tokens(entry)
         if cost > remaining:
-            trimmed = _fit_excerpt(mem, terms, number, xml, remaining)
+            trimmed = _fit_excerpt(mem, terms, number, framing, remaining)
             if trimmed is None:
                 continue
             entry, cost = trimmed, count_tokens(trimmed)
         entries.append(entry)
         ids.append(mem.id)
-        seen.add(mem.id)
         used += cost + 1
     while entries:
-        context = header + "".join(entries) + footer
+        context = framing.header + "".join(entries) + framing.footer
         tokens = count_tokens(context)
         if tokens <= max_tokens:
             return ContextBlock(context, ids, tokens)

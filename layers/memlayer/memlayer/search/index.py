@@ -31,26 +31,20 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from memlayer.search.text import highlight_terms, query_terms, tokenize
+from memlayer.search.fusion import Candidate, Hit, SearchMode, combine, ranks
+from memlayer.search.text import query_terms, tokenize
 
-SearchMode = Literal["hybrid", "semantic", "keyword"]
 _Ranked = list[tuple[float, int, int]]  # (score, segment, row), best first
 VectorStore = Literal["int8", "float32"]
 
 K1 = 1.2
 B = 0.75
 FIELD_BOOST = 2  # title and tag terms count this many times
-# Reciprocal-rank fusion constant. The classic k=60 flattens rank differences so much that a
-# weak partial keyword match reorders the semantic top 10; k=3 keeps the top ranks decisive
-# (chosen on held-out users of bench/retrieval, both corpora; see the README).
-RRF_K = 3
-RECENCY_WEIGHT = 0.05  # at most +5% to a fused score, for a memory created just now
-RECENCY_HALF_LIFE_DAYS = 30.0
 _CHUNK = 512  # rows per block when scanning int8 codes (fits in L2)
 _BUILD_BLOCK = 8192  # rows per block when normalizing/quantizing at build
 _GATHER_MAX = 2048  # at most this many allowed rows: exact scores without the int8 scan
@@ -100,16 +94,6 @@ class SearchFilters:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    memory_id: str
-    score: float  # 0..1
-    highlights: list[str] = field(default_factory=list)
-    semantic_rank: int | None = None  # 1-based rank in the semantic list, if in it
-    keyword_rank: int | None = None  # 1-based rank in the keyword list, if in it
-    similarity: float | None = None  # cosine to the query, if in the semantic list
-
-
 def _normalize_tag(tag: str) -> str:
     return " ".join(tag.strip().lower().split())
 
@@ -136,15 +120,7 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def _ranks(ranked: _Ranked) -> dict[tuple[int, int], int]:
-    """1-based ranks of a best-first list; equal scores share a rank ("1, 2, 2, 4"), so that
-    fusion, not list order, decides between ties (two copies of one text, say)."""
-    out: dict[tuple[int, int], int] = {}
-    rank, previous = 0, None
-    for position, (score, si, row) in enumerate(ranked, 1):
-        if score != previous:
-            rank, previous = position, score
-        out[(si, row)] = rank
-    return out
+    return ranks((score, (si, row)) for score, si, row in ranked)
 
 
 class _Segment:
@@ -734,73 +710,23 @@ class UserIndex:
         if mode in ("hybrid", "semantic") and qvec is not None:
             semantic = self._semantic_list(qvec, segments, masks, depth)
 
-        kw_rank = _ranks(keyword)
-        sem_rank = _ranks(semantic)
-        similarity = {(si, row): cosine for cosine, si, row in semantic}
-        if mode == "keyword":
-            top = keyword[0][0] if keyword else 1.0
-            ranked = [(s / top, si, row) for s, si, row in keyword]
-        elif mode == "semantic":
-            ranked = [(max(0.0, min(1.0, s)), si, row) for s, si, row in semantic]
-        else:
-            ranked = self._fuse(segments, kw_rank, sem_rank, coverage, now, semantic_weight)
+        def candidate(key: tuple[int, int]) -> Candidate:
+            seg = segments[key[0]]
+            row = key[1]
+            return Candidate(seg.ids[row], seg.texts[row], float(seg.created[row]), seg.dedupe[row])
 
-        hits: list[Hit] = []
-        seen: set[str] = set()
-        term_set = set(terms)
-        for score, si, row in ranked:
-            if (
-                min_similarity is not None
-                and (si, row) not in kw_rank
-                and similarity.get((si, row), -1.0) < min_similarity
-            ):
-                continue
-            seg = segments[si]
-            key = seg.dedupe[row]
-            if collapse and key is not None:
-                if key in seen:
-                    continue
-                seen.add(key)
-            hits.append(
-                Hit(
-                    memory_id=seg.ids[row],
-                    score=round(float(score), 6),
-                    highlights=highlight_terms(seg.texts[row], term_set, max_highlight_len)
-                    if highlights
-                    else [],
-                    semantic_rank=sem_rank.get((si, row)),
-                    keyword_rank=kw_rank.get((si, row)),
-                    similarity=similarity.get((si, row)),
-                )
-            )
-            if len(hits) >= limit:
-                break
-        return hits
-
-    def _fuse(
-        self,
-        segments: list[_Segment],
-        kw_rank: dict[tuple[int, int], int],
-        sem_rank: dict[tuple[int, int], int],
-        coverage: dict[tuple[int, int], float],
-        now: float | None,
-        semantic_weight: float,
-    ) -> _Ranked:
-        now = time.time() if now is None else now
-        semantic_weight = max(0.0, float(semantic_weight))
-        list_weight = (1.0 if kw_rank else 0.0) + (semantic_weight if sem_rank else 0.0)
-        if list_weight <= 0:
-            return []
-        best_possible = list_weight / (RRF_K + 1) * (1.0 + RECENCY_WEIGHT)
-        fused: dict[tuple[int, int], float] = {}
-        for key, rank in sem_rank.items():
-            fused[key] = semantic_weight / (RRF_K + rank)
-        for key, rank in kw_rank.items():
-            fused[key] = fused.get(key, 0.0) + coverage.get(key, 1.0) / (RRF_K + rank)
-        out = []
-        for (si, row), score in fused.items():
-            age_days = max(0.0, now - float(segments[si].created[row])) / 86400.0
-            boost = 1.0 + RECENCY_WEIGHT * 0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS)
-            out.append((score * boost / best_possible, si, row))
-        out.sort(key=lambda t: (-t[0], t[1], t[2]))
-        return out
+        return combine(
+            [(score, (si, row)) for score, si, row in keyword],
+            [(score, (si, row)) for score, si, row in semantic],
+            candidate,
+            mode=mode,
+            coverage=coverage,
+            terms=terms,
+            limit=limit,
+            collapse=collapse,
+            highlights=highlights,
+            max_highlight_len=max_highlight_len,
+            now=now,
+            semantic_weight=semantic_weight,
+            min_similarity=min_similarity,
+        )

@@ -16,7 +16,6 @@ from memlayer.models import Limits, Timestamp, UsageCounts
 from memlayer.observability import logger
 from memlayer.services.limits import limits_of
 from memlayer.storage import get_store
-from memlayer.storage.accounts import AccountsStore
 
 RECEIPT_KINDS = ("memories", "uploads", "jobs", "api_keys", "vectors", "connections", "captures")
 
@@ -35,11 +34,6 @@ class ExportAccepted(BaseModel):
 class EraseReceipt(BaseModel):
     deleted: dict[str, int]
     completed_at: Timestamp
-
-
-def _store() -> AccountsStore:
-    store: Any = get_store()
-    return store
 
 
 async def me(user_id: str) -> Me:
@@ -81,8 +75,9 @@ def mentions_user(body: str, user_id: str) -> bool:
 
 async def erase(user_id: str) -> EraseReceipt:
     """Deletes every record of the user (memories, vectors, jobs, uploads, API keys,
-    connections, pending captures, counters), their objects in S3, and their dead-lettered
-    messages. Safe to repeat: a failed erase is finished by calling it again.
+    connections, pending captures, counters), their objects in S3, their dead-lettered
+    messages and, when Supabase Auth is configured, the Supabase Auth user (`auth_user: 1` in
+    the receipt). Safe to repeat: a failed erase is finished by calling it again.
 
     Kept: limits an admin set for the user (policy about the account, not the user's data),
     so erasing cannot lift a restriction. Messages still in the work queues carry only ids;
@@ -91,7 +86,7 @@ async def erase(user_id: str) -> EraseReceipt:
 
     store = get_store()
     profile = await store.get_profile(user_id)
-    counts = await _store().erase_user(user_id)
+    counts = await get_store().erase_user(user_id)
     files = 0
     for prefix in user_prefixes(user_id):
         files += await blobs.delete_prefix(prefix)
@@ -104,6 +99,11 @@ async def erase(user_id: str) -> EraseReceipt:
     deleted["other"] = sum(n for kind, n in counts.items() if kind not in RECEIPT_KINDS)
     deleted["files"] = files
     deleted["dead_letters"] = dead_letters
+    from memlayer.supabase_auth import delete_auth_user
+
+    # Last: a failure here leaves the data erased and the erase repeatable.
+    if await delete_auth_user(user_id):
+        deleted["auth_user"] = 1
     completed: datetime = utcnow()
     logger.info("account erased", deleted=deleted)
     return EraseReceipt(deleted=deleted, completed_at=completed)

@@ -3,7 +3,7 @@ and the dead-letter queues (inspect, redrive). Routes are guarded by `memlayer.a
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -13,7 +13,6 @@ from memlayer.models import Body, Limits, LimitsPatch, UsageCounts
 from memlayer.observability import logger
 from memlayer.services.limits import limits_of
 from memlayer.storage import get_store
-from memlayer.storage.accounts import AccountsStore
 
 # The admin function times out at 15 s (template Globals); the count stops well before.
 STATS_BUDGET_SECONDS = 8.0
@@ -81,11 +80,6 @@ class RedriveReport(BaseModel):
     moved: int
 
 
-def _store() -> AccountsStore:
-    store: Any = get_store()
-    return store
-
-
 def _depth_out(depth: dlq.QueueDepth) -> QueueDepthOut:
     return QueueDepthOut.model_validate(depth, from_attributes=True)
 
@@ -124,7 +118,7 @@ async def queue_depths() -> tuple[dict[str, QueueDepthOut], dict[str, QueueDepth
 
 
 async def stats() -> Stats:
-    store = _store()
+    store = get_store()
     counts, users, complete = await store.count_items(time_budget_seconds=STATS_BUDGET_SECONDS)
     queues, dlqs = await queue_depths()
     return Stats(

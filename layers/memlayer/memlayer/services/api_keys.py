@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -19,7 +19,7 @@ from memlayer.ids import is_id, new_id, utcnow
 from memlayer.models import Body, Timestamp
 from memlayer.observability import logger
 from memlayer.storage import get_store
-from memlayer.storage.accounts import AccountsStore, ApiKeyRecord
+from memlayer.storage.accounts import ApiKeyRecord
 
 Scope = Literal["read", "write"]
 MAX_ACTIVE_KEYS = 25
@@ -71,11 +71,6 @@ class ApiKeyList(BaseModel):
     items: list[ApiKey]
 
 
-def _store() -> AccountsStore:
-    store: Any = get_store()
-    return store
-
-
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -93,7 +88,7 @@ async def create_api_key(user_id: str, name: str, scopes: list[str]) -> tuple[Ap
         raise ValidationFailed(
             [{"loc": list(map(str, e["loc"])), "msg": e["msg"]} for e in exc.errors()]
         ) from None
-    store = _store()
+    store = get_store()
     active = [k for k in await store.list_api_keys(user_id) if not k.revoked]
     if len(active) >= MAX_ACTIVE_KEYS:
         raise Conflict(f"at most {MAX_ACTIVE_KEYS} active API keys; revoke one first")
@@ -112,14 +107,14 @@ async def create_api_key(user_id: str, name: str, scopes: list[str]) -> tuple[Ap
 
 
 async def list_api_keys(user_id: str) -> list[ApiKeyRecord]:
-    keys = await _store().list_api_keys(user_id)
+    keys = await get_store().list_api_keys(user_id)
     return sorted(keys, key=lambda k: k.id, reverse=True)
 
 
 async def revoke_api_key(user_id: str, key_id: str) -> None:
     """Revokes one of the user's keys; a key that is not theirs (or does not exist) is 404.
     Revoking an already revoked key is harmless."""
-    if not is_id(key_id) or not await _store().revoke_api_key(user_id, key_id, utcnow()):
+    if not is_id(key_id) or not await get_store().revoke_api_key(user_id, key_id, utcnow()):
         raise NotFound("API key not found")
     logger.info("api key revoked", key_id=key_id)
 
@@ -128,7 +123,7 @@ async def authenticate_api_key(token: str) -> Principal:
     """Resolves an `mlk_` key to its owner; unknown, malformed or revoked keys are 401."""
     if not token.startswith(API_KEY_PREFIX) or len(token) > _MAX_KEY_CHARS:
         raise Unauthorized("invalid API key")
-    store = _store()
+    store = get_store()
     record = await store.find_api_key(hash_key(token))
     if record is None or record.revoked:
         raise Unauthorized("invalid API key")

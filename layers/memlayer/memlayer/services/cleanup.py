@@ -27,24 +27,15 @@ from memlayer import blobs, dlq
 from memlayer.ids import iso, new_id, utcnow
 from memlayer.models import MemoryRecord
 from memlayer.observability import count, logger
-from memlayer.services.uploads import upload_prefix, uploads_store
+from memlayer.services.uploads import upload_prefix
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
-from memlayer.storage.accounts import AccountsStore, ExpiredItem
+from memlayer.storage.accounts import EXPIRING_KINDS, AccountsStore
+from memlayer.storage.pipeline import PendingCapture
 from memlayer.storage.uploads import UploadRecord
 
 T = TypeVar("T")
 
-# Deleted once `expires_at` has passed.
-EXPIRING_KINDS = (
-    "jobs",
-    "connections",
-    "idempotency",
-    "rate",
-    "counters",
-    "api_keys",
-    "changes",
-)
 CAPTURE_GRACE_SECONDS = 600
 STUCK_AFTER = timedelta(minutes=15)
 GIVE_UP_AFTER = timedelta(hours=24)
@@ -53,17 +44,12 @@ CONCURRENCY = 16
 ORPHAN_BATCH = 1_000
 
 
-def _store() -> AccountsStore:
-    store: Any = get_store()
-    return store
-
-
 async def run_cleanup(now: datetime | None = None) -> dict[str, Any]:
     """One sweep; returns what it did (counts are of what this run itself deleted)."""
     now = now or utcnow()
     stamp = int(now.timestamp())
     run_id = new_id()
-    store = _store()
+    store = get_store()
     limit = asyncio.Semaphore(CONCURRENCY)
     deleted: dict[str, int] = dict.fromkeys((*EXPIRING_KINDS, "uploads", "files"), 0)
     report: dict[str, Any] = {
@@ -74,7 +60,6 @@ async def run_cleanup(now: datetime | None = None) -> dict[str, Any]:
         "captures_waiting": 0,
         "memories_requeued": 0,
         "memories_failed": 0,
-        "skipped": {},
         "errors": 0,
     }
 
@@ -88,28 +73,24 @@ async def run_cleanup(now: datetime | None = None) -> dict[str, Any]:
                 return None
 
     # ---- expired items
-    expired = await store.scan_expired(stamp)
     steps: list[Awaitable[Any]] = []
-    for item in expired:
-        if item.kind == "api_keys" and item.attributes.get("revoked") != "true":
-            continue  # only revoked keys expire
-        if item.kind in EXPIRING_KINDS:
-            steps.append(bounded(_delete_expired(store, item, deleted)))
-        elif item.kind == "uploads" and item.user_id:
-            steps.append(bounded(_delete_expired_upload(store, item, run_id, stamp, deleted)))
-        elif item.kind == "captures":
-            if item.expires_at <= stamp - CAPTURE_GRACE_SECONDS:
-                steps.append(bounded(_flush_capture(store, item, run_id, stamp, report)))
+    found = await bounded(store.purge_expired(now))
+    if found is not None:
+        for kind, n in found.deleted.items():
+            deleted[kind] += n
+        for capture in found.captures:
+            if capture.expires_at <= stamp - CAPTURE_GRACE_SECONDS:
+                steps.append(bounded(_flush_capture(store, capture, run_id, stamp, report)))
             else:
                 report["captures_waiting"] += 1
-        else:
-            report["skipped"][item.kind] = report["skipped"].get(item.kind, 0) + 1
+        for upload in found.uploads:
+            steps.append(bounded(_purge_upload(store, upload, run_id, stamp, deleted)))
 
     # ---- uploads that never received their file
     cutoff = now - timedelta(hours=get_settings().orphan_upload_hours)
-    for upload in await uploads_store().list_uploads_older_than(cutoff, limit=ORPHAN_BATCH):
+    for upload in await get_store().list_uploads_older_than(cutoff, limit=ORPHAN_BATCH):
         if upload.status == "awaiting":
-            steps.append(bounded(_delete_orphan(store, upload, run_id, stamp, deleted)))
+            steps.append(bounded(_purge_upload(store, upload, run_id, stamp, deleted)))
 
     # ---- memories whose enrichment never started or stalled
     for record in await get_store().stuck_memories(now - STUCK_AFTER):
@@ -157,48 +138,26 @@ async def _unstick(record: MemoryRecord, now: datetime, report: dict[str, Any]) 
     report["memories_requeued"] += 1
 
 
-async def _delete_expired(store: AccountsStore, item: ExpiredItem, deleted: dict[str, int]) -> None:
-    if await store.delete_expired(item):
-        deleted[item.kind] += 1
-
-
 async def _flush_capture(
-    store: AccountsStore, item: ExpiredItem, run_id: str, stamp: int, report: dict[str, Any]
+    store: AccountsStore, capture: PendingCapture, run_id: str, stamp: int, report: dict[str, Any]
 ) -> None:
-    user_id = item.user_id
-    capture_id = item.attributes.get("capture_id")
-    provider, _, conversation_id = item.sk.removeprefix("CAP#").partition("#")
-    if not (user_id and capture_id and provider and conversation_id):
-        logger.warning("unreadable capture item", sk=item.sk)
-        return
-    if not await store.claim_item(item, run_id, stamp, CLAIM_STALE_SECONDS):
+    if not await store.claim_expired_capture(capture, run_id, stamp, CLAIM_STALE_SECONDS):
         return  # another sweep has it, or it was paired or replaced meanwhile
     from memlayer.services import captures
 
-    if await captures.flush(user_id, provider, conversation_id, capture_id):
+    if await captures.flush(
+        capture.user_id, capture.provider, capture.conversation_id, capture.capture_id
+    ):
         report["captures_flushed"] += 1
 
 
-async def _delete_expired_upload(
-    store: AccountsStore, item: ExpiredItem, run_id: str, stamp: int, deleted: dict[str, int]
-) -> None:
-    """An upload record past its `purge_after` (an expired ticket, or a failed upload kept for
-    a while): claimed, then its objects, then the record if it still expires as found."""
-    if not await store.claim_item(item, run_id, stamp, CLAIM_STALE_SECONDS):
-        return
-    user_id, upload_id = item.user_id or "", item.sk.removeprefix("UPL#")
-    files = await blobs.delete_prefix(upload_prefix(user_id, upload_id))
-    if await store.delete_expired(item):
-        deleted["uploads"] += 1
-        deleted["files"] += files
-
-
-async def _delete_orphan(
+async def _purge_upload(
     store: AccountsStore, upload: UploadRecord, run_id: str, stamp: int, deleted: dict[str, int]
 ) -> None:
-    """An upload still awaiting its file long after the form expired: claimed (so one sweep
-    does it), then its objects, then the record if it is unchanged. A failure in between
-    leaves the record for a later sweep once the claim is stale."""
+    """An upload past its `purge_after` (an expired ticket, or a failed upload kept for a
+    while) or still awaiting its file long after the form expired: claimed (so one sweep does
+    it), then its objects, then the record if it is unchanged. A failure in between leaves
+    the record for a later sweep once the claim is stale."""
     claimed = await store.claim_upload(
         upload.user_id, upload.id, upload.version, run_id, stamp, CLAIM_STALE_SECONDS
     )

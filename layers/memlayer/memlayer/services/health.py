@@ -26,9 +26,11 @@ async def check() -> Health:
     if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
         return cached[1]
     settings = get_settings()
-    table = "ok" if await get_store().ping() else "unreachable"
+    store = get_store()
+    table = "ok" if await store.ping() else "unreachable"
     services = {
-        "table": table,
+        "storage": store.backend,  # dynamodb or supabase
+        "table": table,  # the DynamoDB table or the Postgres database
         "analysis": "anthropic" if settings.anthropic_api_key else "offline",
         "embeddings": settings.resolved_embeddings_provider,
         "chat": settings.resolved_chat_provider,

@@ -8,11 +8,18 @@ import time
 
 from fastapi import Request
 
-from memlayer.errors import RateLimited
+from memlayer.errors import QuotaExceeded, RateLimited
 from memlayer.models import Limits
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.base import Profile
+from memlayer.storage.errors import LimitReached
+
+_LIMIT_WORDING = {
+    "daily_writes": "daily write limit reached",
+    "max_memories": "memory count limit reached",
+    "max_bytes": "storage limit reached",
+}
 
 
 def limits_of(profile: Profile) -> Limits:
@@ -23,6 +30,11 @@ def limits_of(profile: Profile) -> Limits:
         "max_bytes": settings.default_max_bytes,
     }
     return Limits(**{**defaults, **profile.limits_override})
+
+
+def quota_exceeded(exc: LimitReached) -> QuotaExceeded:
+    """The HTTP error for a limit storage refused a write at (429 with Retry-After)."""
+    return QuotaExceeded(_LIMIT_WORDING[exc.which], retry_after=exc.retry_after)
 
 
 async def limits_for(user_id: str) -> Limits:

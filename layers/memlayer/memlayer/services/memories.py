@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from memlayer.errors import Conflict, NotFound, PreconditionFailed, QuotaExceeded
+from memlayer.errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuotaExceeded
 from memlayer.ids import new_id, utcnow
 from memlayer.models import (
     JobRecord,
@@ -21,10 +21,11 @@ from memlayer.models import (
     Source,
 )
 from memlayer.observability import logger
-from memlayer.services.limits import limits_for
+from memlayer.services.limits import limits_for, quota_exceeded
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.base import IdempotencyClaim, IdempotentReplay, VersionConflict
+from memlayer.storage.errors import InvalidCursor, LimitReached
 
 
 @dataclass
@@ -120,6 +121,8 @@ async def create(
         return Created(
             memory=first, job_id=first.job_id, replayed=True, response=replay.record.response
         )
+    except LimitReached as exc:
+        raise quota_exceeded(exc) from None
     if job is not None:
         await enqueue_enrichment(record, job.id)
     return Created(memory=Memory.of(record), job_id=job.id if job else None, response=response)
@@ -145,7 +148,10 @@ async def get(user_id: str, memory_id: str) -> MemoryRecord:
 
 
 async def list_page(user_id: str, query: ListQuery) -> MemoryPage:
-    records, cursor = await get_store().list_memories(user_id, query)
+    try:
+        records, cursor = await get_store().list_memories(user_id, query)
+    except InvalidCursor:
+        raise BadRequest("invalid cursor") from None
     return MemoryPage(items=[Memory.of(r) for r in records], next_cursor=cursor)
 
 
@@ -194,11 +200,14 @@ async def _patch_once(
                 analysis=None,
             )
     limits = await limits_for(user_id)
-    saved = await get_store().save_memory(
-        record.model_copy(update=update),
-        expected_version=record.version,
-        max_bytes=limits.max_bytes,
-    )
+    try:
+        saved = await get_store().save_memory(
+            record.model_copy(update=update),
+            expected_version=record.version,
+            max_bytes=limits.max_bytes,
+        )
+    except LimitReached as exc:
+        raise quota_exceeded(exc) from None
     if job is not None:
         await get_store().put_job(job)
         await enqueue_enrichment(saved, job.id)

@@ -29,10 +29,11 @@ from memlayer.errors import NotFound, PayloadTooLarge, QuotaExceeded, Validation
 from memlayer.ids import is_id, new_id, utcnow
 from memlayer.models import Body, Source, Timestamp, truncate_stored
 from memlayer.observability import logger
-from memlayer.services.limits import limits_of
+from memlayer.services.limits import limits_of, quota_exceeded
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.base import VersionConflict
+from memlayer.storage.errors import LimitReached, seconds_to_midnight
 from memlayer.storage.uploads import UploadRecord, UploadsStore, UploadStatus
 
 ALLOWED_CONTENT_TYPES: frozenset[str] = frozenset(
@@ -225,15 +226,13 @@ async def _check_quota(user_id: str) -> None:
     limits = limits_of(profile)
     usage = profile.usage
     if limits.daily_writes and usage.writes_today >= limits.daily_writes:
-        now = utcnow()
-        midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        raise QuotaExceeded(
-            "daily write limit reached", retry_after=int((midnight - now).total_seconds()) + 1
+        raise quota_exceeded(
+            LimitReached("daily_writes", retry_after=seconds_to_midnight(utcnow()))
         )
     if limits.max_memories and usage.memories >= limits.max_memories:
-        raise QuotaExceeded("memory count limit reached", retry_after=3600)
+        raise quota_exceeded(LimitReached("max_memories", retry_after=3600))
     if limits.max_bytes and usage.bytes >= limits.max_bytes:
-        raise QuotaExceeded("storage limit reached", retry_after=3600)
+        raise quota_exceeded(LimitReached("max_bytes", retry_after=3600))
 
 
 async def get_upload(user_id: str, upload_id: str) -> Upload:

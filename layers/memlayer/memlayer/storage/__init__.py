@@ -1,17 +1,38 @@
-"""Data access. `get_store()` returns the configured implementation of `Store`."""
+"""Data access. `get_store()` and `get_search_index()` return the backend `STORAGE_BACKEND`
+names (dynamodb or supabase), built once per container."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from memlayer.storage.base import Store
+from memlayer.settings import get_settings
+from memlayer.storage.base import SearchIndex, Store
 
 
 @lru_cache(maxsize=1)
 def get_store() -> Store:
+    if get_settings().storage_backend == "supabase":
+        from memlayer.storage.postgres import PostgresStore
+
+        return PostgresStore.from_settings()
     from memlayer.storage.dynamo import DynamoStore
 
     return DynamoStore.from_settings()
 
 
-__all__ = ["Store", "get_store"]
+@lru_cache(maxsize=1)
+def get_search_index() -> SearchIndex:
+    store = get_store()
+    if get_settings().storage_backend == "supabase":
+        from memlayer.storage.postgres import PostgresSearch, PostgresStore
+
+        assert isinstance(store, PostgresStore)
+        return PostgresSearch(store)
+    from memlayer.storage.dynamo import DynamoStore
+    from memlayer.storage.dynamo_search import InMemorySearch
+
+    assert isinstance(store, DynamoStore)
+    return InMemorySearch(store)
+
+
+__all__ = ["SearchIndex", "Store", "get_search_index", "get_store"]

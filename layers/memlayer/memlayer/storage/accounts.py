@@ -8,12 +8,14 @@ hash no longer resolves) and sets `expires_at`, after which the cleanup sweep re
 The cleanup sweep does not rely on TTL (DynamoDB deletes expired items lazily, moto never):
 it scans for `expires_at < now` and deletes each item only if it still has the `expires_at`
 (or status) it was found with, so two sweeps running at once each delete an item at most once
-between them and count only what they deleted."""
+between them and count only what they deleted. Expired captures and uploads go back to the
+sweep as records: it flushes or purges them (claiming each first)."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ from pydantic import BaseModel
 
 from memlayer.models import Timestamp
 from memlayer.storage.dynamo_base import DynamoBase, _n, _s, user_pk
+from memlayer.storage.pipeline import PendingCapture, capture_sk
+from memlayer.storage.uploads import UploadRecord
 
 KEY_PREFIX = "KEY#"
 API_KEY_GSI_PREFIX = "APIKEY#"
@@ -97,19 +101,18 @@ class ApiKeyRecord(BaseModel):
     revoked_at: Timestamp | None = None
 
 
+# Deleted by `purge_expired` once `expires_at` has passed.
+EXPIRING_KINDS = ("jobs", "connections", "idempotency", "rate", "counters", "api_keys", "changes")
+
+
 @dataclass(frozen=True)
-class ExpiredItem:
-    """An item whose `expires_at` has passed, as the sweep found it."""
+class ExpiredFound:
+    """What one `purge_expired` pass did and found: counts of the expired items it deleted
+    (by kind), and the expired captures and uploads, which the sweep itself handles."""
 
-    pk: str
-    sk: str
-    kind: str
-    expires_at: int
-    attributes: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def user_id(self) -> str | None:
-        return self.pk.removeprefix("USER#") if self.pk.startswith("USER#") else None
+    deleted: dict[str, int]
+    captures: list[PendingCapture] = field(default_factory=list)
+    uploads: list[UploadRecord] = field(default_factory=list)
 
 
 class AccountsStore(Protocol):
@@ -138,13 +141,18 @@ class AccountsStore(Protocol):
     async def approximate_item_count(self) -> int | None: ...
 
     # cleanup
-    async def scan_expired(self, now: int) -> list[ExpiredItem]: ...
+    async def purge_expired(self, now: datetime) -> ExpiredFound:
+        """Deletes the expired items of `EXPIRING_KINDS` (only revoked API keys expire), each
+        only if it still expires as found; returns the counts and the expired captures and
+        uploads."""
+        ...
 
-    async def delete_expired(self, item: ExpiredItem) -> bool: ...
-
-    async def claim_item(
-        self, item: ExpiredItem, claim: str, now: int, stale_after: int
-    ) -> bool: ...
+    async def claim_expired_capture(
+        self, capture: PendingCapture, claim: str, now: int, stale_after: int
+    ) -> bool:
+        """Claims an expired capture for one sweep, if it is still the one found (same
+        capture id and expiry) and no live claim of another sweep is on it."""
+        ...
 
     async def claim_upload(
         self, user_id: str, upload_id: str, version: int, claim: str, now: int, stale_after: int
@@ -407,46 +415,51 @@ class DynamoAccounts(DynamoBase):
                 return items
             request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
-    async def scan_expired(self, now: int) -> list[ExpiredItem]:
-        """Every item whose `expires_at` is before `now`, whatever TTL has done so far."""
+    async def purge_expired(self, now: datetime) -> ExpiredFound:
+        """One scan for `expires_at < now`: the expiring kinds are deleted (conditionally,
+        in parallel), the expired captures and uploads returned as records."""
         items = await self._run(
             self._scan_all,
             request={
                 "TableName": self.table,
                 "FilterExpression": "expires_at < :now",
-                "ProjectionExpression": "PK, SK, #t, expires_at, capture_id, revoked",
-                "ExpressionAttributeNames": {"#t": "type"},
-                "ExpressionAttributeValues": {":now": _n(now)},
+                "ProjectionExpression": "PK, SK, #t, expires_at, revoked, #d",
+                "ExpressionAttributeNames": {"#t": "type", "#d": "data"},
+                "ExpressionAttributeValues": {":now": _n(int(now.timestamp()))},
             },
         )
-        found = []
+        found = ExpiredFound(deleted=dict.fromkeys(EXPIRING_KINDS, 0))
+        limit = asyncio.Semaphore(16)
+
+        async def delete(item: dict[str, Any], kind: str) -> None:
+            async with limit:
+                if await self._delete_if_expires(item):
+                    found.deleted[kind] += 1
+
+        deletes = []
         for item in items:
-            attributes = {}
-            if "capture_id" in item:
-                attributes["capture_id"] = item["capture_id"]["S"]
-            if "revoked" in item:
-                attributes["revoked"] = str(item["revoked"].get("BOOL", False)).lower()
-            found.append(
-                ExpiredItem(
-                    pk=item["PK"]["S"],
-                    sk=item["SK"]["S"],
-                    kind=item_kind(item),
-                    expires_at=int(float(item["expires_at"]["N"])),
-                    attributes=attributes,
-                )
-            )
+            kind = item_kind(item)
+            if kind == "captures":
+                found.captures.append(PendingCapture(**json.loads(item["data"]["S"])))
+            elif kind == "uploads" and "data" in item:
+                found.uploads.append(UploadRecord.model_validate_json(item["data"]["S"]))
+            elif kind == "api_keys" and not item.get("revoked", {}).get("BOOL", False):
+                continue  # only revoked keys expire
+            elif kind in EXPIRING_KINDS:
+                deletes.append(delete(item, kind))
+        await asyncio.gather(*deletes)
         return found
 
-    async def delete_expired(self, item: ExpiredItem) -> bool:
+    async def _delete_if_expires(self, item: dict[str, Any]) -> bool:
         """Deletes the item if it still expires when it did when found (it was not renewed
         or replaced since); False if it is gone or changed."""
         try:
             await self._run(
                 self.client.delete_item,
                 TableName=self.table,
-                Key={"PK": _s(item.pk), "SK": _s(item.sk)},
+                Key={"PK": item["PK"], "SK": item["SK"]},
                 ConditionExpression="expires_at = :e",
-                ExpressionAttributeValues={":e": _n(item.expires_at)},
+                ExpressionAttributeValues={":e": item["expires_at"]},
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
@@ -485,15 +498,15 @@ class DynamoAccounts(DynamoBase):
             return False
         return True
 
-    async def claim_item(self, item: ExpiredItem, claim: str, now: int, stale_after: int) -> bool:
-        """Claims an expired item that is still as it was found (same `expires_at`, and for
-        a pending capture the same `capture_id`)."""
-        condition = "expires_at = :e"
-        values: dict[str, Any] = {":e": _n(item.expires_at)}
-        if "capture_id" in item.attributes:
-            condition += " AND capture_id = :cid"
-            values[":cid"] = _s(item.attributes["capture_id"])
-        key = {"PK": _s(item.pk), "SK": _s(item.sk)}
+    async def claim_expired_capture(
+        self, capture: PendingCapture, claim: str, now: int, stale_after: int
+    ) -> bool:
+        key = {
+            "PK": _s(user_pk(capture.user_id)),
+            "SK": _s(capture_sk(capture.provider, capture.conversation_id)),
+        }
+        condition = "expires_at = :e AND capture_id = :cid"
+        values = {":e": _n(capture.expires_at), ":cid": _s(capture.capture_id)}
         return await self._claim(key, condition, values, claim, now, stale_after)
 
     async def claim_upload(

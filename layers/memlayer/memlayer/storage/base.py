@@ -1,17 +1,31 @@
-"""The storage interface. DynamoDB implements it (storage/dynamo.py); the integration tests
-exercise it through the functions. A second implementation (Supabase Postgres) should come with
-a contract suite that runs against both."""
+"""The storage ports: `Store` (records in, records out; errors from storage/errors.py) and
+`SearchIndex` (a user's hybrid search, kept fresh however the backend needs). Two backends,
+picked by `STORAGE_BACKEND`: DynamoDB (storage/dynamo*.py, the warm in-memory index in
+storage/dynamo_search.py) and Postgres/Supabase (storage/postgres.py). tests/contract runs the
+same suite against both."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
+from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
 from memlayer.storage.accounts import AccountsStore
+from memlayer.storage.errors import (
+    IdempotencyRecord,
+    IdempotentReplay,
+    LimitReached,
+    StorageError,
+    VersionConflict,
+)
 from memlayer.storage.pipeline import PipelineStore
 from memlayer.storage.uploads import UploadsStore
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from memlayer.search import Hit, SearchFilters
 
 # Every memory change leaves a change-log entry this long: how far back a warm search index
 # can catch up instead of reloading all of a user's memories.
@@ -28,32 +42,10 @@ class IdempotencyClaim:
 
 
 @dataclass(frozen=True)
-class IdempotencyRecord:
-    body_hash: str
-    status_code: int
-    response: dict[str, Any]
-
-
-class IdempotentReplay(Exception):
-    def __init__(self, record: IdempotencyRecord) -> None:
-        super().__init__("idempotency key already used")
-        self.record = record
-
-
-class VersionConflict(Exception):
-    """The record changed (or vanished) since it was read."""
-
-
-@dataclass(frozen=True)
 class Profile:
     user_id: str
     limits_override: dict[str, int] = field(default_factory=dict)
     usage: UsageCounts = field(default_factory=UsageCounts)
-    data_version: int = 0  # bumped by every memory write
-    # Set when the profile is first written: erasing a user deletes it, so data_version
-    # restarts from 0 under a new generation and a warm cache cannot mistake the new data
-    # for the erased one.
-    generation: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +57,8 @@ class StoredVector:
 
 
 class Store(PipelineStore, UploadsStore, AccountsStore, Protocol):
+    backend: str  # "dynamodb" or "supabase", as STORAGE_BACKEND names it
+
     async def ping(self) -> bool: ...
 
     # memories
@@ -85,14 +79,6 @@ class Store(PipelineStore, UploadsStore, AccountsStore, Protocol):
     ) -> tuple[list[MemoryRecord], str | None]: ...
 
     async def all_memories(self, user_id: str) -> list[MemoryRecord]: ...
-
-    async def get_memories(
-        self, user_id: str, memory_ids: list[str]
-    ) -> tuple[dict[str, MemoryRecord], dict[str, StoredVector]]: ...
-
-    async def changed_memories(
-        self, user_id: str, since: datetime, *, limit: int
-    ) -> list[str] | None: ...
 
     async def save_memory(
         self, record: MemoryRecord, *, expected_version: int, max_bytes: int = 0
@@ -122,8 +108,43 @@ class Store(PipelineStore, UploadsStore, AccountsStore, Protocol):
     # vectors
     async def put_vectors(self, user_id: str, vectors: list[StoredVector]) -> None: ...
 
-    async def get_vectors(self, user_id: str) -> dict[str, StoredVector]: ...
-
     async def delete_vector(self, user_id: str, memory_id: str) -> None: ...
 
     async def stuck_memories(self, updated_before: datetime) -> list[MemoryRecord]: ...
+
+
+class SearchIndex(Protocol):
+    """A user's hybrid search over their memories (search/fusion.py ranks for every backend)."""
+
+    async def refresh(self, user_id: str) -> None:
+        """Brings what `search` reads up to date with the user's latest writes (the
+        in-memory index catches up from its change log; SQL is always current)."""
+        ...
+
+    async def search(
+        self,
+        user_id: str,
+        query: str,
+        vector: np.ndarray | None,
+        *,
+        mode: SearchMode,
+        filters: SearchFilters | None,
+        limit: int,
+        semantic_weight: float,
+        min_similarity: float | None,
+    ) -> list[tuple[MemoryRecord, Hit]]: ...
+
+
+__all__ = [
+    "CHANGE_LOG_TTL",
+    "IdempotencyClaim",
+    "IdempotencyRecord",
+    "IdempotentReplay",
+    "LimitReached",
+    "Profile",
+    "SearchIndex",
+    "StorageError",
+    "Store",
+    "StoredVector",
+    "VersionConflict",
+]

@@ -15,20 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from memlayer import aws
-from memlayer.errors import QuotaExceeded
 from memlayer.ids import id_ceiling, id_floor, is_id, new_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import DynamoAccounts
-from memlayer.storage.base import (
-    CHANGE_LOG_TTL,
-    IdempotencyClaim,
-    IdempotencyRecord,
-    IdempotentReplay,
-    Profile,
-    StoredVector,
-    VersionConflict,
-)
+from memlayer.storage.base import CHANGE_LOG_TTL, IdempotencyClaim, Profile, StoredVector
 from memlayer.storage.dynamo_base import (
     CHANGE_PREFIX,
     PROFILE_SK,
@@ -40,6 +31,14 @@ from memlayer.storage.dynamo_base import (
     encode_cursor,
     memory_sk,
     user_pk,
+)
+from memlayer.storage.errors import (
+    IdempotencyRecord,
+    IdempotentReplay,
+    Limit,
+    LimitReached,
+    VersionConflict,
+    seconds_to_midnight,
 )
 from memlayer.storage.pipeline import DynamoPipeline
 from memlayer.storage.uploads import DynamoUploads
@@ -57,6 +56,8 @@ def _remember_rate(key: str, tat: float) -> None:
 
 
 class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
+    backend = "dynamodb"
+
     @classmethod
     def from_settings(cls) -> DynamoStore:
         return cls(get_settings().table_name, aws.client("dynamodb"))
@@ -248,7 +249,6 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                             "SK": _s(f"IDEM#{idempotency.scope}#{idempotency.key}"),
                             "type": _s("idempotency"),
                             "body_hash": _s(idempotency.body_hash),
-                            "status_code": _n(201),
                             "response": _s(json.dumps(response or {})),
                             "expires_at": _n(int((now + IDEMPOTENCY_TTL).timestamp())),
                         },
@@ -271,15 +271,12 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                 if existing is not None:
                     raise IdempotentReplay(existing) from None
             if 2 in failed:
-                midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0)
-                raise QuotaExceeded(
-                    "daily write limit reached",
-                    retry_after=int((midnight - now).total_seconds()) + 1,
-                ) from None
+                raise LimitReached("daily_writes", retry_after=seconds_to_midnight(now)) from None
             if 1 in failed:
-                raise QuotaExceeded(
-                    "memory count or storage limit reached", retry_after=3600
-                ) from None
+                profile = await self.get_profile(record.user_id)
+                over_count = limits.max_memories and profile.usage.memories >= limits.max_memories
+                which: Limit = "max_memories" if over_count else "max_bytes"
+                raise LimitReached(which, retry_after=3600) from None
             raise
 
     async def _transact(self, items: list[dict[str, Any]]) -> None:
@@ -302,9 +299,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
         if not item:
             return None
         return IdempotencyRecord(
-            body_hash=item["body_hash"]["S"],
-            status_code=int(item["status_code"]["N"]),
-            response=json.loads(item["response"]["S"]),
+            body_hash=item["body_hash"]["S"], response=json.loads(item["response"]["S"])
         )
 
     async def get_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
@@ -409,7 +404,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 raise VersionConflict(record.id) from None
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                raise QuotaExceeded("storage limit reached", retry_after=3600) from None
+                raise LimitReached("max_bytes", retry_after=3600) from None
             raise  # still losing races after the retries: transient
         return saved
 
@@ -469,8 +464,17 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                 bytes=int(profile.get("bytes", {}).get("N", 0)),
                 writes_today=int(day.get("writes", {}).get("N", 0)),
             ),
-            data_version=int(profile.get("data_version", {}).get("N", 0)),
-            generation=profile.get("generation", {}).get("S", ""),
+        )
+
+    async def index_version(self, user_id: str) -> tuple[str, int]:
+        """(generation, data_version) of the user's memories, for the warm search index:
+        data_version is bumped by every memory write; the generation is set when the profile
+        is first written, so after an erase (which deletes it) a cached index of the erased
+        data cannot pass for current even where data_version lands on the same number."""
+        item = await self._get(user_pk(user_id), PROFILE_SK) or {}
+        return (
+            item.get("generation", {}).get("S", ""),
+            int(item.get("data_version", {}).get("N", 0)),
         )
 
     async def set_limits(self, user_id: str, limits: dict[str, int]) -> Profile:

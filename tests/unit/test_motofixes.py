@@ -1,0 +1,188 @@
+"""The local cloud's moto DynamoDB fixes keep moto's answers while touching only the items and
+the partition a request names."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from infra.localcloud.motofixes import patch_moto_dynamodb_scale
+
+TABLE = "fixes"
+
+
+@pytest.fixture
+def dynamodb() -> Any:
+    patch_moto_dynamodb_scale()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[
+                {"AttributeName": "PK", "KeyType": "HASH"},
+                {"AttributeName": "SK", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "PK", "AttributeType": "S"},
+                {"AttributeName": "SK", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
+
+
+def _backend_table() -> Any:
+    from moto.dynamodb.models import dynamodb_backends
+
+    return dynamodb_backends["123456789012"]["us-east-1"].tables[TABLE]
+
+
+def _put(client: Any, pk: str, sk: str, **attrs: str) -> None:
+    item = {"PK": {"S": pk}, "SK": {"S": sk}, **{k: {"S": v} for k, v in attrs.items()}}
+    client.put_item(TableName=TABLE, Item=item)
+
+
+def _get(client: Any, pk: str, sk: str) -> dict[str, Any] | None:
+    key = {"PK": {"S": pk}, "SK": {"S": sk}}
+    return client.get_item(TableName=TABLE, Key=key, ConsistentRead=True).get("Item")
+
+
+def test_failed_transaction_rolls_back_only_the_items_it_touched(dynamodb):
+    _put(dynamodb, "U#1", "PROFILE", n="1")
+    _put(dynamodb, "U#1", "OLD", n="old")
+    _put(dynamodb, "U#2", "OTHER", n="x")
+    _put(dynamodb, "U#3", "UNTOUCHED", n="y")
+    table = _backend_table()
+    untouched = table.items[next(k for k in table.items if k.value == "U#3")]
+    untouched_item = next(iter(untouched.values()))
+
+    with pytest.raises(ClientError) as failed:
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": TABLE, "Item": {"PK": {"S": "U#1"}, "SK": {"S": "NEW"}}}},
+                {
+                    "Update": {
+                        "TableName": TABLE,
+                        "Key": {"PK": {"S": "U#1"}, "SK": {"S": "PROFILE"}},
+                        "UpdateExpression": "SET n = :n",
+                        "ExpressionAttributeValues": {":n": {"S": "2"}},
+                    }
+                },
+                {"Delete": {"TableName": TABLE, "Key": {"PK": {"S": "U#1"}, "SK": {"S": "OLD"}}}},
+                {
+                    "ConditionCheck": {
+                        "TableName": TABLE,
+                        "Key": {"PK": {"S": "U#2"}, "SK": {"S": "OTHER"}},
+                        "ConditionExpression": "n = :want",
+                        "ExpressionAttributeValues": {":want": {"S": "not-x"}},
+                    }
+                },
+            ]
+        )
+    assert failed.value.response["Error"]["Code"] == "TransactionCanceledException"
+    reasons = [r["Code"] for r in failed.value.response["CancellationReasons"]]
+    assert reasons == ["None", "None", "None", "ConditionalCheckFailed"]
+    assert _get(dynamodb, "U#1", "NEW") is None
+    assert _get(dynamodb, "U#1", "PROFILE")["n"] == {"S": "1"}
+    assert _get(dynamodb, "U#1", "OLD")["n"] == {"S": "old"}
+    # Restoring a deep copy of the table would have replaced every item object.
+    assert next(iter(untouched.values())) is untouched_item
+    assert _backend_table() is table
+    keys = [i["SK"]["S"] for i in _query(dynamodb, "PK = :pk", {":pk": "U#1"})]
+    assert keys == ["OLD", "PROFILE"]
+
+
+def test_successful_and_invalid_transactions(dynamodb):
+    dynamodb.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": TABLE, "Item": {"PK": {"S": "U#1"}, "SK": {"S": "A"}}}},
+            {
+                "Update": {
+                    "TableName": TABLE,
+                    "Key": {"PK": {"S": "U#1"}, "SK": {"S": "COUNT"}},
+                    "UpdateExpression": "ADD n :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                }
+            },
+        ]
+    )
+    assert _get(dynamodb, "U#1", "COUNT")["n"] == {"N": "1"}
+    same_item = {"Put": {"TableName": TABLE, "Item": {"PK": {"S": "U#1"}, "SK": {"S": "B"}}}}
+    with pytest.raises(ClientError) as invalid:
+        dynamodb.transact_write_items(TransactItems=[same_item, same_item])
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+    assert _get(dynamodb, "U#1", "B") is None
+
+
+def _query(client: Any, condition: str, values: dict[str, str], **kwargs: Any) -> list[Any]:
+    items: list[Any] = []
+    start: dict[str, Any] | None = None
+    while True:
+        page = client.query(
+            TableName=TABLE,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues={k: {"S": v} for k, v in values.items()},
+            **kwargs,
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        items += page["Items"]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return items
+
+
+def test_partition_queries_match_moto_on_every_key_condition(dynamodb):
+    from moto.dynamodb.models.table import Table
+
+    for user, kind, n in itertools.product(("U#1", "U#2"), ("MEM#", "VEC#", "CHG#"), range(12)):
+        _put(dynamodb, user, f"{kind}{n:03d}", kind=kind)
+    # Writes after the partition's sorted keys exist must keep them in step.
+    _query(dynamodb, "PK = :pk", {":pk": "U#1"})
+    _put(dynamodb, "U#1", "MEM#005a", kind="MEM#")
+    dynamodb.delete_item(TableName=TABLE, Key={"PK": {"S": "U#1"}, "SK": {"S": "MEM#007"}})
+    dynamodb.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": TABLE, "Item": {"PK": {"S": "U#1"}, "SK": {"S": "CHG#x"}}}},
+            {"Delete": {"TableName": TABLE, "Key": {"PK": {"S": "U#1"}, "SK": {"S": "VEC#001"}}}},
+        ]
+    )
+
+    conditions = [
+        ("PK = :pk", {}),
+        ("PK = :pk AND SK = :a", {":a": "MEM#005a"}),
+        ("PK = :pk AND begins_with(SK, :a)", {":a": "MEM#"}),
+        ("PK = :pk AND SK BETWEEN :a AND :b", {":a": "CHG#004", ":b": "MEM#003"}),
+        ("PK = :pk AND SK < :a", {":a": "MEM#"}),
+        ("PK = :pk AND SK <= :a", {":a": "MEM#005a"}),
+        ("PK = :pk AND SK > :a", {":a": "MEM#010"}),
+        ("PK = :pk AND SK >= :a", {":a": "VEC#011"}),
+        ("PK = :pk AND begins_with(SK, :a)", {":a": "NONE#"}),
+    ]
+    variants: list[dict[str, Any]] = [
+        {},
+        {"Limit": 5},
+        {"Limit": 4, "ScanIndexForward": False},
+        {"Limit": 3, "FilterExpression": "kind = :k", "ExpressionAttributeValues": {}},
+    ]
+    patched = Table.query
+    checked = 0
+    for (condition, extra), variant in itertools.product(conditions, variants):
+        values = {":pk": "U#1", **extra}
+        kwargs = dict(variant)
+        if "FilterExpression" in kwargs:
+            values[":k"] = "MEM#"
+            kwargs.pop("ExpressionAttributeValues")
+        fast = _query(dynamodb, condition, values, **kwargs)
+        Table.query = patched._original  # moto's own query, walking the table
+        try:
+            slow = _query(dynamodb, condition, values, **kwargs)
+        finally:
+            Table.query = patched
+        assert fast == slow, (condition, variant)
+        checked += bool(slow)
+    assert checked > 25  # most combinations return items: the comparison is not vacuous
