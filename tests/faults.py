@@ -84,10 +84,14 @@ class Faults:
             )
         if rule is None:
             return None
+        url = request.url
+        # botocore calls every before-send handler; the local cloud's in-process transport is
+        # one of them: pointing the request elsewhere keeps it from reaching moto.
+        request.url = "http://faults.invalid/"
         if rule.fault == "timeout":
-            raise ReadTimeoutError(endpoint_url=request.url)
+            raise ReadTimeoutError(endpoint_url=url)
         status, headers, body = _response(service, rule.fault, request)
-        return AWSResponse(request.url, status, headers, _Raw(body))  # type: ignore[arg-type]
+        return AWSResponse(url, status, headers, _Raw(body))  # type: ignore[arg-type]
 
 
 def _response(service: str, fault: Fault, request: Any) -> tuple[int, dict[str, str], bytes]:
@@ -128,7 +132,7 @@ def injected(*services: str) -> Iterator[Faults]:
     faults = Faults()
     clients = [aws.client(service) for service in services]
     for client in clients:
-        client.meta.events.register("before-send", faults.hook, unique_id="memlayer-faults")
+        client.meta.events.register_first("before-send", faults.hook, unique_id="memlayer-faults")
     try:
         yield faults
     finally:
