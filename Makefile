@@ -12,7 +12,7 @@ PORT ?= 8787
 SUPABASE_JWT_SECRET ?= memlayer-local-dev-secret-not-for-production
 export PORT SUPABASE_JWT_SECRET
 
-.PHONY: install dev test lint typecheck invoke bench build openapi lock clean
+.PHONY: install dev dev-reset test lint typecheck invoke bench build openapi lock clean
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,16 @@ $(LOCAL_STAMP): $(STAMP) requirements/local.lock
 
 install: $(STAMP)
 
+# make dev keeps its tables, objects and queued messages in $(STATE_DIR) across restarts.
+STATE_DIR ?= .localcloud/state
+
 dev: $(STAMP) $(if $(filter local,$(EMBEDDINGS_PROVIDER)),$(LOCAL_STAMP))
-	$(PY) -m infra.localcloud serve --port $(PORT) --reload --on-ready infra.devtools:on_ready
+	$(PY) -m infra.localcloud serve --port $(PORT) --reload --state-dir $(STATE_DIR) \
+		--on-ready infra.devtools:on_ready
+
+# Start the next make dev empty.
+dev-reset:
+	rm -rf $(STATE_DIR)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -48,6 +56,7 @@ invoke: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.coldstart
+	$(PY) -m bench.ingest --memories 1000
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.retrieval.run
 	$(PY) -m bench.retrieval.refresh

@@ -21,7 +21,7 @@ def on_ready(cloud: Any) -> None:
     base = cloud.base_url
     print(
         f"""
-memlayer is running at {base}   (WebSocket: {cloud.ws_url}?token=$TOKEN)
+memlayer is running at {base}   (WebSocket: {cloud.ws_url}?token=$TOKEN; MCP: {base}/mcp)
 
 A dev token for user '{DEV_USER}' (admin, valid 24 h):
 

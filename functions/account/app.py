@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Response
 from memlayer.auth import Principal, current_user
 from memlayer.errors import Forbidden
 from memlayer.services import account, api_keys, export
-from memlayer.web import create_app, lambda_handler
+from memlayer.web import create_app, errors, lambda_handler
 
 router = APIRouter(tags=["account"])
 
@@ -26,12 +26,17 @@ async def get_me(principal: Principal = Depends(current_user)) -> account.Me:
     return await account.me(principal.user_id)
 
 
-@router.delete("/v1/me", response_model=account.EraseReceipt)
+@router.delete("/v1/me", response_model=account.EraseReceipt, responses=errors(403))
 async def delete_me(principal: Principal = Depends(session_user)) -> account.EraseReceipt:
     return await account.erase(principal.user_id)
 
 
-@router.post("/v1/api-keys", status_code=201, response_model=api_keys.ApiKeyCreated)
+@router.post(
+    "/v1/api-keys",
+    status_code=201,
+    response_model=api_keys.ApiKeyCreated,
+    responses=errors(403, 409),
+)
 async def create_api_key(
     body: api_keys.ApiKeyCreate, principal: Principal = Depends(session_user)
 ) -> api_keys.ApiKeyCreated:
@@ -39,13 +44,13 @@ async def create_api_key(
     return api_keys.ApiKeyCreated(**api_keys.ApiKey.of(record).model_dump(), key=key)
 
 
-@router.get("/v1/api-keys", response_model=api_keys.ApiKeyList)
+@router.get("/v1/api-keys", response_model=api_keys.ApiKeyList, responses=errors(403))
 async def list_api_keys(principal: Principal = Depends(session_user)) -> api_keys.ApiKeyList:
     records = await api_keys.list_api_keys(principal.user_id)
     return api_keys.ApiKeyList(items=[api_keys.ApiKey.of(r) for r in records])
 
 
-@router.delete("/v1/api-keys/{key_id}", status_code=204)
+@router.delete("/v1/api-keys/{key_id}", status_code=204, responses=errors(403))
 async def revoke_api_key(key_id: str, principal: Principal = Depends(session_user)) -> Response:
     await api_keys.revoke_api_key(principal.user_id, key_id)
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from memlayer.auth import Principal, current_user, writer
 from memlayer.errors import Forbidden
 from memlayer.models import Body, Content, Job, Kind
 from memlayer.services import captures, jobs, memories
-from memlayer.web import create_app, lambda_handler
+from memlayer.web import create_app, errors, lambda_handler
 
 router = APIRouter()
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
@@ -22,7 +22,12 @@ async def capture(
     return await captures.capture(principal.user_id, body)
 
 
-@router.post("/v1/shares", status_code=202, response_model=captures.ShareAccepted)
+@router.post(
+    "/v1/shares",
+    status_code=202,
+    response_model=captures.ShareAccepted,
+    responses=errors(404, 409),
+)
 async def share(
     body: captures.ShareIn,
     idempotency_key: IdempotencyKey = None,
@@ -92,7 +97,13 @@ class ShareStatus(BaseModel):
     result_id: str | None = None
 
 
-@router.post("/api/v1/share", status_code=202, response_model=ShareStatus, tags=["compatibility"])
+@router.post(
+    "/api/v1/share",
+    status_code=202,
+    response_model=ShareStatus,
+    tags=["compatibility"],
+    responses=errors(404),
+)
 async def compat_share(body: CompatShare, principal: Principal = Depends(writer)) -> ShareStatus:
     if body.user_id is not None:
         _same_user(body.user_id, principal)

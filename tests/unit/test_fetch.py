@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
+import gzip
 import ipaddress
 import ssl
 import tempfile
@@ -28,6 +30,12 @@ from memlayer.pipeline.fetch import (
     fetch_url,
     parse_ip_host,
 )
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    return gzip.compress(b"x" * 50_000_000)  # 50 MB of "x": 50 KB on the wire
+
 
 PAGE = "<html><head><title>Hello</title></head><body><p>Hello, world.</p></body></html>"
 
@@ -68,6 +76,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(301, b"", "text/plain", Location=target)
         elif path == "/big":
             self._send(200, b"x" * int(query["n"][0]), "text/plain")
+        elif path in ("/gzip", "/gzip-bomb"):
+            body = gzip.compress(PAGE.encode()) if path == "/gzip" else gzip_bomb()
+            self._send(200, body, "text/html", Content_Encoding="gzip")
+        elif path == "/brotli":
+            self._send(200, b"\x1b", "text/html", Content_Encoding="br")
         elif path == "/image":
             self._send(200, b"\x89PNG\r\n\x1a\n", "image/png")
         elif path == "/no-type":
@@ -610,3 +623,63 @@ def test_https_pinned_connection_verifies_the_certificate_for_the_name(
     assert "CERTIFICATE_VERIFY_FAILED" in error.reason
     assert error.retryable is False  # a certificate mismatch will not fix itself
     assert tls_server.hits == ["/host"]
+
+
+# --- decompression, downgrades, allow-list by address -------------------------------------------
+
+
+def test_a_compressed_body_is_decoded(server: Server) -> None:
+    page = fetch(f"{server.base}/gzip", allow_hosts=server.allow)
+    assert page.text == PAGE and not page.truncated
+
+
+def test_decompressed_bytes_are_capped_as_they_stream(server: Server) -> None:
+    import tracemalloc
+
+    gzip_bomb()  # made before measuring: the server's side is not the fetcher's
+    tracemalloc.start()
+    try:
+        page = fetch(f"{server.base}/gzip-bomb", allow_hosts=server.allow, max_bytes=100_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert page.truncated and page.text == "x" * 100_000
+    assert peak < 10_000_000  # inflating the whole 50 MB chunk first would need 50 MB at once
+
+
+def test_an_unknown_content_encoding_is_refused(server: Server) -> None:
+    error = refused(f"{server.base}/brotli", allow_hosts=server.allow)
+    assert "content encoding" in error.reason and error.retryable is False
+
+
+def test_https_never_redirects_down_to_http(tls_server: Server, server: Server) -> None:
+    resolver = _static_resolver({"secure.example": ["127.0.0.1"]})
+    downgrade = f"http://127.0.0.1:{server.port}/page"
+    error = refused(
+        f"https://secure.example:{tls_server.port}/redirect?to={downgrade}",
+        allow_hosts=["secure.example", *server.allow],
+        resolver=resolver,
+    )
+    assert "downgrade" in error.reason and error.retryable is False
+    assert server.hits == []  # the http server was never asked
+
+
+def test_an_allowed_address_admits_a_name_that_resolves_to_it(server: Server) -> None:
+    resolver = _static_resolver({"wiki.internal": ["127.0.0.1"]})
+    page = fetch(
+        f"http://wiki.internal:{server.port}/page", allow_hosts=server.allow, resolver=resolver
+    )
+    assert "Hello, world." in page.text
+    # ...on the allowed port only
+    error = refused(
+        f"http://wiki.internal:{server.port + 1}/page", allow_hosts=server.allow, resolver=resolver
+    )
+    assert "loopback" in error.reason
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "0.0.0.0", "::ffff:169.254.169.254"])
+def test_an_allowed_name_never_reaches_metadata_addresses(address: str) -> None:
+    """DNS rebinding against an allow-listed name: its answer is still checked."""
+    resolver = _static_resolver({"rebind.example": [address]})
+    error = refused("http://rebind.example/", allow_hosts=["rebind.example"], resolver=resolver)
+    assert "refusing to fetch rebind.example" in error.reason

@@ -34,3 +34,39 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
 def error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+# Errors that say "try again shortly", as AWS documents them (after botocore's own retries).
+_TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "TransactionInProgressException",
+        "InternalServerError",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` is AWS being briefly unavailable (throttled, a lost transaction race, a
+    5xx, a timeout or a dropped connection) rather than a bug: the caller may retry."""
+    from botocore.exceptions import ClientError, HTTPClientError
+
+    if isinstance(exc, HTTPClientError):  # timeouts, refused and dropped connections
+        return True
+    if not isinstance(exc, ClientError):
+        return False
+    code = error_code(exc)
+    if code == "TransactionCanceledException":
+        reasons = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
+        return "TransactionConflict" in reasons and reasons <= {"TransactionConflict", "None"}
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code in _TRANSIENT_CODES or status >= 500

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Annotated, Any
 
 import mcp_types as types
@@ -354,9 +355,13 @@ def _principal(ctx: ServerRequestContext[Any, Any]) -> Principal:
     return principal
 
 
-def _visible(principal: Principal) -> list[ToolSpec]:
-    """Read-only API keys see only the read tools."""
-    return [spec for spec in TOOLS.values() if "write" in principal.scopes or not spec.writes]
+@cache
+def _listing(can_write: bool) -> types.ListToolsResult:
+    """The tools a caller sees (read-only API keys: only the read tools), built once: JSON
+    schema generation takes milliseconds per model."""
+    return types.ListToolsResult(
+        tools=[spec.tool() for spec in TOOLS.values() if can_write or not spec.writes]
+    )
 
 
 def _tool_error(kind: str, detail: Any) -> types.CallToolResult:
@@ -369,7 +374,7 @@ def _tool_error(kind: str, detail: Any) -> types.CallToolResult:
 async def _list_tools(
     ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
 ) -> types.ListToolsResult:
-    return types.ListToolsResult(tools=[spec.tool() for spec in _visible(_principal(ctx))])
+    return _listing("write" in _principal(ctx).scopes)
 
 
 async def _call_tool(
@@ -413,7 +418,9 @@ server: Server[Any] = Server(
 
 async def serve(scope: Scope, receive: Receive, send: Send) -> None:
     """Answers one MCP request over streamable HTTP. The SDK's session manager runs its task
-    group for this request only: stateless, nothing kept between invocations."""
+    group for this request only: stateless, nothing kept between invocations. The SDK's DNS
+    rebinding checks stay off: they guard unauthenticated local servers, and every request
+    here carries its bearer token in a header a rebound page cannot set."""
     manager = StreamableHTTPSessionManager(app=server, json_response=True, stateless=True)
     async with manager.run():
         await manager.handle_request(scope, receive, send)

@@ -12,8 +12,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from memlayer import aws
 from memlayer.errors import MemlayerError
 from memlayer.ids import new_id
 from memlayer.observability import logger, request_id_var
@@ -26,6 +28,7 @@ ASGIApp = Callable[
 
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_BODY_BYTES = 1_048_576
+RETRY_AFTER_SECONDS = 1
 
 
 class RequestContext:
@@ -79,10 +82,23 @@ class RequestContext:
                 await response(scope, _no_body, send_with_headers)
                 return
             await self.app(scope, receive, send_with_headers)
-        except Exception:
-            # Anything unexpected still answers in the one error shape (never a bare 500 page).
-            logger.exception("unhandled error")
-            if not status_holder["status"]:
+        except Exception as exc:
+            if status_holder["status"]:
+                logger.exception("error after the response started")
+            elif aws.is_transient(exc):
+                # AWS throttled or timed out past the SDK's retries: nothing is half-done that a
+                # retry cannot finish (writes are transactions; creates are idempotent by key).
+                logger.warning("AWS unavailable", error=f"{type(exc).__name__}: {exc}")
+                response = error_response(
+                    503,
+                    "service_unavailable",
+                    "a backing service is briefly unavailable; retry",
+                    {"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+                await response(scope, receive, send_with_headers)
+            else:
+                # Anything unexpected still answers in the one error shape (never a bare page).
+                logger.exception("unhandled error")
                 response = error_response(500, "internal_error", "an unexpected error occurred")
                 await response(scope, receive, send_with_headers)
         finally:
@@ -164,22 +180,65 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, kind, exc.detail, dict(exc.headers or {}))
 
 
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request (an unreadable body or cursor)",
+    401: "Missing or invalid credentials",
+    403: "The credential may not do this (a read-only API key, or an API key where a session "
+    "is needed)",
+    404: "Not found (or not the caller's)",
+    409: "Conflict (an Idempotency-Key reused with another body, or a limit on live items)",
+    412: "The memory changed (If-Match names another version)",
+    413: "The body (at most 1 MiB, also chunked) or the declared file is too large",
+    422: "Invalid request; `detail` lists each field and why",
+    429: "Rate or quota exceeded; see Retry-After",
+    503: "A backing service is briefly unavailable; see Retry-After",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the one error body."""
+    from memlayer.models import ErrorBody
+
+    return {
+        status: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }
+
+
+def _route_errors(route: APIRoute) -> set[int]:
+    """The error statuses a route can answer, from what it depends on: every route may be
+    invalid (422) or meet an AWS outage (503); credentials add 401 and 429 (rate limits,
+    quotas), a write scope 403, a body 400 and 413, a path parameter 404, and admin routes
+    answer 404 to everyone else. Routes declare anything else themselves (`errors(...)`)."""
+    from memlayer.auth import admin, current_user, writer
+
+    calls: set[Any] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        calls.add(dependant.call)
+        pending += dependant.dependencies
+    statuses = {422, 503}
+    if current_user in calls:
+        statuses |= {401, 429}
+    if writer in calls:
+        statuses.add(403)
+    if admin in calls or route.dependant.path_params:
+        statuses.add(404)
+    if route.body_field is not None:
+        statuses |= {400, 413}
+    return statuses
+
+
 def create_app(*routers: APIRouter, title: str) -> FastAPI:
-    app = FastAPI(
-        title=title,
-        version="1.0.0",
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-        responses={
-            401: {"description": "Missing or invalid credentials"},
-            422: {"description": "Invalid request"},
-        },
-    )
+    app = FastAPI(title=title, version="1.0.0", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(MemlayerError, _memlayer_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                route.responses = {**errors(*sorted(_route_errors(route))), **route.responses}
         app.include_router(router)
     app.add_middleware(RequestContext)
     return app

@@ -5,12 +5,17 @@ only, no credentials in the URL, a valid port, and every address the host resolv
 a public unicast address. The connection is then pinned to a checked address (the URL's host is
 swapped for the IP; `Host` and TLS SNI/certificate checks keep the real name), so a second DNS
 answer cannot redirect it (DNS rebinding). The peer address of the socket is checked once more
-before the body is read. Redirects are followed by hand, the body is streamed up to a byte cap,
-the whole fetch runs under one deadline, and only text-like content types are accepted.
+before the body is read. Redirects are followed by hand and never go from https to http; the
+body is streamed up to a byte cap that counts decompressed bytes as they are inflated (a small
+gzip bomb cannot expand past it); the whole fetch runs under one deadline, and only text-like
+content types are accepted.
 
-`allow_hosts` ("host" or "host:port") lifts the address check for named hosts; it is how tests
-and local development reach loopback servers. It matches the host as written in the URL, not
-what it resolves to.
+`allow_hosts` ("host" or "host:port") is how tests and local development reach loopback
+servers. An entry matches by name (the host as written in the URL) and by address (an IP entry
+also admits any name that resolves to that IP, and the connected peer is checked against it).
+An allowed name lifts the private/loopback check for what it resolves to, but never opens
+link-local (cloud metadata), unspecified or multicast addresses: a rebinding DNS answer for an
+allowed name cannot reach 169.254.169.254.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import ipaddress
 import re
 import socket
 import ssl
+import zlib
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -205,6 +212,22 @@ def _is_allowed(host: str, port: int, allow: list[tuple[str, int | None]]) -> bo
     return any(h == canonical and (p is None or p == port) for h, p in allow)
 
 
+# What an allowed name may still never reach (see the module docstring).
+_NEVER_BY_NAME = ("link-local", "unspecified", "multicast")
+
+
+def _refusal(
+    ip: IPAddress, port: int, *, name_allowed: bool, allow: list[tuple[str, int | None]]
+) -> str | None:
+    """Why connecting to `ip`:`port` is refused, or None when it may be reached."""
+    reason = blocked_reason(ip)
+    if reason is None or _is_allowed(str(ip), port, allow):
+        return None
+    if name_allowed and not reason.startswith(_NEVER_BY_NAME):
+        return None
+    return reason
+
+
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
     """One verifying context per process: building it (loading CA roots) costs ~20 ms."""
@@ -291,11 +314,18 @@ async def _fetch(
                             retryable=False,
                         )
                     try:
-                        current = _parse_url(str(current.join(location.strip())))
+                        following = _parse_url(str(current.join(location.strip())))
                     except httpx.InvalidURL:
                         raise FetchError(
                             f"invalid redirect target from {current}", retryable=False
                         ) from None
+                    if current.scheme == "https" and following.scheme != "https":
+                        raise FetchError(
+                            f"refusing the redirect from {current} to {following}: "
+                            "https must not downgrade to http",
+                            retryable=False,
+                        )
+                    current = following
                     target = await _checked_target(current, allow=allow, resolve=resolve)
                     continue
                 _check_status(status, current)
@@ -348,7 +378,12 @@ def _parse_url(url: str) -> httpx.URL:
 
 
 async def _checked_addresses(
-    host: str, port: int, *, allowed: bool, resolve: Resolver
+    host: str,
+    port: int,
+    *,
+    name_allowed: bool,
+    allow: list[tuple[str, int | None]],
+    resolve: Resolver,
 ) -> list[IPAddress]:
     literal = parse_ip_host(host)
     if literal is not None:
@@ -369,18 +404,19 @@ async def _checked_addresses(
             ) from None
         if not addresses:
             raise FetchError(f"{host} has no addresses", retryable=False)
-    if not allowed:
-        for ip in addresses:  # refuse if ANY address is internal, not just the first
-            reason = blocked_reason(ip)
-            if reason:
-                raise FetchError(f"refusing to fetch {host}: {ip} is {reason}", retryable=False)
+    for ip in addresses:  # refuse if ANY address is internal, not just the first
+        reason = _refusal(ip, port, name_allowed=name_allowed, allow=allow)
+        if reason:
+            raise FetchError(f"refusing to fetch {host}: {ip} is {reason}", retryable=False)
     return addresses
 
 
 @dataclass(frozen=True, slots=True)
 class _Target:
     host: str
-    allowed: bool
+    port: int
+    name_allowed: bool
+    allow: list[tuple[str, int | None]]
     addresses: list[IPAddress]
 
 
@@ -389,9 +425,11 @@ async def _checked_target(
 ) -> _Target:
     host = url.raw_host.decode("ascii").lower()
     port = url.port or _DEFAULT_PORTS[url.scheme]
-    allowed = _is_allowed(host, port, allow)
-    addresses = await _checked_addresses(host, port, allowed=allowed, resolve=resolve)
-    return _Target(host, allowed, addresses)
+    name_allowed = _is_allowed(host, port, allow)
+    addresses = await _checked_addresses(
+        host, port, name_allowed=name_allowed, allow=allow, resolve=resolve
+    )
+    return _Target(host, port, name_allowed, allow, addresses)
 
 
 async def _connect(client: httpx.AsyncClient, url: httpx.URL, target: _Target) -> httpx.Response:
@@ -419,7 +457,7 @@ async def _connect(client: httpx.AsyncClient, url: httpx.URL, target: _Target) -
         except httpx.TransportError as exc:
             raise FetchError(f"connection to {host} failed: {exc}", retryable=True) from None
         try:
-            _check_peer(response, host, allowed=target.allowed)
+            _check_peer(response, target)
         except BaseException:
             await response.aclose()
             raise
@@ -428,18 +466,18 @@ async def _connect(client: httpx.AsyncClient, url: httpx.URL, target: _Target) -
     raise FetchError(f"could not connect to {host}: {last_error}", retryable=not certificate)
 
 
-def _check_peer(response: httpx.Response, host: str, *, allowed: bool) -> None:
+def _check_peer(response: httpx.Response, target: _Target) -> None:
     """Check the address the socket is actually connected to, before reading the body."""
-    if allowed:
-        return
     stream = response.extensions.get("network_stream")
     peer = stream.get_extra_info("server_addr") if stream is not None else None
     if not peer:
         return  # no socket information (custom transport); the connection was pinned anyway
     ip = ipaddress.ip_address(str(peer[0]))
-    reason = blocked_reason(ip)
+    reason = _refusal(ip, target.port, name_allowed=target.name_allowed, allow=target.allow)
     if reason:
-        raise FetchError(f"refusing to fetch {host}: connected to {ip}, {reason}", retryable=False)
+        raise FetchError(
+            f"refusing to fetch {target.host}: connected to {ip}, {reason}", retryable=False
+        )
 
 
 def _check_status(status: int, url: httpx.URL) -> None:
@@ -461,16 +499,49 @@ def _content_type(
     return media_type, response.charset_encoding
 
 
+def _inflater(response: httpx.Response) -> Any:
+    """A zlib decompressor for the body's Content-Encoding (None for identity). We ask for
+    identity; a server that compresses anyway gets decoded here, under the byte cap."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    raise FetchError(
+        f"unsupported content encoding {encoding!r} at {response.url}", retryable=False
+    )
+
+
 async def _read_capped(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
+    """At most `max_bytes` of the (decompressed) body, and whether there was more. Compressed
+    chunks are inflated at most `room` bytes at a time, never whole."""
+    inflater = _inflater(response)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        room = max_bytes - size
-        if len(chunk) > room:
-            chunks.append(chunk[:room])
-            return b"".join(chunks), True
-        chunks.append(chunk)
-        size += len(chunk)
+    async for raw in response.aiter_raw():
+        pending = raw
+        while pending:
+            room = max_bytes - size
+            if inflater is None:
+                chunk, pending = pending[: room + 1], b""
+            else:
+                try:
+                    chunk = inflater.decompress(pending, room + 1)
+                except zlib.error as exc:
+                    raise FetchError(
+                        f"could not decompress the body of {response.url}: {exc}",
+                        retryable=False,
+                    ) from None
+                pending = inflater.unconsumed_tail
+            if len(chunk) > room:
+                chunks.append(chunk[:room])
+                return b"".join(chunks), True
+            chunks.append(chunk)
+            size += len(chunk)
+            if not chunk and pending:
+                break  # defensive: no progress on this input
     return b"".join(chunks), False
 
 

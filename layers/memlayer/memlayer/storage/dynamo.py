@@ -398,12 +398,14 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
             self._change_put(record.user_id, record.id),
         ]
         try:
-            await self._run(self.client.transact_write_items, TransactItems=items)
+            await self._transact(items)
         except self.client.exceptions.TransactionCanceledException as exc:
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 raise VersionConflict(record.id) from None
-            raise LimitReached("max_bytes", retry_after=3600) from None
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                raise LimitReached("max_bytes", retry_after=3600) from None
+            raise  # still losing races after the retries: transient
         return saved
 
     async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
@@ -435,9 +437,12 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                 }
             )
         try:
-            await self._run(self.client.transact_write_items, TransactItems=items)
-        except self.client.exceptions.TransactionCanceledException:
-            raise VersionConflict(memory_id) from None
+            await self._transact(items)
+        except self.client.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" in reasons:
+                raise VersionConflict(memory_id) from None
+            raise  # still losing races after the retries: transient
         return record
 
     # ------------------------------------------------------------------ usage

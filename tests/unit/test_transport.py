@@ -1,0 +1,42 @@
+"""Calls to the local cloud's own moto endpoint are served in process, by moto's app."""
+
+from __future__ import annotations
+
+import socket
+
+import boto3
+import pytest
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+from infra.localcloud import transport
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_requests_to_an_installed_endpoint_need_no_server():
+    endpoint = f"http://127.0.0.1:{_unused_port()}"  # nothing listens here
+    transport.install(endpoint, DomainDispatcherApplication(create_backend_app))
+    try:
+        kwargs = {
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+        s3 = boto3.session.Session().client("s3", **kwargs)
+        s3.create_bucket(Bucket="in-process")
+        s3.put_object(Bucket="in-process", Key="a b/c.bin", Body=b"\x00\xff" * 1000)
+        body = s3.get_object(Bucket="in-process", Key="a b/c.bin")["Body"].read()
+        assert body == b"\x00\xff" * 1000
+        sqs = boto3.session.Session().client("sqs", **kwargs)
+        url = sqs.create_queue(QueueName="in-process")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="hello")
+        assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "hello"
+        with pytest.raises(sqs.exceptions.QueueDoesNotExist):  # moto's error, parsed
+            sqs.get_queue_url(QueueName="no-such-queue")
+    finally:
+        transport.uninstall(endpoint)
