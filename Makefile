@@ -56,6 +56,7 @@ invoke: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.coldstart
+	$(PY) -m bench.mcp
 	$(PY) -m bench.ingest --memories 1000
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.retrieval.run

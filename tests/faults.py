@@ -1,4 +1,5 @@
-"""Fault injection at the AWS layer, through botocore's `before-send` hook on the clients the
+"""Fault injection at the AWS layer, through botocore's `before-send` hook (registered first, ahead
+of the local cloud's in-process transport to moto) on the clients the
 code really uses (`memlayer.aws.client`, shared by the local cloud's in-process functions).
 
 A matching request never reaches moto: the hook answers it with the HTTP response AWS sends for
@@ -17,6 +18,8 @@ from typing import Any, Literal
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
+
+from infra.localcloud.transport import ANSWERED
 
 Fault = Literal["throttle", "conflict", "server_error", "timeout"]
 
@@ -72,6 +75,7 @@ class Faults:
             )
         if rule is None:
             return None
+        setattr(request, ANSWERED, True)  # botocore still calls the in-process transport
         if rule.fault == "timeout":
             raise ReadTimeoutError(endpoint_url=request.url)
         status, headers, body = _response(service, rule.fault, request)
@@ -116,7 +120,7 @@ def injected(*services: str) -> Iterator[Faults]:
     faults = Faults()
     clients = [aws.client(service) for service in services]
     for client in clients:
-        client.meta.events.register("before-send", faults.hook, unique_id="memlayer-faults")
+        client.meta.events.register_first("before-send", faults.hook, unique_id="memlayer-faults")
     try:
         yield faults
     finally:

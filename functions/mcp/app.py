@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from memlayer import mcp_tools
 from memlayer.auth import Principal, current_user
-from memlayer.web import create_app, error_response, lambda_handler
+from memlayer.web import create_app, error_response, errors, lambda_handler
 
 router = APIRouter(tags=["mcp"])
 
@@ -23,6 +23,7 @@ router = APIRouter(tags=["mcp"])
         "rate limits and quotas as the REST API; read-only API keys get only the read tools."
     ),
     response_class=Response,
+    responses=errors(413),  # the body is the SDK's to read, so it is not inferred
     openapi_extra=mcp_tools.OPENAPI_POST,
 )
 async def mcp(request: Request, principal: Principal = Depends(current_user)) -> Response:
