@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.retrieval.run
 	$(PY) -m bench.retrieval.refresh
+	$(PY) -m bench.postgres
 
 openapi: $(STAMP)
 	$(PY) -m infra.openapi --write

