@@ -384,7 +384,9 @@ class LocalCloud:
             except Exception:  # the previous snapshot stays intact
                 log.exception("could not save the local state to %s", self.state.directory)
             self.state = None
-        if self._shares_moto and self.stack is not None and self._session is not None:
+        # Only a cloud that started removes its stack: one refused at start (another cloud of
+        # the same stack name is running) must not delete that cloud's resources.
+        if self._started and self._shares_moto and self.stack is not None and self._session:
             self._remove_resources()
         if self.moto_endpoint:
             transport.uninstall(self.moto_endpoint)
