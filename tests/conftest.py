@@ -33,7 +33,7 @@ CLOUD_ENV: dict[str, str | None] = {
 def reset_caches() -> None:
     """Settings, clients and the store are built once per process; tests that change the
     environment rebuild them."""
-    from memlayer import aws
+    from memlayer import aws, secrets
     from memlayer.observability import get_metrics
     from memlayer.settings import get_settings
     from memlayer.storage import get_search_index, get_store
@@ -43,6 +43,7 @@ def reset_caches() -> None:
     get_store.cache_clear()
     get_search_index.cache_clear()
     aws.client.cache_clear()
+    secrets._provider.cache_clear()  # its boto3 client points at the previous cloud
 
 
 # `STORAGE_BACKEND=supabase pytest tests/integration` runs the same flows on Postgres.
