@@ -35,9 +35,11 @@ from . import iam, transport
 from .env import DUMMY_CREDENTIAL, EnvPlan, plan_environment
 from .motofixes import (
     patch_moto_dynamodb_scale,
+    patch_moto_response_overhead,
     patch_moto_s3_events,
     patch_moto_server_dispatch,
     patch_moto_sqs_clock,
+    patch_moto_sqs_scale,
     serialize_moto_dynamodb,
 )
 from .pump import SqsPump
@@ -188,7 +190,9 @@ class LocalCloud:
         serialize_moto_dynamodb()
         patch_moto_dynamodb_scale()
         patch_moto_sqs_clock()
+        patch_moto_sqs_scale()
         patch_moto_server_dispatch()
+        patch_moto_response_overhead()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()

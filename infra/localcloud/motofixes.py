@@ -477,6 +477,98 @@ def patch_moto_sqs_clock() -> None:
     models.unix_time_millis = unix_time_millis
 
 
+def patch_moto_sqs_scale() -> None:
+    """moto's SQS cost grew with the backlog: each attribute a GetQueueAttributes names, and
+    each message a ReceiveMessage returns (its retention check), recomputed every attribute of
+    the queue, three walks of all its messages each; DeleteMessage walked the queue twice and
+    rebuilt it outside the queue's lock (a message sent meanwhile could be lost). The same
+    answers: the attributes once per call, the retention period read directly, a delete in
+    one pass under the lock."""
+    from moto.sqs import models
+    from moto.sqs.exceptions import InvalidAttributeName, ReceiptHandleIsInvalid
+
+    backend_cls, queue_cls = models.SQSBackend, models.Queue
+    if getattr(backend_cls.get_queue_attributes, "_localcloud", False):
+        return
+
+    def get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str]) -> Any:
+        queue = self.get_queue(queue_name)
+        if not attribute_names:
+            return {}
+        valid = {"All", *queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES, *queue.KMS_ATTRIBUTES}
+        invalid = next((name for name in attribute_names if name not in valid), None)
+        if invalid is not None:
+            raise InvalidAttributeName(invalid)
+        attributes = queue.attributes
+        if "All" in attribute_names:
+            return attributes
+        return {
+            name: attributes[name] for name in attribute_names if attributes.get(name) is not None
+        }
+
+    def is_message_valid_based_on_retention_period(
+        self: Any, queue_name: str, message: Any
+    ) -> bool:
+        retention = self.get_queue(queue_name).message_retention_period
+        return bool(retention + message.sent_timestamp / 1000 > time.time())
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return  # already deleted: SQS accepts it again
+        with self._messages_lock:
+            kept, deleted = [], []
+            for message in self._messages:
+                if receipt_handle == message.receipt_handle or (
+                    receipt_handle in message._old_receipt_handles
+                ):
+                    deleted.append(message)
+                else:
+                    kept.append(message)
+            if not deleted:
+                raise ReceiptHandleIsInvalid()
+            for message in deleted:
+                self.pending_messages.discard(message)
+                self.deleted_messages.update(message.all_receipt_handles)
+            self._messages = kept
+
+    get_queue_attributes._localcloud = True  # type: ignore[attr-defined]
+    backend_cls.get_queue_attributes = get_queue_attributes  # type: ignore[method-assign]
+    backend_cls.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+    queue_cls.delete_message = delete_message  # type: ignore[method-assign]
+
+
+def patch_moto_response_overhead() -> None:
+    """Two pure helpers moto runs on every request recomputed the same answers each time:
+    `camelcase_to_underscores` (per action, per SQS attribute, per serialized field; a fifth of
+    a small call's server time) and `method_names_from_class` (`inspect.getmembers` of the
+    response class, per request). Both are memoized."""
+    import functools
+    import sys
+
+    from moto.core import utils
+
+    if getattr(utils.camelcase_to_underscores, "_localcloud", False):
+        return
+    replacements = {
+        "camelcase_to_underscores": functools.lru_cache(maxsize=8192)(
+            utils.camelcase_to_underscores
+        ),
+        "method_names_from_class": functools.lru_cache(maxsize=1024)(utils.method_names_from_class),
+    }
+    for fn in replacements.values():
+        fn._localcloud = True  # type: ignore[attr-defined]
+    originals = {name: getattr(utils, name) for name in replacements}
+    # Modules that imported the helpers by name hold their own reference.
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not (module_name == "moto" or module_name.startswith("moto.")):
+            continue
+        for name, replacement in replacements.items():
+            if getattr(module, name, None) is originals[name]:
+                setattr(module, name, replacement)
+
+
 def patch_moto_server_dispatch() -> None:
     """moto's server resolves the backend of every request by listing its ~150 service
     modules and matching URL patterns (a tenth of a small request's time); the answer for a

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from infra.localcloud.motofixes import patch_moto_dynamodb_scale
+from infra.localcloud.motofixes import patch_moto_dynamodb_scale, patch_moto_sqs_scale
 
 TABLE = "fixes"
 
@@ -186,3 +186,70 @@ def test_partition_queries_match_moto_on_every_key_condition(dynamodb):
         assert fast == slow, (condition, variant)
         checked += bool(slow)
     assert checked > 25  # most combinations return items: the comparison is not vacuous
+
+
+# ------------------------------------------------------------------------------------- SQS
+
+
+@pytest.fixture
+def sqs() -> Any:
+    patch_moto_sqs_scale()
+    with mock_aws():
+        yield boto3.client("sqs", region_name="us-east-1")
+
+
+COUNTS = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+]
+
+
+def test_queue_attributes_count_visible_in_flight_and_delayed_messages(sqs):
+    url = sqs.create_queue(QueueName="counts", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    for i in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)["Messages"]
+    assert len(received) == 2
+
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=COUNTS)["Attributes"]
+    assert attrs == dict(zip(COUNTS, ["3", "2", "1"], strict=True))
+    one = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+    assert one["Attributes"] == {"VisibilityTimeout": "60"}
+    everything = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert {k: everything[k] for k in COUNTS} == attrs and "QueueArn" in everything
+    with pytest.raises(ClientError) as refused:
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["NoSuchAttribute"])
+    assert refused.value.response["Error"]["Code"] == "InvalidAttributeName"
+
+
+def test_delete_takes_the_current_or_an_earlier_receipt_handle_once(sqs):
+    url = sqs.create_queue(QueueName="deletes")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="first")
+    sqs.send_message(QueueUrl=url, MessageBody="second")
+    first = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"][0]
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)["Messages"]
+    assert {m["Body"] for m in again} == {"first", "second"}
+
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])  # an older handle
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])  # again: accepted
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=COUNTS)["Attributes"]
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "1"
+    with pytest.raises(ClientError) as refused:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+    assert refused.value.response["Error"]["Code"] == "ReceiptHandleIsInvalid"
+
+
+def test_messages_past_the_retention_period_are_not_received(sqs):
+    from moto.sqs.models import sqs_backends
+
+    url = sqs.create_queue(QueueName="retention", Attributes={"MessageRetentionPeriod": "60"})[
+        "QueueUrl"
+    ]
+    sqs.send_message(QueueUrl=url, MessageBody="old")
+    (message,) = sqs_backends["123456789012"]["us-east-1"].queues["retention"]._messages
+    message.sent_timestamp -= 61_000
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)
+    message.sent_timestamp += 2_000
+    assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "old"
