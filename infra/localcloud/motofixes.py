@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from array import array
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
@@ -456,6 +457,109 @@ def patch_moto_dynamodb_queries() -> None:
     Table.delete_item = delete_item  # type: ignore[method-assign]
 
 
+def patch_moto_dynamodb_scans() -> None:
+    """A table Scan walks the table in key order from its start key, and copies only the items
+    its filter keeps. moto 5.2 sorted the whole table and compared every item with the start
+    key on each page (a full paged Scan was quadratic: the cleanup sweep's Scans of a
+    10k-memory table held DynamoDB for about a minute), and deep-copied every scanned item
+    before filtering. Pages, Limit, the 1 MB page size, ScannedCount, LastEvaluatedKey,
+    segments, filters and projections are moto's (a test compares them page by page)."""
+    import copy
+
+    from moto.dynamodb.models import table as table_module
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    table_cls = table_module.Table
+    if getattr(table_cls.scan, "_localcloud", False):
+        return
+    original_scan = table_cls.scan
+
+    def ordered_after(table: Any, start: dict[str, Any] | None) -> Iterator[Any]:
+        start_hash = start_range = None
+        if start is not None:
+            start_hash = DynamoType(start[table.hash_key_attr])
+            start_range = str(start[table.range_key_attr]["S"])
+        for hash_value in sorted(table.items):
+            if start_hash is not None and hash_value < start_hash:
+                continue
+            keys = _sorted_keys(table, hash_value)
+            first = 0
+            if start_hash is not None and hash_value == start_hash:
+                first = bisect.bisect_right(keys, start_range, key=_range_value)
+            partition = table.items.get(hash_value) or {}
+            for range_value in keys[first:]:
+                item = partition.get(range_value)
+                if item is not None:
+                    yield item
+
+    def passes(item: Any, filters: dict[str, Any]) -> bool:
+        """moto's legacy ScanFilter test."""
+        for attribute_name, (operator, values) in filters.items():
+            attribute = item.attrs.get(attribute_name)
+            if attribute:
+                if not attribute.compare(operator, values):
+                    return False
+            elif operator != "NULL":
+                return False
+        return True
+
+    def scan(
+        self: Any,
+        filters: dict[str, Any],
+        limit: int,
+        exclusive_start_key: dict[str, Any] | None,
+        filter_expression: Any = None,
+        index_name: str | None = None,
+        consistent_read: bool = False,
+        projection_expression: list[list[str]] | None = None,
+        segments: tuple[Any, Any] = (None, None),
+    ) -> Any:
+        start_range = (exclusive_start_key or {}).get(self.range_key_attr) or {}
+        plain = (
+            index_name is None
+            and self.range_key_type == "S"
+            and (
+                exclusive_start_key is None
+                or (self.hash_key_attr in exclusive_start_key and "S" in start_range)
+            )
+        )
+        if not plain:
+            return original_scan(
+                self,
+                filters,
+                limit,
+                exclusive_start_key,
+                filter_expression,
+                index_name,
+                consistent_read,
+                projection_expression,
+                segments,
+            )
+        results: list[Any] = []
+        taken, result_size, scanned_count = 0, 0, 0
+        last_taken, last_evaluated_key = None, None
+        for item in ordered_after(self, exclusive_start_key):
+            if not item.is_within_segment(segments):
+                continue
+            size = item.size()
+            if taken == limit or result_size + size > table_module.RESULT_SIZE_LIMIT:
+                last_evaluated_key = self._get_last_evaluated_key(last_taken, None)
+                break
+            if passes(item, filters):
+                taken, last_taken = taken + 1, item
+                result_size += size
+                if filter_expression is None or filter_expression.expr(item):
+                    results.append(copy.deepcopy(item))
+            scanned_count += 1
+        if projection_expression:
+            results = [r.project(projection_expression) for r in results]
+        return results, scanned_count, last_evaluated_key
+
+    scan._localcloud = True  # type: ignore[attr-defined]
+    scan._original = original_scan  # type: ignore[attr-defined]  # tests compare both
+    table_cls.scan = scan  # type: ignore[method-assign]
+
+
 def patch_moto_sqs_clock() -> None:
     """moto's SQS asks for the time once per message on every receive and count (through
     `datetime.now(UTC)` and an import each time), so a backlog of a few thousand messages
@@ -590,6 +694,7 @@ def patch_moto_server_dispatch() -> None:
 
 
 def patch_moto_dynamodb_scale() -> None:
-    """Both DynamoDB scale fixes (idempotent)."""
+    """The DynamoDB scale fixes: transactions, queries and scans (idempotent)."""
     patch_moto_dynamodb_transactions()
     patch_moto_dynamodb_queries()
+    patch_moto_dynamodb_scans()
