@@ -127,7 +127,6 @@ class LocalCloud:
         self.enforce_iam = enforce_iam
         self.roles: dict[str, iam.Role] = {}
         self._reload_lock = threading.Lock()
-        self._client_lock = threading.Lock()
         self._idle = threading.Condition()
         self._in_flight = 0
         self.state_dir = Path(state_dir) if state_dir is not None else None
@@ -153,7 +152,6 @@ class LocalCloud:
         self._saved_environ: dict[str, str] | None = None
         self._saved_path: list[str] | None = None
         self._session: Any = None
-        self._sqs: Any = None
         self._shares_moto = False
         self._started = False
 
@@ -411,7 +409,7 @@ class LocalCloud:
             sys.path[:] = self._saved_path
         self.pumps = []
         self.scheduler = None
-        self._server = self._server_thread = self._moto = self._socket = self._sqs = None
+        self._server = self._server_thread = self._moto = self._socket = None
         self._saved_environ = self._saved_path = None
         self._started = False
 
@@ -620,27 +618,27 @@ class LocalCloud:
     # ------------------------------------------------------------------ queues
 
     def queue_counts(self, queues: list[str] | None = None) -> dict[str, dict[str, int]]:
-        """Approximate message counts per queue logical id (all queues by default)."""
+        """Approximate message counts per queue logical id (all queues by default), as
+        GetQueueAttributes reports them, read from moto's queues: drain() and the admin
+        endpoint poll this, and an API call per queue cost milliseconds."""
+        from moto.sqs.models import sqs_backends
+
         stack = self._require()
-        with self._client_lock:  # one client for every poll: building one costs ~50 ms
-            if self._sqs is None:
-                self._sqs = self.boto3_client("sqs")
-            sqs = self._sqs
-        names = (
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        )
+        options = stack.resolver.options
+        backend = sqs_backends[options.account_id][options.region]
         counts: dict[str, dict[str, int]] = {}
         for logical_id in stack.queues if queues is None else queues:
-            attrs = sqs.get_queue_attributes(
-                QueueUrl=stack.queue_url(logical_id), AttributeNames=list(names)
-            )["Attributes"]
-            counts[logical_id] = {
-                "visible": int(attrs.get(names[0], 0)),
-                "in_flight": int(attrs.get(names[1], 0)),
-                "delayed": int(attrs.get(names[2], 0)),
-            }
+            name = stack.queue_url(logical_id).rsplit("/", 1)[-1]
+            queue = backend.queues.get(name)
+            if queue is None:
+                raise KeyError(f"queue {name} ({logical_id}) does not exist in moto")
+            visible = in_flight = delayed = 0
+            for message in list(queue._messages):
+                shown, held = message.visible, message.delayed
+                visible += shown and not held
+                in_flight += not shown
+                delayed += held
+            counts[logical_id] = {"visible": visible, "in_flight": in_flight, "delayed": delayed}
         return counts
 
     def drain(self, timeout: float = 10.0) -> None:
