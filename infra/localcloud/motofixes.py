@@ -247,11 +247,12 @@ def patch_moto_dynamodb_transactions() -> None:
                         if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
                             original_item = current.to_json()["Attributes"]
                         raise ConditionalCheckFailed(item=original_item)
+                # The condition held just above, and nothing else runs in DynamoDB meanwhile
+                # (serialized), so the write does not evaluate it again.
                 if op_type == "Put":
                     self.put_item(
                         table_name,
                         op["Item"],
-                        condition_expression=condition_expression,
                         expression_attribute_names=names,
                         expression_attribute_values=values,
                     )
@@ -259,7 +260,6 @@ def patch_moto_dynamodb_transactions() -> None:
                     self.delete_item(
                         table_name,
                         key,
-                        condition_expression=condition_expression,
                         expression_attribute_names=names,
                         expression_attribute_values=values,
                     )
@@ -268,7 +268,6 @@ def patch_moto_dynamodb_transactions() -> None:
                         table_name,
                         key,
                         update_expression=op["UpdateExpression"],
-                        condition_expression=condition_expression,
                         expression_attribute_names=names,
                         expression_attribute_values=values,
                     )
@@ -560,6 +559,48 @@ def patch_moto_dynamodb_scans() -> None:
     table_cls.scan = scan  # type: ignore[method-assign]
 
 
+def patch_moto_dynamodb_expressions() -> None:
+    """UpdateItem was the costliest part of a transaction (two thirds of its time): moto
+    parses each update expression twice per call (the handler and the backend) and its
+    validators rebuild their node-type map for every node they visit. The parse is
+    remembered per expression string (the validator works on its own deep copy of the tree,
+    so the remembered tree never changes) and each validator's map is built once."""
+    import functools
+
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    if getattr(UpdateExpressionParser.make, "_localcloud", False):
+        return
+    parse = functools.lru_cache(maxsize=4096)(UpdateExpressionParser.make)
+
+    def make(cls: Any, expression_str: str) -> Any:
+        return parse(expression_str)
+
+    def processing_map(self: Any) -> dict[Any, Any]:
+        mapping = self.__dict__.get("_localcloud_map")
+        if mapping is None:
+            mapping = self.__dict__["_localcloud_map"] = self._processing_map()
+        return mapping  # type: ignore[no-any-return]
+
+    def nodes_to_be_processed(self: Any) -> tuple[Any, ...]:
+        kinds = self.__dict__.get("_localcloud_kinds")
+        if kinds is None:
+            kinds = self.__dict__["_localcloud_kinds"] = tuple(processing_map(self))
+        return kinds  # type: ignore[no-any-return]
+
+    def process(self: Any, node: Any) -> Any:
+        for class_key, processor in processing_map(self).items():
+            if isinstance(node, class_key):
+                return processor(node)
+        return None
+
+    make._localcloud = True  # type: ignore[attr-defined]
+    UpdateExpressionParser.make = classmethod(make)  # type: ignore[method-assign,assignment]
+    DepthFirstTraverser.nodes_to_be_processed = nodes_to_be_processed  # type: ignore[method-assign]
+    DepthFirstTraverser.process = process  # type: ignore[method-assign]
+
+
 def patch_moto_sqs_clock() -> None:
     """moto's SQS asks for the time once per message on every receive and count (through
     `datetime.now(UTC)` and an import each time), so a backlog of a few thousand messages
@@ -694,7 +735,8 @@ def patch_moto_server_dispatch() -> None:
 
 
 def patch_moto_dynamodb_scale() -> None:
-    """The DynamoDB scale fixes: transactions, queries and scans (idempotent)."""
+    """The DynamoDB scale fixes: transactions, queries, scans, expressions (idempotent)."""
     patch_moto_dynamodb_transactions()
     patch_moto_dynamodb_queries()
     patch_moto_dynamodb_scans()
+    patch_moto_dynamodb_expressions()

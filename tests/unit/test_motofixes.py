@@ -244,6 +244,38 @@ def test_table_scans_match_moto_page_by_page(dynamodb):
     assert len(_scan_pages(dynamodb, Limit=7)) > 5  # paged: start keys were exercised
 
 
+def test_a_remembered_update_expression_applies_to_each_item_with_its_own_values(dynamodb):
+    expression = "ADD n :one SET tags = list_append(if_not_exists(tags, :empty), :t) REMOVE gone"
+    _put(dynamodb, "U#1", "A", gone="x")
+    for sk, tag in (("A", "first"), ("B", "second"), ("A", "third")):
+        dynamodb.update_item(
+            TableName=TABLE,
+            Key={"PK": {"S": "U#1"}, "SK": {"S": sk}},
+            UpdateExpression=expression,
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":empty": {"L": []},
+                ":t": {"L": [{"S": tag}]},
+            },
+        )
+    assert _get(dynamodb, "U#1", "A") == {
+        "PK": {"S": "U#1"},
+        "SK": {"S": "A"},
+        "n": {"N": "2"},
+        "tags": {"L": [{"S": "first"}, {"S": "third"}]},
+    }
+    assert _get(dynamodb, "U#1", "B")["tags"] == {"L": [{"S": "second"}]}
+    for _ in range(2):  # a refused expression is refused every time
+        with pytest.raises(ClientError) as refused:
+            dynamodb.update_item(
+                TableName=TABLE,
+                Key={"PK": {"S": "U#1"}, "SK": {"S": "A"}},
+                UpdateExpression="SET n = n + :one SET m = :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
 # ------------------------------------------------------------------------------------- SQS
 
 
