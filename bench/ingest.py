@@ -149,11 +149,26 @@ class Serve:
         return time.perf_counter() - started
 
 
+def get_json(http: httpx.Client, path: str, **params: Any) -> Any:
+    """A GET, tried again when the connection drops: a pooled keep-alive connection the
+    server closed as idle (uvicorn, after 5 s) can be reset just as it is reused."""
+    for attempt in range(1, 4):
+        try:
+            response = http.get(path, params=params or None)
+            break
+        except httpx.TransportError:
+            if attempt == 3:
+                raise
+            time.sleep(0.5)
+    response.raise_for_status()
+    return response.json()
+
+
 def wait_drained(http: httpx.Client, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     quiet = 0
     while time.monotonic() < deadline:
-        counts = http.get("/_local/queues").json()
+        counts = get_json(http, "/_local/queues")
         empty = all(sum(counts[q].values()) == 0 for q in WORK_QUEUES)
         quiet = quiet + 1 if empty else 0
         if quiet >= 2:
@@ -167,7 +182,7 @@ def list_statuses(http: httpx.Client) -> dict[str, int]:
     cursor = None
     while True:
         params: dict[str, Any] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
-        page = http.get("/v1/memories", params=params).json()
+        page = get_json(http, "/v1/memories", **params)
         for item in page["items"]:
             statuses[item["status"]] = statuses.get(item["status"], 0) + 1
         cursor = page.get("next_cursor")
