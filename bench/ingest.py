@@ -200,16 +200,26 @@ def restarted(state_dir: Path, stats_file: Path, token: str) -> dict[str, Any]:
             timeout=120,
         ) as http:
             statuses = list_statuses(http)
-            t0 = time.perf_counter()
-            found = http.post("/v1/search", json={"query": content(7), "limit": 5}).json()
-            search_ms = (time.perf_counter() - t0) * 1000
-            hits = [hit["memory"]["content"] for hit in found["items"]]
+            # The first search cold-starts the retrieval function and loads the user's index;
+            # past the HTTP API's 30 s it answers 503 while the load goes on, so it is asked
+            # again (each attempt recorded).
+            searches: list[dict[str, Any]] = []
+            hits: list[str] = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                response = http.post("/v1/search", json={"query": content(7), "limit": 5})
+                ms = round((time.perf_counter() - t0) * 1000, 1)
+                searches.append({"status": response.status_code, "ms": ms})
+                if response.status_code == 200:
+                    hits = [hit["memory"]["content"] for hit in response.json()["items"]]
+                    break
     finally:
         stop_s = serve.stop()
     return {
         "startup_s": round(serve.startup_s, 2),
         "statuses": statuses,
-        "first_search_ms": round(search_ms, 1),
+        "first_search_ms": searches[0]["ms"],
+        "searches": searches,
         "search_finds_the_memory": content(7) in hits,
         "sigterm_exit_s": round(stop_s, 2),
     }
@@ -263,6 +273,7 @@ def run(memories: int, concurrency: int, round_size: int) -> dict[str, Any]:
                         }
                     )
                     print(json.dumps(rounds[-1]), file=sys.stderr, flush=True)
+                    record(memories, {"memories": memories, "in_progress": True, "rounds": rounds})
             total_s = time.perf_counter() - started
             statuses = list_statuses(http)
             peak_rss = max(r["rss_mb"] for r in rounds)
@@ -299,6 +310,12 @@ def run(memories: int, concurrency: int, round_size: int) -> dict[str, Any]:
     }
 
 
+def record(memories: int, result: dict[str, Any]) -> None:
+    recorded = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    recorded[str(memories)] = result
+    RESULTS.write_text(json.dumps(recorded, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memories", type=int, default=1000)
@@ -306,9 +323,7 @@ def main() -> None:
     parser.add_argument("--round", type=int, default=1000, dest="round_size")
     args = parser.parse_args()
     result = run(args.memories, args.concurrency, args.round_size)
-    recorded = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    recorded[str(args.memories)] = result
-    RESULTS.write_text(json.dumps(recorded, indent=2) + "\n")
+    record(args.memories, result)
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=2))
 
 
