@@ -19,10 +19,10 @@ cannot eat the ingest throughput. Only DynamoDB needs care to capture consistent
 capture holds moto's DynamoDB lock just long enough to list the items, and because
 `UpdateItem` is made copy-on-write, a listed item never changes afterwards, so its serialized
 line is cached between snapshots (only new or changed items are serialized again).
-Restore writes straight into moto's backends (no API calls): 10k memories restore in about
-a second. Messages that were in flight when the cloud stopped are visible again at once
-(their consumer is gone); delayed ones keep their remaining delay; receive counts are kept,
-so redrive to the DLQs still happens.
+Restore writes straight into moto's backends (no API calls): 10k memories (60k items) took
+12 s on a loaded machine (the 10k ingest bench). Messages that were in flight when the cloud
+stopped are visible again at once (their consumer is gone); delayed ones keep their remaining
+delay; receive counts are kept, so redrive to the DLQs still happens.
 """
 
 from __future__ import annotations
