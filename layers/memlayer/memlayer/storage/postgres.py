@@ -4,7 +4,9 @@ infra/supabase/migrations (docs/data-model.md).
 Connections suit Lambda behind Supabase's transaction pooler (Supavisor, port 6543): asyncpg
 with no server-side prepared-statement cache, a pool of at most two connections per event
 loop (one warm container runs one loop), short timeouts, and one retry when a connection
-dropped under a statement (nothing commits then, so the retry cannot apply anything twice).
+dropped under a transaction. A drop can lose the reply to a COMMIT that went through, so every
+write is safe to run twice: creates insert `on conflict do nothing` and take "this very record
+is already there" as done (`_inserted`), the rest are upserts or conditional updates.
 
 Every operation on one user's data runs in a transaction as that user: `role authenticated`
 with the user's JWT claims, so row-level security, not only the `where user_id =` written here
@@ -127,6 +129,31 @@ def _decode_cursor(cursor: str) -> str:
     return memory_id
 
 
+async def _inserted(
+    conn: Any,
+    insert: str,
+    values: tuple[Any, ...],
+    table: str,
+    record: MemoryRecord | UploadRecord | ApiKeyRecord,
+) -> bool:
+    """Runs `insert` (`... on conflict (user_id, id) do nothing returning 1`): True when it
+    inserted the row, False when the row holding the id is this very record (an earlier attempt
+    of the same create committed and its reply was lost with the connection: done). Another
+    record under the id is a `VersionConflict`."""
+    if await conn.fetchval(insert, *values) is not None:
+        return True
+    same = await conn.fetchval(
+        f"select record = $3::jsonb from memlayer.{table}"  # noqa: S608 (a fixed table name)
+        " where user_id = $1 and id = $2",
+        record.user_id,
+        record.id,
+        record.model_dump_json(),
+    )
+    if not same:
+        raise VersionConflict(record.id)
+    return False
+
+
 def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
@@ -231,6 +258,18 @@ class PostgresStore:
         uid = record.user_id
 
         async def op(conn: Any) -> None:
+            # The row first: when it is there already, an earlier attempt of this create
+            # committed (and counted) and only its reply was lost.
+            if not await _inserted(
+                conn,
+                f"insert into memlayer.memories ({_MEMORY_COLUMNS})"  # noqa: S608
+                " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+                " $17::jsonb) on conflict (user_id, id) do nothing returning 1",
+                _memory_values(record),
+                "memories",
+                record,
+            ):
+                return
             if idempotency is not None:
                 claimed = await conn.fetchval(
                     "insert into memlayer.idempotency_keys"
@@ -282,12 +321,6 @@ class PostgresStore:
                 )
                 over_count = bool(limits.max_memories) and current >= limits.max_memories
                 raise LimitReached("max_memories" if over_count else "max_bytes", retry_after=3600)
-            await conn.execute(
-                f"insert into memlayer.memories ({_MEMORY_COLUMNS})"  # noqa: S608
-                " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-                " $17::jsonb)",
-                *_memory_values(record),
-            )
             if job is not None:
                 await self._put_job(conn, job)
 
@@ -743,18 +776,25 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ uploads
     async def put_upload(self, record: UploadRecord) -> None:
+        values = (
+            record.user_id,
+            record.id,
+            record.status,
+            record.version,
+            record.created_at,
+            record.purge_after,
+            record.model_dump_json(),
+        )
         await self._run(
             record.user_id,
-            lambda conn: conn.execute(
+            lambda conn: _inserted(
+                conn,
                 "insert into memlayer.uploads (user_id, id, status, version, created_at,"
-                " purge_after, record) values ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-                record.user_id,
-                record.id,
-                record.status,
-                record.version,
-                record.created_at,
-                record.purge_after,
-                record.model_dump_json(),
+                " purge_after, record) values ($1, $2, $3, $4, $5, $6, $7::jsonb)"
+                " on conflict (user_id, id) do nothing returning 1",
+                values,
+                "uploads",
+                record,
             ),
         )
 
@@ -842,15 +882,16 @@ class PostgresStore:
     _API_KEY_COLUMNS = "record::text as record, revoked, last_used_at"
 
     async def create_api_key(self, record: ApiKeyRecord, key_hash: str) -> None:
+        values = (record.user_id, record.id, key_hash, record.model_dump_json())
         await self._run(
             record.user_id,
-            lambda conn: conn.execute(
+            lambda conn: _inserted(
+                conn,
                 "insert into memlayer.api_keys (user_id, id, key_hash, record)"
-                " values ($1, $2, $3, $4::jsonb)",
-                record.user_id,
-                record.id,
-                key_hash,
-                record.model_dump_json(),
+                " values ($1, $2, $3, $4::jsonb) on conflict (user_id, id) do nothing returning 1",
+                values,
+                "api_keys",
+                record,
             ),
         )
 
