@@ -25,7 +25,8 @@ import base64
 import binascii
 import json
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,11 +62,18 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 IDEMPOTENCY_TTL = timedelta(hours=24)
 POOL_SIZE = 2
-# Below this many memories with vectors an exact scan beats the HNSW index (and is exact).
+# Below this many memories an exact scan of the user's vectors beats the HNSW index (and is
+# exact); from it on the index answers (bench/postgres.py measures both).
 EXACT_SCAN_BELOW = 20_000
-HNSW_EF_SEARCH = 100
+HNSW_EF_SEARCH = 100  # candidates per HNSW step (at least the depth); recall in the README
+KEYWORD_CANDIDATES = 1_000  # memories the keyword leg ranks per tier, at most
+HIGHLIGHT_LENGTH = 200  # characters of a hit's text around each highlighted term
 HNSW_DIMENSIONS = (384, 512, 768, 1024, 1536)  # the sizes the migrations index
 
+# A memory's vector columns are all set (from its current content) or all null.
+_NO_VECTOR = (
+    "embedding = null, embedding_dims = null, embedding_space = null, embedding_hash = null"
+)
 _MEMORY_COLUMNS = (
     "user_id, id, kind, status, version, provider, tags, search_tags, title, content,"
     " content_hash, created_at, updated_at, size_bytes, job_id, dedupe_key, record"
@@ -208,24 +216,35 @@ class PostgresStore:
                 self._pools[loop] = pool
         return pool
 
-    async def _run(self, user_id: str | None, op: Callable[[Any], Awaitable[T]]) -> T:
+    async def _run(
+        self,
+        user_id: str | None,
+        op: Callable[[Any], Awaitable[T]],
+        *,
+        settings: Mapping[str, str] | None = None,
+    ) -> T:
         """Runs `op(connection)` in one transaction as `user_id` (role authenticated with the
-        user's claims), or as service_role when `user_id` is None; once more on a connection
-        that dropped under it."""
+        user's claims), or as service_role when `user_id` is None, with `settings` (GUCs) set
+        for the transaction in the same round trip; once more on a connection that dropped
+        under it."""
         import asyncpg
 
+        if user_id is None:
+            setup, params = ["set_config('role', 'service_role', true)"], []
+        else:
+            setup = [
+                "set_config('request.jwt.claims', $1, true)",
+                "set_config('role', 'authenticated', true)",
+            ]
+            params = [json.dumps({"sub": user_id, "role": "authenticated"})]
+        for name, value in (settings or {}).items():
+            params += [name, value]
+            setup.append(f"set_config(${len(params) - 1}, ${len(params)}, true)")
         for attempt in range(2):
             pool = await self._pool()
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    if user_id is None:
-                        await conn.execute("set local role service_role")
-                    else:
-                        await conn.execute(
-                            "select set_config('request.jwt.claims', $1, true),"
-                            " set_config('role', 'authenticated', true)",
-                            json.dumps({"sub": user_id, "role": "authenticated"}),
-                        )
+                    await conn.execute("select " + ", ".join(setup), *params)
                     return await op(conn)
             except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
                 if attempt == 1:
@@ -405,8 +424,8 @@ class PostgresStore:
         uid = record.user_id
 
         async def op(conn: Any) -> None:
-            previous = await conn.fetchval(
-                "select size_bytes from memlayer.memories"
+            previous = await conn.fetchrow(
+                "select size_bytes, content_hash from memlayer.memories"
                 " where user_id = $1 and id = $2 and version = $3 for update",
                 uid,
                 record.id,
@@ -414,7 +433,7 @@ class PostgresStore:
             )
             if previous is None:
                 raise VersionConflict(record.id)
-            grown = saved.size_bytes - previous
+            grown = saved.size_bytes - previous["size_bytes"]
             fits = await conn.fetchval(
                 "update memlayer.profiles set bytes = bytes + $2 where user_id = $1"
                 " and ($3 = 0 or $2 <= 0 or bytes + $2 <= $3) returning 1",
@@ -424,8 +443,10 @@ class PostgresStore:
             )
             if fits is None:
                 raise LimitReached("max_bytes", retry_after=3600)
+            # A vector describes the content it was computed from: new content drops it.
+            stale = "" if previous["content_hash"] == saved.content_hash else _NO_VECTOR + ","
             await conn.execute(
-                "update memlayer.memories set (kind, status, version, provider, tags,"
+                f"update memlayer.memories set {stale} (kind, status, version, provider, tags,"  # noqa: S608
                 " search_tags, title, content, content_hash, created_at, updated_at, size_bytes,"
                 " job_id, dedupe_key, record) = ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
                 " $14, $15, $16, $17::jsonb) where user_id = $1 and id = $2",
@@ -607,7 +628,8 @@ class PostgresStore:
                 " embedding_dims = v.dims, embedding_space = v.space, embedding_hash = v.hash"
                 " from unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[])"
                 " as v(id, embedding, dims, space, hash)"
-                " where m.user_id = $1 and m.id = v.id",
+                # computed from content the memory no longer has: searched never, kept never
+                " where m.user_id = $1 and m.id = v.id and m.content_hash = v.hash",
                 user_id,
                 *columns,
             ),
@@ -617,8 +639,8 @@ class PostgresStore:
         await self._run(
             user_id,
             lambda conn: conn.execute(
-                "update memlayer.memories set embedding = null, embedding_dims = null,"
-                " embedding_space = null, embedding_hash = null where user_id = $1 and id = $2",
+                f"update memlayer.memories set {_NO_VECTOR}"  # noqa: S608
+                " where user_id = $1 and id = $2",
                 user_id,
                 memory_id,
             ),
@@ -1144,8 +1166,10 @@ class PostgresStore:
 class PostgresSearch:
     """The search port in SQL: the keyword leg ranks the weighted `search_doc` tsvector (GIN),
     the semantic leg orders by cosine distance on the halfvec column (HNSW, or an exact scan
-    for a user with few vectors), filters are `where` clauses, and search/fusion.py fuses the
-    two lists exactly as the in-memory index does. Always current; `refresh` only checks,
+    for a user with few memories), filters are `where` clauses, both legs run as one
+    statement (`_legs_sql`), and search/fusion.py fuses the two lists as the in-memory index
+    does. A search is four round trips: the transaction's settings, the query's lexemes, the
+    legs, the records of the hits. Always current; `refresh` only checks,
     once per user and embedding space in a container, for ready memories whose vectors are
     from another space (or none), and asks for them to be re-embedded."""
 
@@ -1183,114 +1207,185 @@ class PostgresSearch:
         min_similarity: float | None,
     ) -> list[tuple[MemoryRecord, Hit]]:
         from memlayer.search.fusion import Candidate, combine
-        from memlayer.search.text import query_terms
+        from memlayer.search.text import highlight_terms, query_terms
 
         if limit <= 0:
             return []
-        space = _embedding_space()
         depth = max(limit * 4 + 32, 100) if mode == "hybrid" else limit + limit + 32
-        where, args = _filter_sql(user_id, filters)
+        keyword = mode in ("hybrid", "keyword")
+        semantic = vector if mode in ("hybrid", "semantic") else None
+        space = _embedding_space()
 
-        async def op(conn: Any) -> tuple[list[Any], list[Any]]:
-            keyword: list[Any] = []
-            semantic: list[Any] = []
-            lexemes: list[str] = []
-            if mode in ("hybrid", "keyword"):
-                lexemes = await conn.fetchval(
-                    "select coalesce(array_agg(lexeme), '{}')"
-                    " from unnest(to_tsvector('english', $1))",
-                    query,
-                )
-            if lexemes:
-                sql = _KEYWORD_SQL.format(where=where, lex=len(args) + 1, depth=len(args) + 2)
-                keyword = await conn.fetch(sql, *args, lexemes, depth)
-            if mode in ("hybrid", "semantic") and vector is not None:
-                semantic = await self._semantic(conn, user_id, vector, space, where, args, depth)
-            return keyword, semantic
+        terms = query_terms(query)
 
-        keyword, semantic = await self.store._run(user_id, op)
-        records: dict[str, MemoryRecord] = {}
-        candidates: dict[str, Candidate] = {}
-        for row in (*keyword, *semantic):
-            if row["id"] not in records:
-                record = _memory(row["record"])
-                records[row["id"]] = record
-                candidates[row["id"]] = Candidate(
-                    record.id, record.content, record.created_at.timestamp(), row["dedupe_key"]
+        async def op(conn: Any) -> list[tuple[MemoryRecord, Hit]]:
+            # What shapes the statement: the query's lexemes (as the tsquery constants the
+            # planner estimates the GIN scans with) and how many memories the user has.
+            memories, lexemes = await conn.fetchrow(
+                "select (select memories from memlayer.profiles where user_id = $1),"
+                " array(select lexeme from unnest(to_tsvector('english', $2)))",
+                user_id,
+                query if keyword else "",
+            )
+            where, args = _filter_sql(user_id, filters)
+            sql = _legs_sql(
+                where,
+                args,
+                lexemes=lexemes,
+                depth=depth,
+                vector=semantic,
+                space=space,
+                hnsw=(memories or 0) >= EXACT_SCAN_BELOW,
+            )
+            if sql is None:
+                return []
+            rows = await conn.fetch(sql, *args)
+            keyword_rows = [row for row in rows if row["leg"] == "k"]
+            semantic_rows = [row for row in rows if row["leg"] == "s"]
+            # Fusion needs no text (highlights are made below, for the hits only).
+            candidates = {
+                row["id"]: Candidate(
+                    row["id"], "", row["created_at"].timestamp(), row["dedupe_key"]
                 )
-        hits = combine(
-            [(float(row["rank"]), row["id"]) for row in keyword],
-            [(float(row["similarity"]), row["id"]) for row in semantic],
-            candidates.__getitem__,
-            mode=mode,
-            coverage={row["id"]: float(row["coverage"]) for row in keyword},
-            terms=query_terms(query),
-            limit=limit,
-            semantic_weight=semantic_weight,
-            min_similarity=min_similarity,
+                for row in rows
+            }
+            hits = combine(
+                [(float(row["score"]), row["id"]) for row in keyword_rows],
+                [(float(row["score"]), row["id"]) for row in semantic_rows],
+                candidates.__getitem__,
+                mode=mode,
+                coverage={row["id"]: float(row["coverage"]) for row in keyword_rows},
+                terms=terms,
+                limit=limit,
+                highlights=False,
+                semantic_weight=semantic_weight,
+                min_similarity=min_similarity,
+            )
+            found = await conn.fetch(
+                "select id, record::text from memlayer.memories"
+                " where user_id = $1 and id = any($2)",
+                user_id,
+                [hit.memory_id for hit in hits],
+            )
+            records = {row[0]: _memory(row[1]) for row in found}
+            return [
+                (
+                    records[hit.memory_id],
+                    replace(
+                        hit,
+                        highlights=highlight_terms(
+                            records[hit.memory_id].content, set(terms), HIGHLIGHT_LENGTH
+                        ),
+                    ),
+                )
+                for hit in hits
+            ]
+
+        # relaxed_order: the index scan goes on until `depth` rows pass the filters (the
+        # statement re-sorts what it returns); ef_search bounds the candidates per step.
+        settings = {
+            "hnsw.ef_search": str(max(HNSW_EF_SEARCH, depth)),
+            "hnsw.iterative_scan": "relaxed_order",
+        }
+        return await self.store._run(
+            user_id, op, settings=settings if semantic is not None else None
         )
-        return [(records[hit.memory_id], hit) for hit in hits]
 
-    async def _semantic(
-        self,
-        conn: Any,
-        user_id: str,
-        vector: np.ndarray,
-        space: str,
-        where: str,
-        args: list[Any],
-        depth: int,
-    ) -> list[Any]:
+
+def _tsquery_lexeme(lexeme: str) -> str:
+    """A lexeme as tsquery input, taken verbatim (quoted, its quotes and backslashes escaped)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _legs_sql(
+    where: str,
+    args: list[Any],
+    *,
+    lexemes: list[str],
+    depth: int,
+    vector: np.ndarray | None,
+    space: str,
+    hnsw: bool,
+) -> str | None:
+    """Both legs as one statement (one round trip), appending its arguments to `args`: rows
+    (leg 'k' or 's', nth, score, coverage, id, created_at, dedupe_key) best first per leg.
+
+    Keyword leg: candidates are the newest KEYWORD_CANDIDATES memories holding every query
+    lexeme (GIN), and only when fewer than `depth` hold them all, as many more holding some;
+    they are ranked by ts_rank_cd (cover density, length-normalized: BM25's stand-in), so
+    the work is bounded however many memories share a common word. Coverage is the share of
+    the query's lexemes a memory holds. Semantic leg: cosine distance on the halfvec column,
+    through the HNSW index for a user with many memories (`hnsw`), else an exact scan of the
+    user's rows. Only narrow columns come back: the search reads the records of its hits.
+    All of it reads memlayer.search_memories, the caller's rows (see its migration: through
+    the table, row-level security would keep the GIN index out of the keyword leg)."""
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    ctes: list[str] = []
+    selects: list[str] = []
+    narrow = "id, created_at, dedupe_key"
+    if lexemes:
+        terms = [_tsquery_lexeme(lexeme) for lexeme in lexemes]
+        every, some = arg(" & ".join(terms)), arg(" | ".join(terms))
+        cap, limit = arg(KEYWORD_CANDIDATES), arg(depth)
+        newest = (
+            f"select {narrow}, search_doc from memlayer.search_memories"  # noqa: S608
+            " where {where} and {match}"
+            f" order by id desc limit {cap}"
+        )
+        ctes.append(
+            "kw_every as materialized ("
+            + newest.format(where=where, match=f"search_doc @@ {every}::tsquery")
+            + ")"
+        )
+        pool = f"select {narrow}, search_doc from kw_every"  # noqa: S608
+        if len(terms) > 1:
+            ctes.append(
+                "kw_some as ("  # noqa: S608
+                + newest.format(
+                    where=where,
+                    match=f"search_doc @@ {some}::tsquery and not search_doc @@ {every}::tsquery"  # noqa: S608
+                    f" and (select count(*) from kw_every) < {limit}",
+                )
+                + ")"
+            )
+            pool += f" union all select {narrow}, search_doc from kw_some"  # noqa: S608
+        ctes.append(
+            f"keyword as (select {narrow}, search_doc, rank,"  # noqa: S608
+            " row_number() over (order by rank desc, id) as nth from ("
+            f"select {narrow}, search_doc, ts_rank_cd(search_doc, {some}::tsquery, 1) as rank"
+            f" from ({pool}) pool order by rank desc, id limit {limit}) best)"
+        )
+        selects.append(
+            "select 'k' as leg, nth, rank as score,"  # noqa: S608
+            f" (select count(*) from unnest({arg(terms)}::tsquery[]) t"
+            f" where search_doc @@ t)::float8 / {len(terms)} as coverage, {narrow} from keyword"
+        )
+    if vector is not None:
         dims = int(vector.shape[0])
-        n = len(args)
-        params = [*args, _query_halfvec(vector), space, depth]
-        candidates = await conn.fetchval(
-            "select count(*) from memlayer.memories where user_id = $1 and embedding_dims = $2"
-            " and embedding_space = $3",
-            user_id,
-            dims,
-            space,
-        )
-        if dims in HNSW_DIMENSIONS and candidates >= EXACT_SCAN_BELOW:
-            # relaxed_order: the index keeps scanning until enough rows pass the filters.
-            await conn.execute(
-                f"set local hnsw.ef_search = {max(HNSW_EF_SEARCH, depth)};"
-                " set local hnsw.iterative_scan = relaxed_order"
-            )
-            distance = f"(embedding::halfvec({dims}) <=> ${n + 1}::halfvec({dims}))"
+        query_vector = arg(_query_halfvec(vector))
+        if hnsw and dims in HNSW_DIMENSIONS:
+            distance = f"embedding::halfvec({dims}) <=> {query_vector}::halfvec({dims})"
         else:  # not the index's expression: the planner scans the user's rows exactly
-            distance = f"(embedding <=> ${n + 1}::halfvec)"
-        # Rank on the narrow columns first; the wide record is read for the winners only.
-        return list(
-            await conn.fetch(
-                f"select m.id, m.record::text as record, m.dedupe_key,"  # noqa: S608
-                f" 1 - best.distance as similarity from (select id, {distance} as distance"
-                f" from memlayer.memories where {where} and embedding_dims = {dims}"
-                f" and embedding_space = ${n + 2} and embedding_hash = content_hash"
-                f" order by distance limit ${n + 3}) best"
-                " join memlayer.memories m on m.user_id = $1 and m.id = best.id"
-                " order by best.distance, m.id",
-                *params,
-            )
+            distance = f"embedding <=> {query_vector}::halfvec"
+        ctes.append(
+            f"semantic as (select {narrow}, distance,"  # noqa: S608
+            " row_number() over (order by distance, id) as nth from ("
+            f"select {narrow}, {distance} as distance from memlayer.search_memories"
+            f" where {where}"
+            f" and embedding_dims = {dims} and embedding_space = {arg(space)}"
+            f" order by distance limit {arg(depth)}) nearest)"
         )
-
-
-# The keyword leg: ts_rank_cd (cover density: repeated terms count, saturating) with length
-# normalization (1: divided by 1 + log of the document length) stands in for BM25; coverage is
-# the share of the query's terms a memory contains. Ranked on `search_doc` first; the wide
-# record is read for the winners only.
-_KEYWORD_SQL = (
-    "with q as (select to_tsquery('simple', string_agg(quote_literal(l), ' | ')) as query"
-    " from unnest(${lex}::text[]) l),"
-    " best as (select id, ts_rank_cd(search_doc, q.query, 1) as rank from memlayer.memories, q"
-    " where {where} and search_doc @@ q.query order by rank desc, id limit ${depth})"
-    " select m.id, m.record::text as record, m.dedupe_key, best.rank,"
-    " (select count(*) from unnest(${lex}::text[]) l"
-    "  where m.search_doc @@ to_tsquery('simple', quote_literal(l)))::float"
-    "  / cardinality(${lex}::text[]) as coverage"
-    " from best join memlayer.memories m on m.user_id = $1 and m.id = best.id"
-    " order by best.rank desc, m.id"
-)
+        selects.append(
+            "select 's' as leg, nth, 1 - distance as score, null::float8 as coverage,"  # noqa: S608
+            f" {narrow} from semantic"
+        )
+    if not selects:
+        return None
+    return "with " + ", ".join(ctes) + " " + " union all ".join(selects) + " order by leg, nth"
 
 
 def _embedding_space() -> str:
