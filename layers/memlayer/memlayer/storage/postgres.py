@@ -185,11 +185,12 @@ class PostgresStore:
 
     @classmethod
     def from_settings(cls) -> PostgresStore:
+        from memlayer import secrets
+
         settings = get_settings()
-        assert settings.database_url is not None  # settings require it for this backend
-        return cls(
-            settings.database_url.get_secret_value(), timeout=settings.database_timeout_seconds
-        )
+        dsn = secrets.value("database_url", settings)
+        assert dsn is not None  # settings require it (or its ARN) for this backend
+        return cls(dsn.get_secret_value(), timeout=settings.database_timeout_seconds)
 
     # ------------------------------------------------------------------ connections
     async def _pool(self) -> asyncpg.Pool:
