@@ -195,22 +195,32 @@ async def _search_bench(url: str, user_id: str, n: int, queries: int) -> dict[st
     async def timed(mode: str) -> dict[str, float]:
         for i in range(min(5, queries)):  # warm the pool and the caches
             await ids(i, mode)
+        backends = await _backend_pids(url)
+        cpu0 = time.process_time() + _cpu_seconds(backends)
         timings = []
         for i in range(queries):
             t0 = time.perf_counter()
             await ids(i, mode)
             timings.append((time.perf_counter() - t0) * 1000)
+        cpu = time.process_time() + _cpu_seconds(backends) - cpu0
         timings.sort()
         return {
             "p50": round(statistics.median(timings), 2),
             "p95": round(timings[int(0.95 * (len(timings) - 1))], 2),
+            # CPU of this process and of the server backends per search: what a search costs
+            # on cores of its own (other work on a shared machine inflates wall time only)
+            "cpu_mean": round(cpu * 1000 / queries, 2),
         }
 
     row: dict[str, Any] = {"memories": n}
     for mode in ("hybrid", "keyword", "semantic"):
         row[f"{mode}_ms"] = timed_mode = await timed(mode)
         print(n, mode, timed_mode, flush=True)
-    row["semantic_leg"] = "hnsw" if n >= postgres.EXACT_SCAN_BELOW else "exact scan"
+    row["memories_in_table"] = await _table_rows(url)
+    hnsw = (
+        n >= postgres.EXACT_SCAN_BELOW and n / row["memories_in_table"] >= postgres.HNSW_MIN_SHARE
+    )
+    row["semantic_leg"] = "hnsw" if hnsw else "exact scan"
     shipped = postgres.EXACT_SCAN_BELOW
     recalls = []
     for i in range(queries):
@@ -222,6 +232,40 @@ async def _search_bench(url: str, user_id: str, n: int, queries: int) -> dict[st
     row["semantic_recall_at_10_vs_exact"] = round(statistics.mean(recalls), 4)
     await store.close()
     return row
+
+
+async def _table_rows(url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, statement_cache_size=0)
+    try:
+        return int(await conn.fetchval("select count(*) from memlayer.memories"))
+    finally:
+        await conn.close()
+
+
+async def _backend_pids(url: str) -> list[int]:
+    """The server processes serving the other connections (the store's pool)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url, statement_cache_size=0)
+    try:
+        rows = await conn.fetch(
+            "select pid from pg_stat_activity"
+            " where backend_type = 'client backend' and pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [row["pid"] for row in rows]
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these (local) processes, from /proc."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def _ingest_bench(url: str, n: int) -> dict[str, Any]:
@@ -276,6 +320,7 @@ def main() -> None:
     results: dict[str, Any] = {"search": [], "ingest": None}
     settings = {
         "EXACT_SCAN_BELOW": postgres.EXACT_SCAN_BELOW,
+        "HNSW_MIN_SHARE": postgres.HNSW_MIN_SHARE,
         "HNSW_EF_SEARCH": postgres.HNSW_EF_SEARCH,
         "KEYWORD_CANDIDATES": postgres.KEYWORD_CANDIDATES,
     }

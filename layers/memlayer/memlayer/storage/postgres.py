@@ -62,9 +62,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 IDEMPOTENCY_TTL = timedelta(hours=24)
 POOL_SIZE = 2
-# Below this many memories an exact scan of the user's vectors beats the HNSW index (and is
-# exact); from it on the index answers (bench/postgres.py measures both).
-EXACT_SCAN_BELOW = 20_000
+# The HNSW index answers for a user with at least EXACT_SCAN_BELOW memories who holds at least
+# HNSW_MIN_SHARE of the table; anyone else gets an exact scan of their own vectors. The index
+# is shared by all users: a filtered (iterative) scan wades through other users' vectors, so
+# its cost grows as the user's share shrinks, while an exact scan's grows with the user's
+# count (bench/postgres.py and the README measure both).
+EXACT_SCAN_BELOW = 5_000
+HNSW_MIN_SHARE = 0.25
 HNSW_EF_SEARCH = 100  # candidates per HNSW step (at least the depth); recall in the README
 KEYWORD_CANDIDATES = 1_000  # memories the keyword leg ranks per tier, at most
 HIGHLIGHT_LENGTH = 200  # characters of a hit's text around each highlighted term
@@ -1221,13 +1225,15 @@ class PostgresSearch:
 
         async def op(conn: Any) -> list[tuple[MemoryRecord, Hit]]:
             # What shapes the statement: the query's lexemes (as the tsquery constants the
-            # planner estimates the GIN scans with) and how many memories the user has.
-            memories, lexemes = await conn.fetchrow(
-                "select (select memories from memlayer.profiles where user_id = $1),"
+            # planner estimates the GIN scans with) and the user's count and share of memories.
+            memories, rows_estimate, lexemes = await conn.fetchrow(
+                "select coalesce((select memories from memlayer.profiles where user_id = $1), 0),"
+                " (select reltuples from pg_class where oid = 'memlayer.memories'::regclass),"
                 " array(select lexeme from unnest(to_tsvector('english', $2)))",
                 user_id,
                 query if keyword else "",
             )
+            share = memories / max(rows_estimate, memories, 1)  # reltuples: -1 before analyze
             where, args = _filter_sql(user_id, filters)
             sql = _legs_sql(
                 where,
@@ -1236,7 +1242,7 @@ class PostgresSearch:
                 depth=depth,
                 vector=semantic,
                 space=space,
-                hnsw=(memories or 0) >= EXACT_SCAN_BELOW,
+                hnsw=memories >= EXACT_SCAN_BELOW and share >= HNSW_MIN_SHARE,
             )
             if sql is None:
                 return []
