@@ -25,10 +25,17 @@ import json
 import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+import asyncpg
+import numpy as np
+
+from memlayer.ai.embeddings import get_embedder
 from memlayer.ids import id_ceiling, id_floor, is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
+from memlayer.search import Hit, SearchFilters
+from memlayer.search.fusion import Candidate, combine
+from memlayer.search.text import query_terms
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import (
     ITEM_KINDS,
@@ -49,12 +56,6 @@ from memlayer.storage.errors import (
 from memlayer.storage.pipeline import Connection, PendingCapture
 from memlayer.storage.search_fields import request_reembed, search_fields
 from memlayer.storage.uploads import OPEN_STATUSES, UploadRecord
-
-if TYPE_CHECKING:
-    import asyncpg
-    import numpy as np
-
-    from memlayer.search import Hit, SearchFilters
 
 T = TypeVar("T")
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -103,8 +104,6 @@ def _memory(text: str) -> MemoryRecord:
 
 def _halfvec(vector: bytes) -> str:
     """pgvector's text form of a stored float16 vector."""
-    import numpy as np
-
     return "[" + ",".join(map(repr, np.frombuffer(vector, "<f2").astype(float).tolist())) + "]"
 
 
@@ -158,9 +157,6 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ connections
     async def _pool(self) -> asyncpg.Pool:
-        # asyncpg is imported on first use: the DynamoDB backend never loads it.
-        import asyncpg
-
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is not None:
@@ -185,8 +181,6 @@ class PostgresStore:
         """Runs `op(connection)` in one transaction as `user_id` (role authenticated with the
         user's claims), or as service_role when `user_id` is None; once more on a connection
         that dropped under it."""
-        import asyncpg
-
         for attempt in range(2):
             pool = await self._pool()
             try:
@@ -1141,9 +1135,6 @@ class PostgresSearch:
         semantic_weight: float,
         min_similarity: float | None,
     ) -> list[tuple[MemoryRecord, Hit]]:
-        from memlayer.search.fusion import Candidate, combine
-        from memlayer.search.text import query_terms
-
         if limit <= 0:
             return []
         space = _embedding_space()
@@ -1253,8 +1244,6 @@ _KEYWORD_SQL = (
 
 
 def _embedding_space() -> str:
-    from memlayer.ai.embeddings import get_embedder
-
     space: str = get_embedder(get_settings()).space
     return space
 
