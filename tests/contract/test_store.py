@@ -557,6 +557,66 @@ def test_search_legs_filters_and_freshness(backend: Backend) -> None:
     backend.run(test)
 
 
+def test_search_since_until_compare_when_it_happened(backend: Backend) -> None:
+    """`since`/`until` compare `occurred_at` (an imported chat happened long before it was
+    saved), on every leg, and follow an edit of it."""
+    from memlayer.search import SearchFilters
+
+    store, search = backend.store, backend.search
+    uid = _user()
+    saved = datetime.now(UTC)
+    months = {"jan": datetime(2026, 1, 15, tzinfo=UTC), "mar": datetime(2026, 3, 10, tzinfo=UTC)}
+
+    async def test() -> None:
+        records = {
+            key: _memory(uid, f"Lease notes from {key}: the lease agent called").model_copy(
+                update={"occurred_at": when}
+            )
+            for key, when in months.items()
+        }
+        records["now"] = _memory(uid, "Lease notes from today: the lease agent called")
+        for record in records.values():
+            await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+        await store.put_vectors(uid, [await _vector(r) for r in records.values()])
+        qvec = await _query_vector("lease agent")
+
+        async def ids(since: datetime | None, until: datetime | None, mode: Any) -> set[str]:
+            await search.refresh(uid)
+            hits = await search.search(
+                uid,
+                "lease agent",
+                qvec if mode != "keyword" else None,
+                mode=mode,
+                filters=SearchFilters(
+                    since=since.timestamp() if since else None,
+                    until=until.timestamp() if until else None,
+                ),
+                limit=10,
+                semantic_weight=1.0,
+                min_similarity=None,
+            )
+            by_id = {r.id: k for k, r in records.items()}
+            return {by_id[record.id] for record, _ in hits}
+
+        february = datetime(2026, 2, 1, tzinfo=UTC)
+        for mode in ("keyword", "semantic", "hybrid"):
+            assert await ids(None, None, mode) == {"jan", "mar", "now"}, mode
+            assert await ids(None, february, mode) == {"jan"}, mode
+            assert await ids(february, saved - timedelta(days=1), mode) == {"mar"}, mode
+            assert await ids(february, None, mode) == {"mar", "now"}, mode
+            # the bounds: since is inclusive, until exclusive
+            assert await ids(months["mar"], months["mar"], mode) == set(), mode
+            assert await ids(months["jan"], months["mar"], mode) == {"jan"}, mode
+
+        moved = records["mar"].model_copy(
+            update={"occurred_at": datetime(2025, 12, 24, tzinfo=UTC)}
+        )
+        await store.save_memory(moved, expected_version=1)
+        assert await ids(None, february, "keyword") == {"jan", "mar"}
+
+    backend.run(test)
+
+
 def test_cleanup_purges_what_expired(backend: Backend) -> None:
     from memlayer.storage.pipeline import PendingCapture
 

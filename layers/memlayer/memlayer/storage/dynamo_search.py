@@ -69,6 +69,7 @@ def _doc(record: MemoryRecord, vector: np.ndarray | None) -> Any:
         provider=record.source.provider,
         status=record.status,
         created_at=record.created_at.timestamp(),
+        occurred_at=record.occurred_at.timestamp(),
         dedupe_key=fields.dedupe_key,
         vector=vector,
     )

@@ -1277,7 +1277,7 @@ def _filter_sql(user_id: str, filters: SearchFilters | None) -> tuple[str, list[
         if filters.provider is not None:
             conditions.append(f"provider = {arg(filters.provider)}")
         if filters.since is not None:
-            conditions.append(f"created_at >= {arg(_at(filters.since))}")
+            conditions.append(f"occurred_at >= {arg(_at(filters.since))}")
         if filters.until is not None:
-            conditions.append(f"created_at < {arg(_at(filters.until))}")
+            conditions.append(f"occurred_at < {arg(_at(filters.until))}")
     return " and ".join(conditions), args
