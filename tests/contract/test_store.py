@@ -617,6 +617,70 @@ def test_search_since_until_compare_when_it_happened(backend: Backend) -> None:
     backend.run(test)
 
 
+def test_the_turns_around_a_hit_in_conversation_order(backend: Backend) -> None:
+    """`turns_around` reads a hit's neighbouring turns of its conversation (same provider and
+    conversation id), ordered by when they happened, within the filters, after edits."""
+    from memlayer.search import SearchFilters
+
+    store, search = backend.store, backend.search
+    uid = _user()
+    start = datetime(2026, 3, 10, 18, 0, tzinfo=UTC)
+
+    async def test() -> None:
+        # saved in reverse: the id order is the opposite of the conversation order
+        turns = [
+            _memory(
+                uid,
+                f"turn {i} about the lease",
+                kind="note" if i == 3 else "exchange",
+                source=Source(provider="claude", conversation_id="c1"),
+                created_at=datetime.now(UTC) - timedelta(seconds=i),
+            ).model_copy(update={"occurred_at": start + timedelta(minutes=i)})
+            for i in range(5)
+        ]
+        other_provider = _memory(
+            uid,
+            "same conversation id elsewhere",
+            source=Source(provider="gpt", conversation_id="c1"),
+        ).model_copy(update={"occurred_at": start + timedelta(minutes=2, seconds=30)})
+        loose = _memory(uid, "a note of no conversation")
+        for record in (*turns, other_provider, loose):
+            await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+        name = {r.id: f"t{i}" for i, r in enumerate(turns)} | {
+            other_provider.id: "gpt",
+            loose.id: "loose",
+        }
+
+        async def around(hits: list[MemoryRecord], radius: int, filters: Any = None) -> Any:
+            await search.refresh(uid)
+            found = await search.turns_around(
+                uid, [h.id for h in hits], radius=radius, filters=filters
+            )
+            return {name[hit]: [name[t.id] for t in window] for hit, window in found.items()}
+
+        t0, t1, t2, t3, t4 = turns
+        assert await around([t2, t0, loose], 1) == {
+            "t2": ["t1", "t2", "t3"],
+            "t0": ["t0", "t1"],
+        }
+        assert await around([t4, other_provider], 2) == {"t4": ["t2", "t3", "t4"], "gpt": ["gpt"]}
+        assert await around([t2], 0) == {"t2": ["t2"]}
+        # filtered turns are skipped (the window reaches past them); a filtered hit has none
+        exchanges = SearchFilters(kinds=("exchange",))
+        assert await around([t2, t3], 1, exchanges) == {"t2": ["t1", "t2", "t4"]}
+        # the full record comes back
+        window = (await search.turns_around(uid, [t1.id], radius=1, filters=None))[t1.id]
+        assert [r.model_dump() for r in window] == [t.model_dump() for t in (t0, t1, t2)]
+
+        # an edit of when it happened reorders; a deleted turn is gone
+        moved = t0.model_copy(update={"occurred_at": start + timedelta(hours=1)})
+        await store.save_memory(moved, expected_version=1)
+        await store.delete_memory(uid, t3.id)
+        assert await around([t4], 1) == {"t4": ["t2", "t4", "t0"]}
+
+    backend.run(test)
+
+
 def test_cleanup_purges_what_expired(backend: Backend) -> None:
     from memlayer.storage.pipeline import PendingCapture
 

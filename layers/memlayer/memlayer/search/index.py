@@ -602,6 +602,19 @@ class UserIndex:
             if seg is not None:
                 seg.close()
 
+    def admitted(self, memory_ids: Iterable[str], filters: SearchFilters | None) -> set[str]:
+        """Those of `memory_ids` that are indexed and pass `filters`."""
+        wanted = set(memory_ids)
+        found: set[str] = set()
+        for seg in self._segments():
+            mask = seg.allowed(filters, self._codes)
+            if seg is self._main:
+                rows = [(m, self._main_pos[m]) for m in wanted if m in self._main_pos]
+            else:
+                rows = [(m, row) for row, m in enumerate(seg.ids) if m in wanted]
+            found.update(m for m, row in rows if mask[row])
+        return found
+
     # -- searching ------------------------------------------------------------------------
 
     def _weighted_terms(
