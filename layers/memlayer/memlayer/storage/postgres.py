@@ -23,7 +23,7 @@ import base64
 import binascii
 import json
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -1224,6 +1224,49 @@ class PostgresSearch:
             )
         )
 
+    async def turns_around(
+        self,
+        user_id: str,
+        memory_ids: Sequence[str],
+        *,
+        radius: int,
+        filters: SearchFilters | None,
+    ) -> dict[str, list[MemoryRecord]]:
+        if not memory_ids or radius < 0:
+            return {}
+        where, args = _filter_sql(user_id, filters)
+        n = len(args)
+        sql = _TURNS_SQL.format(where=where, ids=n + 1, radius=n + 2)
+        rows = await self.store._run(
+            user_id, lambda conn: conn.fetch(sql, *args, list(memory_ids), radius)
+        )
+        found: dict[str, list[MemoryRecord]] = {}
+        for row in rows:
+            found.setdefault(row["hit_id"], []).append(_memory(row["record"]))
+        return {hit: turns for hit, turns in found.items() if any(t.id == hit for t in turns)}
+
+
+# The turns around each hit: the `radius` before it and itself with the `radius` after it, on
+# the conversation index, among the turns that pass the filters (`{where}` names the inner
+# table's columns). A hit the filters leave out is dropped by the caller.
+_TURNS_SQL = (
+    "with hit as (select id, provider, conversation_id, occurred_at from memlayer.memories"
+    " where user_id = $1 and id = any(${ids}::text[]) and conversation_id is not null)"
+    " select hit.id as hit_id, turn.record from hit cross join lateral ("
+    " (select id, occurred_at, record::text as record from memlayer.memories"
+    "  where {where} and conversation_id = hit.conversation_id"
+    "  and provider is not distinct from hit.provider"
+    "  and (occurred_at, id) < (hit.occurred_at, hit.id)"
+    "  order by occurred_at desc, id desc limit ${radius})"
+    " union all"
+    " (select id, occurred_at, record::text as record from memlayer.memories"
+    "  where {where} and conversation_id = hit.conversation_id"
+    "  and provider is not distinct from hit.provider"
+    "  and (occurred_at, id) >= (hit.occurred_at, hit.id)"
+    "  order by occurred_at, id limit ${radius} + 1)"
+    " ) turn order by hit.id, turn.occurred_at, turn.id"
+)
+
 
 # The keyword leg: ts_rank_cd (cover density: repeated terms count, saturating) with length
 # normalization (1: divided by 1 + log of the document length) stands in for BM25; coverage is
@@ -1266,7 +1309,7 @@ def _filter_sql(user_id: str, filters: SearchFilters | None) -> tuple[str, list[
         if filters.provider is not None:
             conditions.append(f"provider = {arg(filters.provider)}")
         if filters.since is not None:
-            conditions.append(f"created_at >= {arg(_at(filters.since))}")
+            conditions.append(f"occurred_at >= {arg(_at(filters.since))}")
         if filters.until is not None:
-            conditions.append(f"created_at < {arg(_at(filters.until))}")
+            conditions.append(f"occurred_at < {arg(_at(filters.until))}")
     return " and ".join(conditions), args
