@@ -32,6 +32,7 @@ class Hit:
     semantic_rank: int | None = None  # 1-based rank in the semantic list, if in it
     keyword_rank: int | None = None  # 1-based rank in the keyword list, if in it
     similarity: float | None = None  # cosine to the query, if in the semantic list
+    neighbour_of: str | None = None  # listed as a turn next to this hit (search/conversation.py)
 
 
 @dataclass(frozen=True, slots=True)

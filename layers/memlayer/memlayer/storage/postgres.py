@@ -25,13 +25,21 @@ import base64
 import binascii
 import json
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+import asyncpg
+import numpy as np
+
+from memlayer import secrets
+from memlayer.ai.embeddings import get_embedder
 from memlayer.ids import id_ceiling, id_floor, is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
+from memlayer.search import Hit, SearchFilters
+from memlayer.search.fusion import Candidate, combine
+from memlayer.search.text import highlight_terms, query_terms
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import (
     ITEM_KINDS,
@@ -52,12 +60,6 @@ from memlayer.storage.errors import (
 from memlayer.storage.pipeline import Connection, PendingCapture
 from memlayer.storage.search_fields import request_reembed, search_fields
 from memlayer.storage.uploads import OPEN_STATUSES, UploadRecord
-
-if TYPE_CHECKING:
-    import asyncpg
-    import numpy as np
-
-    from memlayer.search import Hit, SearchFilters
 
 T = TypeVar("T")
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -117,8 +119,6 @@ def _memory(text: str) -> MemoryRecord:
 
 def _halfvec(vector: bytes) -> str:
     """pgvector's text form of a stored float16 vector."""
-    import numpy as np
-
     return "[" + ",".join(map(repr, np.frombuffer(vector, "<f2").astype(float).tolist())) + "]"
 
 
@@ -189,8 +189,6 @@ class PostgresStore:
 
     @classmethod
     def from_settings(cls) -> PostgresStore:
-        from memlayer import secrets
-
         settings = get_settings()
         dsn = secrets.value("database_url", settings)
         assert dsn is not None  # settings require it (or its ARN) for this backend
@@ -198,9 +196,6 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ connections
     async def _pool(self) -> asyncpg.Pool:
-        # asyncpg is imported on first use: the DynamoDB backend never loads it.
-        import asyncpg
-
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is not None:
@@ -232,8 +227,6 @@ class PostgresStore:
         user's claims), or as service_role when `user_id` is None, with `settings` (GUCs) set
         for the transaction in the same round trip; once more on a connection that dropped
         under it."""
-        import asyncpg
-
         if user_id is None:
             setup, params = ["set_config('role', 'service_role', true)"], []
         else:
@@ -1211,9 +1204,6 @@ class PostgresSearch:
         semantic_weight: float,
         min_similarity: float | None,
     ) -> list[tuple[MemoryRecord, Hit]]:
-        from memlayer.search.fusion import Candidate, combine
-        from memlayer.search.text import highlight_terms, query_terms
-
         if limit <= 0:
             return []
         depth = max(limit * 4 + 32, 100) if mode == "hybrid" else limit + limit + 32
@@ -1297,6 +1287,49 @@ class PostgresSearch:
         return await self.store._run(
             user_id, op, settings=settings if semantic is not None else None
         )
+
+    async def turns_around(
+        self,
+        user_id: str,
+        memory_ids: Sequence[str],
+        *,
+        radius: int,
+        filters: SearchFilters | None,
+    ) -> dict[str, list[MemoryRecord]]:
+        if not memory_ids or radius < 0:
+            return {}
+        where, args = _filter_sql(user_id, filters)
+        n = len(args)
+        sql = _TURNS_SQL.format(where=where, ids=n + 1, radius=n + 2)
+        rows = await self.store._run(
+            user_id, lambda conn: conn.fetch(sql, *args, list(memory_ids), radius)
+        )
+        found: dict[str, list[MemoryRecord]] = {}
+        for row in rows:
+            found.setdefault(row["hit_id"], []).append(_memory(row["record"]))
+        return {hit: turns for hit, turns in found.items() if any(t.id == hit for t in turns)}
+
+
+# The turns around each hit: the `radius` before it and itself with the `radius` after it, on
+# the conversation index, among the turns that pass the filters (`{where}` names the inner
+# table's columns). A hit the filters leave out is dropped by the caller.
+_TURNS_SQL = (
+    "with hit as (select id, provider, conversation_id, occurred_at from memlayer.memories"
+    " where user_id = $1 and id = any(${ids}::text[]) and conversation_id is not null)"
+    " select hit.id as hit_id, turn.record from hit cross join lateral ("
+    " (select id, occurred_at, record::text as record from memlayer.memories"
+    "  where {where} and conversation_id = hit.conversation_id"
+    "  and provider is not distinct from hit.provider"
+    "  and (occurred_at, id) < (hit.occurred_at, hit.id)"
+    "  order by occurred_at desc, id desc limit ${radius})"
+    " union all"
+    " (select id, occurred_at, record::text as record from memlayer.memories"
+    "  where {where} and conversation_id = hit.conversation_id"
+    "  and provider is not distinct from hit.provider"
+    "  and (occurred_at, id) >= (hit.occurred_at, hit.id)"
+    "  order by occurred_at, id limit ${radius} + 1)"
+    " ) turn order by hit.id, turn.occurred_at, turn.id"
+)
 
 
 def _tsquery_lexeme(lexeme: str) -> str:
@@ -1396,8 +1429,6 @@ def _legs_sql(
 
 
 def _embedding_space() -> str:
-    from memlayer.ai.embeddings import get_embedder
-
     space: str = get_embedder(get_settings()).space
     return space
 
@@ -1420,7 +1451,7 @@ def _filter_sql(user_id: str, filters: SearchFilters | None) -> tuple[str, list[
         if filters.provider is not None:
             conditions.append(f"provider = {arg(filters.provider)}")
         if filters.since is not None:
-            conditions.append(f"created_at >= {arg(_at(filters.since))}")
+            conditions.append(f"occurred_at >= {arg(_at(filters.since))}")
         if filters.until is not None:
-            conditions.append(f"created_at < {arg(_at(filters.until))}")
+            conditions.append(f"occurred_at < {arg(_at(filters.until))}")
     return " and ".join(conditions), args
