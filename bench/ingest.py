@@ -155,11 +155,26 @@ class Serve:
         return time.perf_counter() - started
 
 
+def get_json(http: httpx.Client, path: str, **params: Any) -> Any:
+    """A GET, tried again when the connection drops: a pooled keep-alive connection the
+    server closed as idle (uvicorn, after 5 s) can be reset just as it is reused."""
+    for attempt in range(1, 4):
+        try:
+            response = http.get(path, params=params or None)
+            break
+        except httpx.TransportError:
+            if attempt == 3:
+                raise
+            time.sleep(0.5)
+    response.raise_for_status()
+    return response.json()
+
+
 def wait_drained(http: httpx.Client, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     quiet = 0
     while time.monotonic() < deadline:
-        counts = http.get("/_local/queues").json()
+        counts = get_json(http, "/_local/queues")
         empty = all(sum(counts[q].values()) == 0 for q in WORK_QUEUES)
         quiet = quiet + 1 if empty else 0
         if quiet >= 2:
@@ -173,7 +188,7 @@ def list_statuses(http: httpx.Client) -> dict[str, int]:
     cursor = None
     while True:
         params: dict[str, Any] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
-        page = http.get("/v1/memories", params=params).json()
+        page = get_json(http, "/v1/memories", **params)
         for item in page["items"]:
             statuses[item["status"]] = statuses.get(item["status"], 0) + 1
         cursor = page.get("next_cursor")
@@ -191,16 +206,26 @@ def restarted(state_dir: Path, stats_file: Path, token: str, backend: str) -> di
             timeout=120,
         ) as http:
             statuses = list_statuses(http)
-            t0 = time.perf_counter()
-            found = http.post("/v1/search", json={"query": content(7), "limit": 5}).json()
-            search_ms = (time.perf_counter() - t0) * 1000
-            hits = [hit["memory"]["content"] for hit in found["items"]]
+            # The first search cold-starts the retrieval function and loads the user's index;
+            # past the HTTP API's 30 s it answers 503 while the load goes on, so it is asked
+            # again (each attempt recorded).
+            searches: list[dict[str, Any]] = []
+            hits: list[str] = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                response = http.post("/v1/search", json={"query": content(7), "limit": 5})
+                ms = round((time.perf_counter() - t0) * 1000, 1)
+                searches.append({"status": response.status_code, "ms": ms})
+                if response.status_code == 200:
+                    hits = [hit["memory"]["content"] for hit in response.json()["items"]]
+                    break
     finally:
         stop_s = serve.stop()
     return {
         "startup_s": round(serve.startup_s, 2),
         "statuses": statuses,
-        "first_search_ms": round(search_ms, 1),
+        "first_search_ms": searches[0]["ms"],
+        "searches": searches,
         "search_finds_the_memory": content(7) in hits,
         "sigterm_exit_s": round(stop_s, 2),
     }
@@ -254,6 +279,8 @@ def run(memories: int, concurrency: int, round_size: int, backend: str) -> dict[
                         }
                     )
                     print(json.dumps(rounds[-1]), file=sys.stderr, flush=True)
+                    progress = {"memories": memories, "in_progress": True, "rounds": rounds}
+                    record(memories, backend, progress)
             total_s = time.perf_counter() - started
             statuses = list_statuses(http)
             peak_rss = max(r["rss_mb"] for r in rounds)
@@ -291,6 +318,13 @@ def run(memories: int, concurrency: int, round_size: int, backend: str) -> dict[
     }
 
 
+def record(memories: int, backend: str, result: dict[str, Any]) -> None:
+    recorded = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    key = str(memories) if backend == "dynamodb" else f"{memories} {backend}"
+    recorded[key] = result
+    RESULTS.write_text(json.dumps(recorded, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memories", type=int, default=1000)
@@ -304,10 +338,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     result = run(args.memories, args.concurrency, args.round_size, args.backend)
-    recorded = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    key = str(args.memories) if args.backend == "dynamodb" else f"{args.memories} {args.backend}"
-    recorded[key] = result
-    RESULTS.write_text(json.dumps(recorded, indent=2) + "\n")
+    record(args.memories, args.backend, result)
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=2))
 
 

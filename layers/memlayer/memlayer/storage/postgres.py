@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 import asyncpg
 import numpy as np
 
-from memlayer import secrets
 from memlayer.ai.embeddings import get_embedder
 from memlayer.ids import id_ceiling, id_floor, is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
@@ -189,6 +188,8 @@ class PostgresStore:
 
     @classmethod
     def from_settings(cls) -> PostgresStore:
+        from memlayer import secrets
+
         settings = get_settings()
         dsn = secrets.value("database_url", settings)
         assert dsn is not None  # settings require it (or its ARN) for this backend
@@ -1310,28 +1311,6 @@ class PostgresSearch:
         return {hit: turns for hit, turns in found.items() if any(t.id == hit for t in turns)}
 
 
-# The turns around each hit: the `radius` before it and itself with the `radius` after it, on
-# the conversation index, among the turns that pass the filters (`{where}` names the inner
-# table's columns). A hit the filters leave out is dropped by the caller.
-_TURNS_SQL = (
-    "with hit as (select id, provider, conversation_id, occurred_at from memlayer.memories"
-    " where user_id = $1 and id = any(${ids}::text[]) and conversation_id is not null)"
-    " select hit.id as hit_id, turn.record from hit cross join lateral ("
-    " (select id, occurred_at, record::text as record from memlayer.memories"
-    "  where {where} and conversation_id = hit.conversation_id"
-    "  and provider is not distinct from hit.provider"
-    "  and (occurred_at, id) < (hit.occurred_at, hit.id)"
-    "  order by occurred_at desc, id desc limit ${radius})"
-    " union all"
-    " (select id, occurred_at, record::text as record from memlayer.memories"
-    "  where {where} and conversation_id = hit.conversation_id"
-    "  and provider is not distinct from hit.provider"
-    "  and (occurred_at, id) >= (hit.occurred_at, hit.id)"
-    "  order by occurred_at, id limit ${radius} + 1)"
-    " ) turn order by hit.id, turn.occurred_at, turn.id"
-)
-
-
 def _tsquery_lexeme(lexeme: str) -> str:
     """A lexeme as tsquery input, taken verbatim (quoted, its quotes and backslashes escaped)."""
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
@@ -1426,6 +1405,28 @@ def _legs_sql(
     if not selects:
         return None
     return "with " + ", ".join(ctes) + " " + " union all ".join(selects) + " order by leg, nth"
+
+
+# The turns around each hit: the `radius` before it and itself with the `radius` after it, on
+# the conversation index, among the turns that pass the filters (`{where}` names the inner
+# table's columns). A hit the filters leave out is dropped by the caller.
+_TURNS_SQL = (
+    "with hit as (select id, provider, conversation_id, occurred_at from memlayer.memories"
+    " where user_id = $1 and id = any(${ids}::text[]) and conversation_id is not null)"
+    " select hit.id as hit_id, turn.record from hit cross join lateral ("
+    " (select id, occurred_at, record::text as record from memlayer.memories"
+    "  where {where} and conversation_id = hit.conversation_id"
+    "  and provider is not distinct from hit.provider"
+    "  and (occurred_at, id) < (hit.occurred_at, hit.id)"
+    "  order by occurred_at desc, id desc limit ${radius})"
+    " union all"
+    " (select id, occurred_at, record::text as record from memlayer.memories"
+    "  where {where} and conversation_id = hit.conversation_id"
+    "  and provider is not distinct from hit.provider"
+    "  and (occurred_at, id) >= (hit.occurred_at, hit.id)"
+    "  order by occurred_at, id limit ${radius} + 1)"
+    " ) turn order by hit.id, turn.occurred_at, turn.id"
+)
 
 
 def _embedding_space() -> str:

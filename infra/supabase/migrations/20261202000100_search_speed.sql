@@ -1,5 +1,4 @@
--- Search speed (bench/postgres.py, README "Benchmarks"). Safe to run again (it was applied
--- under an earlier version number on some development databases).
+-- Search speed (bench/postgres.py, README "Benchmarks").
 --
 -- A memory's vector columns are all set from its current content or all null: the semantic
 -- leg then needs no `embedding_hash = content_hash` filter (which the planner cannot
@@ -11,11 +10,11 @@ where embedding is not null and embedding_hash is distinct from content_hash;
 
 -- HNSW rebuilt with ef_construction 128 (pgvector's default is 64): on clustered vectors the
 -- default graph left recall@10 near 0.97 at any ef_search; 128 gives 0.998 at ef_search 100.
-drop index if exists memlayer.memories_embedding_384;
-drop index if exists memlayer.memories_embedding_512;
-drop index if exists memlayer.memories_embedding_768;
-drop index if exists memlayer.memories_embedding_1024;
-drop index if exists memlayer.memories_embedding_1536;
+drop index memlayer.memories_embedding_384;
+drop index memlayer.memories_embedding_512;
+drop index memlayer.memories_embedding_768;
+drop index memlayer.memories_embedding_1024;
+drop index memlayer.memories_embedding_1536;
 create index memories_embedding_384 on memlayer.memories
   using hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) with (m = 16, ef_construction = 128)
   where embedding_dims = 384;
@@ -35,7 +34,7 @@ create index memories_embedding_1536 on memlayer.memories
 -- Keyword leg: the GIN index leads with user_id (btree_gin), so a search reads the posting
 -- lists of its own user only, not every user's memories that share a word.
 create extension if not exists btree_gin;
-drop index if exists memlayer.memories_search_doc;
+drop index memlayer.memories_search_doc;
 create index memories_search_doc on memlayer.memories using gin (user_id, search_doc);
 
 -- Search reads the caller's memories through this view. Through the table, row-level
@@ -46,6 +45,6 @@ create index memories_search_doc on memlayer.memories using gin (user_id, search
 -- database still keeps users apart. (Not a security barrier, so leaky functions in a query's
 -- own conditions may see rows the view then drops: memlayer's SQL is the only SQL it runs.)
 -- A migration that adds a memories column the search filters use recreates it.
-create or replace view memlayer.search_memories with (security_invoker = false) as
+create view memlayer.search_memories with (security_invoker = false) as
   select * from memlayer.memories where user_id = (select auth.jwt() ->> 'sub');
 grant select on memlayer.search_memories to authenticated;
