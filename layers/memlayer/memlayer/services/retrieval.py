@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
+import numpy as np
 from pydantic import BaseModel, Field
 
+from memlayer import queues
+from memlayer.ai.chat import ContextMemory, grounded_answer
+from memlayer.ai.embeddings import Embedder, get_embedder
+from memlayer.errors import ProviderError
 from memlayer.ids import utcnow
 from memlayer.models import Body, Kind, Memory, MemoryRecord, Moment, SearchMode, Timestamp
 from memlayer.observability import logger
+from memlayer.search import Hit, SearchFilters
+from memlayer.search.context import ContextCandidate, build_context
 from memlayer.search.conversation import (
     NEIGHBOUR_RADIUS,
     boost_period,
@@ -24,8 +31,6 @@ from memlayer.search.timeexpr import resolve
 from memlayer.settings import get_settings
 from memlayer.storage import get_search_index, get_store
 
-if TYPE_CHECKING:
-    import numpy as np
 SEARCH_DEPTH_FOR_CONTEXT = 20
 SEARCH_DEPTH_FOR_CHAT = 8
 # How many hits a query that names a time is re-ranked from. On the conversational bench
@@ -88,15 +93,11 @@ class ChatOut(BaseModel):
     provider: str
 
 
-def _embedder() -> Any:
-    from memlayer.ai.embeddings import get_embedder
-
+def _embedder() -> Embedder:
     return get_embedder(get_settings())
 
 
 async def reembed(user_id: str) -> int:
-    from memlayer import queues
-
     space = _embedder().space
     records = await get_store().all_memories(user_id)
     messages = [
@@ -110,9 +111,7 @@ async def reembed(user_id: str) -> int:
     return len(messages)
 
 
-def _filters(filters: SearchFiltersIn | None) -> Any:
-    from memlayer.search import SearchFilters
-
+def _filters(filters: SearchFiltersIn | None) -> SearchFilters | None:
     if filters is None:
         return None
     kinds = [filters.kind] if isinstance(filters.kind, str) else filters.kind
@@ -128,8 +127,6 @@ def _filters(filters: SearchFiltersIn | None) -> Any:
 async def _query_vector(query: str, mode: SearchMode) -> np.ndarray | None:
     if mode == "keyword":
         return None
-    from memlayer.errors import ProviderError
-
     try:
         return (await _embedder().embed([query]))[0]
     except ProviderError as exc:
@@ -144,10 +141,10 @@ async def ranked(
     *,
     mode: SearchMode,
     limit: int,
-    filters: Any = None,
+    filters: SearchFilters | None = None,
     related_only: bool = False,
     expand: bool = False,
-) -> list[tuple[MemoryRecord, Any]]:
+) -> list[tuple[MemoryRecord, Hit]]:
     """The user's best memories for `query`. With `related_only` (what goes to a chat model),
     a memory must share a word with the query or be at least the embedder's
     `relevance_floor` similar to it: ranking alone always fills the list, relevant or not.
@@ -213,8 +210,6 @@ async def search(user_id: str, body: SearchIn) -> SearchOut:
 
 
 async def context(user_id: str, body: ContextIn) -> ContextOut:
-    from memlayer.search.context import ContextCandidate, build_context
-
     # A turn of a conversation means little alone: the best hits bring the turns around them.
     results = await ranked(
         user_id,
@@ -245,8 +240,6 @@ async def context(user_id: str, body: ContextIn) -> ContextOut:
 
 
 async def chat(user_id: str, body: ChatIn) -> ChatOut:
-    from memlayer.ai.chat import ContextMemory, grounded_answer
-
     results = await ranked(
         user_id, body.message, mode="hybrid", limit=SEARCH_DEPTH_FOR_CHAT, related_only=True
     )

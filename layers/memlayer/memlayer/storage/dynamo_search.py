@@ -16,17 +16,18 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from memlayer.ai.embeddings import Embedder, get_embedder
 from memlayer.models import MemoryRecord, SearchMode
+from memlayer.search import Hit, IndexedDoc, SearchFilters, UserIndex
 from memlayer.settings import get_settings
 from memlayer.storage.base import CHANGE_LOG_TTL, StoredVector
 from memlayer.storage.search_fields import request_reembed, search_fields
 
 if TYPE_CHECKING:
-    import numpy as np
-
-    from memlayer.search import Hit, SearchFilters
     from memlayer.storage.dynamo import DynamoStore
 
 CACHED_USERS = 16
@@ -44,7 +45,7 @@ class CachedIndex:
     generation: str  # PROFILE.generation: changes when the user is erased
     version: int  # PROFILE.data_version the index reflects
     synced_at: float  # epoch seconds when the last sync started reading
-    index: Any  # memlayer.search.UserIndex
+    index: UserIndex
     records: dict[str, MemoryRecord]
     conversations: dict[Conversation, set[str]]  # the turns of each, unordered
     # the turns of each in conversation order, sorted when first asked for after a change
@@ -89,15 +90,11 @@ def _move_turn(cached: CachedIndex, memory_id: str, record: MemoryRecord | None)
         cached.conversations.setdefault(new_key, set()).add(memory_id)
 
 
-def _embedder() -> Any:
-    from memlayer.ai.embeddings import get_embedder
-
+def _embedder() -> Embedder:
     return get_embedder(get_settings())
 
 
-def _doc(record: MemoryRecord, vector: np.ndarray | None) -> Any:
-    from memlayer.search import IndexedDoc
-
+def _doc(record: MemoryRecord, vector: np.ndarray | None) -> IndexedDoc:
     fields = search_fields(record)
     return IndexedDoc(
         memory_id=record.id,
@@ -114,13 +111,13 @@ def _doc(record: MemoryRecord, vector: np.ndarray | None) -> Any:
     )
 
 
-def _indexed(record: MemoryRecord, stored: StoredVector | None, space: str) -> tuple[Any, bool]:
+def _indexed(
+    record: MemoryRecord, stored: StoredVector | None, space: str
+) -> tuple[IndexedDoc, bool]:
     """The record as an `IndexedDoc`, with its vector only if it is from `space` and of the
     current content; and whether a ready memory lacks such a vector."""
     vector = None
     if stored and stored.space == space and stored.content_hash == record.content_hash:
-        import numpy as np  # imported on the first search, not at cold start
-
         vector = np.frombuffer(stored.vector, dtype="<f2").astype(np.float32)
     return _doc(record, vector), vector is None and record.status == "ready"
 
@@ -263,8 +260,6 @@ class InMemorySearch:
     async def _load(
         self, user_id: str, generation: str, version: int, synced_at: float
     ) -> CachedIndex:
-        from memlayer.search import UserIndex
-
         records, vectors = await asyncio.gather(
             self.store.all_memories(user_id), self.store.get_vectors(user_id)
         )
