@@ -226,7 +226,7 @@ async def context(user_id: str, body: ContextIn) -> ContextOut:
                 id=record.id,
                 title=record.analysis.title if record.analysis else record.source.title,
                 text=record.content,
-                created_at=record.occurred_at,  # the date shown: when it happened
+                occurred_at=record.occurred_at,
                 source_url=record.source.canonical_url or record.source.url,
                 provider=record.source.provider,
             )

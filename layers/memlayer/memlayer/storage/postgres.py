@@ -1409,7 +1409,7 @@ def _legs_sql(
 
 # The turns around each hit: the `radius` before it and itself with the `radius` after it, on
 # the conversation index, among the turns that pass the filters (`{where}` names the inner
-# table's columns). A hit the filters leave out is dropped by the caller.
+# table's columns); `turns_around` drops a hit the filters leave out.
 _TURNS_SQL = (
     "with hit as (select id, provider, conversation_id, occurred_at from memlayer.memories"
     " where user_id = $1 and id = any(${ids}::text[]) and conversation_id is not null)"
