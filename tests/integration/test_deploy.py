@@ -106,14 +106,15 @@ def test_least_privilege_on_the_table() -> None:
 
 def test_pushes_are_allowed_where_progress_is_sent() -> None:
     api = STACK.ws_apis["WebSocketApi"]
-    connection = (
-        f"arn:aws:execute-api:us-east-1:123456789012:{api.api_id}/{api.stage}/POST/@connections/c"
-    )
-    pushers = {
-        lid for lid, r in ROLES.items() if r.allows("execute-api:ManageConnections", connection)
-    }
-    assert {"TasksFunction", "AnalyzeFunction", "EmbedFunction"} <= pushers
-    assert "RetrievalFunction" not in pushers
+    connections = f"arn:aws:execute-api:us-east-1:123456789012:{api.api_id}/{api.stage}"
+    # A push posts to the connection; a subscription whose credential ended is deleted.
+    for method in ("POST", "DELETE"):
+        connection = f"{connections}/{method}/@connections/c"
+        pushers = {
+            lid for lid, r in ROLES.items() if r.allows("execute-api:ManageConnections", connection)
+        }
+        assert {"TasksFunction", "AnalyzeFunction", "EmbedFunction", "ExtractFunction"} <= pushers
+        assert "RetrievalFunction" not in pushers
 
 
 def test_names_are_derived_from_the_stack() -> None:

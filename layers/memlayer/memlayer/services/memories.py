@@ -214,10 +214,19 @@ async def _patch_once(
 
 
 async def delete(user_id: str, memory_id: str) -> None:
-    """Deletes the memory and what was derived from it (vector, job, uploaded files)."""
+    """Deletes the memory and what was derived from it (vector, job, uploaded files).
+
+    The files go first: if deleting them fails, the memory is still there and the client's
+    retry finishes the job, instead of a memory gone and its files left with no owner."""
+    store = get_store()
+    current = await store.get_memory(user_id, memory_id)
+    if current is None:
+        raise NotFound("memory not found")
+    if current.upload_ids:
+        await delete_uploads(user_id, current.upload_ids)
     for _ in range(3):  # a background enrichment step may save between read and delete
         try:
-            record = await get_store().delete_memory(user_id, memory_id)
+            record = await store.delete_memory(user_id, memory_id)
             break
         except VersionConflict:
             continue
@@ -225,8 +234,9 @@ async def delete(user_id: str, memory_id: str) -> None:
         raise PreconditionFailed("memory changed concurrently; retry the delete")
     if record is None:
         raise NotFound("memory not found")
-    if record.upload_ids:
-        await delete_uploads(user_id, record.upload_ids)
+    attached_meanwhile = set(record.upload_ids) - set(current.upload_ids)
+    if attached_meanwhile:
+        await delete_uploads(user_id, sorted(attached_meanwhile))
 
 
 async def delete_uploads(user_id: str, upload_ids: list[str]) -> int:
