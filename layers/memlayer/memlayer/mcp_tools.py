@@ -92,6 +92,7 @@ class MemorySummary(BaseModel):
 
 class SearchResult(MemorySummary):
     score: float
+    neighbour_of: str | None = None  # with expand: a turn listed next to this result's id
 
 
 class SearchMemoriesOut(BaseModel):
@@ -148,7 +149,10 @@ async def _save(user_id: str, args: SaveMemoryIn) -> tuple[BaseModel, str | None
 async def _search(user_id: str, args: retrieval.SearchIn) -> tuple[BaseModel, str | None]:
     found = await retrieval.search(user_id, args)
     results = [
-        SearchResult(**_summary(hit.memory), score=round(hit.score, 4)) for hit in found.items
+        SearchResult(
+            **_summary(hit.memory), score=round(hit.score, 4), neighbour_of=hit.neighbour_of
+        )
+        for hit in found.items
     ]
     return SearchMemoriesOut(results=results), None
 
@@ -248,6 +252,10 @@ TOOLS: dict[str, ToolSpec] = {
                 "filters": (
                     "Optional: kind (note, prompt, response, exchange, share, file), tags (all "
                     "must match), provider, since/until (ISO 8601)."
+                ),
+                "expand": (
+                    "Also list the turns around the best results in their conversation "
+                    "(default false); each names its result in neighbour_of."
                 ),
             },
         ),
