@@ -88,4 +88,4 @@ lock:
 	/tmp/memlayer-lock/bin/pip freeze --exclude-editable | grep -v '^memlayer' > requirements/dev.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) .mypy_cache .ruff_cache .aws-sam .grimp_cache .import_linter_cache

@@ -23,6 +23,7 @@ import numpy as np
 from memlayer.ai.embeddings import Embedder, get_embedder
 from memlayer.models import MemoryRecord, SearchMode
 from memlayer.search import Hit, IndexedDoc, SearchFilters, UserIndex
+from memlayer.search.conversation import turn_window
 from memlayer.settings import get_settings
 from memlayer.storage.base import CHANGE_LOG_TTL, StoredVector
 from memlayer.storage.search_fields import request_reembed, search_fields
@@ -186,8 +187,6 @@ class InMemorySearch:
         # The index the last search read (no second version check): the turns come from the
         # same state as the hits.
         cached = _cache.get(user_id) or await self.user_index(user_id)
-        from memlayer.search.conversation import turn_window
-
         records = cached.records
         found: dict[str, list[MemoryRecord]] = {}
         for memory_id in memory_ids:

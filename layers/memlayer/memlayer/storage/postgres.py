@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import asyncpg
 import numpy as np
 
+from memlayer import secrets
 from memlayer.ai.embeddings import get_embedder
 from memlayer.ids import id_ceiling, id_floor, is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
@@ -188,8 +189,6 @@ class PostgresStore:
 
     @classmethod
     def from_settings(cls) -> PostgresStore:
-        from memlayer import secrets
-
         settings = get_settings()
         dsn = secrets.value("database_url", settings)
         assert dsn is not None  # settings require it (or its ARN) for this backend
