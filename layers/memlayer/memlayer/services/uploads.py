@@ -20,15 +20,20 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Any
 from urllib.parse import unquote_plus
 
-from pydantic import BaseModel, Field, field_validator
-
 from memlayer import blobs
+from memlayer.api.uploads import (
+    ALLOWED_CONTENT_TYPES,
+    Upload,
+    UploadCreate,
+    UploadTicket,
+    normalize_content_type,
+)
 from memlayer.errors import NotFound, PayloadTooLarge, QuotaExceeded, ValidationFailed
 from memlayer.ids import new_id, utcnow
-from memlayer.models import Body, Source, Timestamp, truncate_stored
+from memlayer.models import Source, truncate_stored
 from memlayer.observability import logger
 from memlayer.pipeline.extract import extract_page
 from memlayer.services import memories
@@ -37,15 +42,8 @@ from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.base import VersionConflict
 from memlayer.storage.errors import LimitReached, seconds_to_midnight
-from memlayer.storage.uploads import UploadRecord, UploadsStore, UploadStatus
+from memlayer.storage.uploads import UploadRecord, UploadsStore
 
-ALLOWED_CONTENT_TYPES: frozenset[str] = frozenset(
-    {"text/plain", "text/markdown", "text/html", "application/pdf"}
-)
-_CONTENT_TYPE_ALIASES = {
-    "text/x-markdown": "text/markdown",
-    "application/x-pdf": "application/pdf",
-}
 # A worker that took an upload and then vanished (crash, timeout) is presumed dead after this;
 # a redelivered message then takes the upload over.
 CLAIM_LEASE = timedelta(minutes=5)
@@ -54,79 +52,6 @@ ATTACHABLE_STATUSES: frozenset[str] = frozenset({"awaiting", "received", "extrac
 
 
 # ---------------------------------------------------------------------------- API bodies
-
-
-def normalize_content_type(value: str) -> str:
-    base = value.split(";", 1)[0].strip().lower()
-    return _CONTENT_TYPE_ALIASES.get(base, base)
-
-
-class UploadCreate(Body):
-    filename: Annotated[str, Field(min_length=1, max_length=255)]
-    content_type: Annotated[str, Field(min_length=1, max_length=255)]
-    size: Annotated[int, Field(ge=1, description="bytes; at most the ticket's max_bytes")]
-
-    @field_validator("filename")
-    @classmethod
-    def _filename(cls, value: str) -> str:
-        value = value.strip()
-        if any(unicodedata.category(ch) == "Cc" for ch in value):
-            raise ValueError("filename must not contain control characters")
-        if not value.strip(". "):
-            raise ValueError("filename must name a file")
-        return value
-
-    @field_validator("content_type")
-    @classmethod
-    def _content_type(cls, value: str) -> str:
-        normalized = normalize_content_type(value)
-        if normalized not in ALLOWED_CONTENT_TYPES:
-            allowed = ", ".join(sorted(ALLOWED_CONTENT_TYPES))
-            raise ValueError(f"content_type must be one of {allowed}")
-        return normalized
-
-
-class UploadTicket(BaseModel):
-    """A presigned upload. POST (S3): send a multipart form with every `fields` entry, then
-    the file as the last part named `file`. PUT (R2): send the file as the body with
-    `headers`."""
-
-    upload_id: str
-    url: str
-    fields: dict[str, str]
-    expires_at: Timestamp
-    max_bytes: int
-    method: Literal["POST", "PUT"] = "POST"
-    headers: dict[str, str] = {}
-    status_url: str
-
-
-class Upload(BaseModel):
-    """An upload as the API shows it."""
-
-    upload_id: str
-    status: UploadStatus
-    memory_id: str | None = None
-    error: str | None = None
-    filename: str
-    content_type: str
-    size: int
-    created_at: Timestamp
-    updated_at: Timestamp
-
-    @classmethod
-    def of(cls, record: UploadRecord) -> Upload:
-        return cls(
-            upload_id=record.id,
-            status=record.status,
-            memory_id=record.memory_id,
-            error=record.error,
-            filename=record.filename,
-            content_type=record.content_type,
-            size=record.received_size if record.received_size is not None else record.size,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
 
 
 # ---------------------------------------------------------------------------- keys

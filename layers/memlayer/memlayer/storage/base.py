@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
+from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
+from memlayer.search.fusion import SearchMode
 from memlayer.storage.accounts import AccountsStore
 from memlayer.storage.errors import (
     IdempotencyRecord,

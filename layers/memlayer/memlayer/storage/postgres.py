@@ -32,9 +32,9 @@ import numpy as np
 
 from memlayer.ai.embeddings import get_embedder
 from memlayer.ids import id_ceiling, id_floor, is_id
-from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
+from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.search import Hit, SearchFilters
-from memlayer.search.fusion import Candidate, combine
+from memlayer.search.fusion import Candidate, SearchMode, combine
 from memlayer.search.text import query_terms
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import (
