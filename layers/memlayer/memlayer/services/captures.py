@@ -17,7 +17,7 @@ from memlayer.services import memories
 from memlayer.services.uploads import require_uploads
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
-from memlayer.storage.pipeline import PendingCapture
+from memlayer.storage.captures import PendingCapture
 
 CLAIM_LEASE_SECONDS = 60
 

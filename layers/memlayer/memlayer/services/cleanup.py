@@ -31,7 +31,7 @@ from memlayer.services import captures, memories
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.accounts import EXPIRING_KINDS, AccountsStore
-from memlayer.storage.pipeline import PendingCapture
+from memlayer.storage.captures import PendingCapture
 from memlayer.storage.uploads import UploadRecord
 
 T = TypeVar("T")

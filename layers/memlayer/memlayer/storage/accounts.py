@@ -25,8 +25,8 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from memlayer.models import Timestamp
+from memlayer.storage.captures import PendingCapture, capture_sk
 from memlayer.storage.dynamo_base import DynamoBase, _n, _s, user_pk
-from memlayer.storage.pipeline import PendingCapture, capture_sk
 from memlayer.storage.uploads import UploadRecord
 
 KEY_PREFIX = "KEY#"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.search.fusion import SearchMode
 from memlayer.storage.accounts import AccountsStore
+from memlayer.storage.captures import PipelineStore
 from memlayer.storage.errors import (
     IdempotencyRecord,
     IdempotentReplay,
@@ -21,7 +22,6 @@ from memlayer.storage.errors import (
     StorageError,
     VersionConflict,
 )
-from memlayer.storage.pipeline import PipelineStore
 from memlayer.storage.uploads import UploadsStore
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCou
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import DynamoAccounts
 from memlayer.storage.base import CHANGE_LOG_TTL, IdempotencyClaim, Profile, StoredVector
+from memlayer.storage.captures import DynamoPipeline
 from memlayer.storage.dynamo_base import (
     CHANGE_PREFIX,
     PROFILE_SK,
@@ -40,7 +41,6 @@ from memlayer.storage.errors import (
     VersionConflict,
     seconds_to_midnight,
 )
-from memlayer.storage.pipeline import DynamoPipeline
 from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)

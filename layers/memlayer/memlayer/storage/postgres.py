@@ -45,6 +45,7 @@ from memlayer.storage.accounts import (
     ExpiredFound,
 )
 from memlayer.storage.base import IdempotencyClaim, Profile, StoredVector
+from memlayer.storage.captures import Connection, PendingCapture
 from memlayer.storage.errors import (
     IdempotencyRecord,
     IdempotentReplay,
@@ -53,7 +54,6 @@ from memlayer.storage.errors import (
     VersionConflict,
     seconds_to_midnight,
 )
-from memlayer.storage.pipeline import Connection, PendingCapture
 from memlayer.storage.search_fields import request_reembed, search_fields
 from memlayer.storage.uploads import OPEN_STATUSES, UploadRecord
 
