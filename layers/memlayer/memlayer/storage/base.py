@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.search.fusion import SearchMode
 from memlayer.storage.accounts import AccountsStore
-from memlayer.storage.captures import PipelineStore
+from memlayer.storage.captures import CapturesStore
+from memlayer.storage.connections import ConnectionsStore
 from memlayer.storage.errors import (
     IdempotencyRecord,
     IdempotentReplay,
@@ -22,6 +23,7 @@ from memlayer.storage.errors import (
     StorageError,
     VersionConflict,
 )
+from memlayer.storage.tags import TagsStore
 from memlayer.storage.uploads import UploadsStore
 
 if TYPE_CHECKING:
@@ -58,7 +60,7 @@ class StoredVector:
     vector: bytes  # float16, little-endian
 
 
-class Store(PipelineStore, UploadsStore, AccountsStore, Protocol):
+class Store(CapturesStore, ConnectionsStore, TagsStore, UploadsStore, AccountsStore, Protocol):
     backend: str  # "dynamodb" or "supabase", as STORAGE_BACKEND names it
 
     async def ping(self) -> bool: ...

@@ -20,7 +20,8 @@ from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCou
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import DynamoAccounts
 from memlayer.storage.base import CHANGE_LOG_TTL, IdempotencyClaim, Profile, StoredVector
-from memlayer.storage.captures import DynamoPipeline
+from memlayer.storage.captures import DynamoCaptures
+from memlayer.storage.connections import DynamoConnections
 from memlayer.storage.dynamo_base import (
     CHANGE_PREFIX,
     PROFILE_SK,
@@ -41,6 +42,7 @@ from memlayer.storage.errors import (
     VersionConflict,
     seconds_to_midnight,
 )
+from memlayer.storage.tags import DynamoTags
 from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -56,7 +58,9 @@ def _remember_rate(key: str, tat: float) -> None:
     _RATE_HINTS[key] = tat
 
 
-class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
+class DynamoStore(
+    DynamoCaptures, DynamoConnections, DynamoTags, DynamoUploads, DynamoAccounts, DynamoBase
+):
     backend = "dynamodb"
 
     @classmethod

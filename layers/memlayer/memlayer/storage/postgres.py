@@ -45,7 +45,8 @@ from memlayer.storage.accounts import (
     ExpiredFound,
 )
 from memlayer.storage.base import IdempotencyClaim, Profile, StoredVector
-from memlayer.storage.captures import Connection, PendingCapture
+from memlayer.storage.captures import PendingCapture
+from memlayer.storage.connections import Connection
 from memlayer.storage.errors import (
     IdempotencyRecord,
     IdempotentReplay,
