@@ -9,22 +9,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from memlayer.api.common import Body
 from memlayer.models import Timestamp
+from memlayer.pipeline.files import ALLOWED_CONTENT_TYPES, normalize_content_type
 from memlayer.storage.uploads import UploadRecord, UploadStatus
-
-ALLOWED_CONTENT_TYPES: frozenset[str] = frozenset(
-    {"text/plain", "text/markdown", "text/html", "application/pdf"}
-)
-
-
-_CONTENT_TYPE_ALIASES = {
-    "text/x-markdown": "text/markdown",
-    "application/x-pdf": "application/pdf",
-}
-
-
-def normalize_content_type(value: str) -> str:
-    base = value.split(";", 1)[0].strip().lower()
-    return _CONTENT_TYPE_ALIASES.get(base, base)
 
 
 class UploadCreate(Body):
