@@ -15,6 +15,7 @@ from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCou
 from memlayer.search.fusion import SearchMode
 from memlayer.storage.accounts import AccountsStore
 from memlayer.storage.captures import CapturesStore
+from memlayer.storage.cleanup import CleanupStore
 from memlayer.storage.connections import ConnectionsStore
 from memlayer.storage.errors import (
     IdempotencyRecord,
@@ -60,7 +61,9 @@ class StoredVector:
     vector: bytes  # float16, little-endian
 
 
-class Store(CapturesStore, ConnectionsStore, TagsStore, UploadsStore, AccountsStore, Protocol):
+class Store(
+    CapturesStore, ConnectionsStore, TagsStore, UploadsStore, AccountsStore, CleanupStore, Protocol
+):
     backend: str  # "dynamodb" or "supabase", as STORAGE_BACKEND names it
 
     async def ping(self) -> bool: ...

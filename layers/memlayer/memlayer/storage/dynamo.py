@@ -21,6 +21,7 @@ from memlayer.settings import get_settings
 from memlayer.storage.accounts import DynamoAccounts
 from memlayer.storage.base import CHANGE_LOG_TTL, IdempotencyClaim, Profile, StoredVector
 from memlayer.storage.captures import DynamoCaptures
+from memlayer.storage.cleanup import DynamoCleanup
 from memlayer.storage.connections import DynamoConnections
 from memlayer.storage.dynamo_base import (
     CHANGE_PREFIX,
@@ -59,7 +60,13 @@ def _remember_rate(key: str, tat: float) -> None:
 
 
 class DynamoStore(
-    DynamoCaptures, DynamoConnections, DynamoTags, DynamoUploads, DynamoAccounts, DynamoBase
+    DynamoCaptures,
+    DynamoConnections,
+    DynamoTags,
+    DynamoUploads,
+    DynamoAccounts,
+    DynamoCleanup,
+    DynamoBase,
 ):
     backend = "dynamodb"
 

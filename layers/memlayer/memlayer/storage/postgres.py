@@ -42,10 +42,10 @@ from memlayer.storage.accounts import (
     REVOKED_KEY_RETENTION_SECONDS,
     TOUCH_INTERVAL_SECONDS,
     ApiKeyRecord,
-    ExpiredFound,
 )
 from memlayer.storage.base import IdempotencyClaim, Profile, StoredVector
 from memlayer.storage.captures import PendingCapture
+from memlayer.storage.cleanup import ExpiredFound
 from memlayer.storage.connections import Connection
 from memlayer.storage.errors import (
     IdempotencyRecord,
