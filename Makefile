@@ -70,6 +70,8 @@ bench: $(STAMP)
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.retrieval.run
 	$(PY) -m bench.retrieval.refresh
+	$(PY) -m bench.retrieval.latency
+	$(PY) -m bench.retrieval.dialogue
 	$(PY) -m bench.postgres
 
 openapi: $(STAMP)

@@ -48,6 +48,7 @@ from memlayer.search.conversation import (
 from memlayer.search.fusion import Hit
 from memlayer.search.index import IndexedDoc, UserIndex
 from memlayer.search.timeexpr import resolve
+from memlayer.services.retrieval import TIME_BOOST_DEPTH
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "dialogue.json"
 KINDS = ("single-hop", "multi-hop", "temporal", "open-domain")
@@ -364,7 +365,8 @@ def rank(
         text,
         qvec,
         mode=base,  # type: ignore[arg-type]
-        limit=50,
+        # as deep as `ranked()` searches a query that names a time, and as recall@20 needs
+        limit=max(max(KS), TIME_BOOST_DEPTH) if period else max(KS),
         now=question.now,
         highlights=False,
         semantic_weight=weight,

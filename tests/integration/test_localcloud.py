@@ -393,6 +393,24 @@ def test_sqs_partial_batch_failure_redrives_poison_to_dlq(cloud):
     assert counts == {"visible": 0, "in_flight": 0, "delayed": 0}
 
 
+def test_queue_counts_are_what_get_queue_attributes_reports(cloud):
+    sqs = cloud.boto3_client("sqs")
+    url = cloud.queue_url("WorkDLQ")  # no pump reads it
+    for i in range(4):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3, VisibilityTimeout=60)
+    assert len(received["Messages"]) == 3
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    names.append("ApproximateNumberOfMessagesDelayed")
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    keys = ("visible", "in_flight", "delayed")
+    expected = {key: int(attrs[name]) for key, name in zip(keys, names, strict=True)}
+    assert cloud.queue_counts(["WorkDLQ"]) == {"WorkDLQ": expected}
+    assert expected["visible"] >= 1 and expected["in_flight"] >= 3 and expected["delayed"] == 1
+    sqs.purge_queue(QueueUrl=url)
+
+
 def test_s3_put_notifies_queue_and_function(cloud):
     s3 = cloud.boto3_client("s3")
     bucket = cloud.bucket_name("Bucket")

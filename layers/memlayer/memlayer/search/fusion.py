@@ -102,6 +102,7 @@ def combine(
     now: float | None = None,
     semantic_weight: float = 1.0,
     min_similarity: float | None = None,
+    created_at: Callable[[K], float] | None = None,
 ) -> list[Hit]:
     """The final hits from a keyword list (score: BM25 or another text rank, best first) and
     a semantic list (score: cosine, best first).
@@ -109,7 +110,8 @@ def combine(
     keyword mode: score = rank score / best. semantic: score = max(cosine, 0). hybrid: `fuse`.
     With `collapse`, memories sharing a dedupe key show once (the best-scoring one). With
     `min_similarity`, a memory that matches none of the query's words must have at least that
-    cosine to be returned (ranking alone fills every list, related or not)."""
+    cosine to be returned (ranking alone fills every list, related or not). `created_at`
+    answers the recency boost without building a whole `candidate` for every listed key."""
     kw_rank = ranks(keyword)
     sem_rank = ranks(semantic)
     similarity = {key: cosine for cosine, key in semantic}
@@ -124,7 +126,7 @@ def combine(
             kw_rank,
             sem_rank,
             coverage,
-            lambda key: candidate(key).created_at,
+            created_at or (lambda key: candidate(key).created_at),
             now=time.time() if now is None else now,
             semantic_weight=semantic_weight,
         )

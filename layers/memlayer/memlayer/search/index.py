@@ -773,4 +773,5 @@ class UserIndex:
             now=now,
             semantic_weight=semantic_weight,
             min_similarity=min_similarity,
+            created_at=lambda key: float(segments[key[0]].created[key[1]]),
         )

@@ -139,7 +139,9 @@ class SearchIndex(Protocol):
         limit: int,
         semantic_weight: float,
         min_similarity: float | None,
-    ) -> list[tuple[MemoryRecord, Hit]]: ...
+    ) -> list[tuple[MemoryRecord, Hit]]:
+        """Ranks what the last `refresh` of the user brought up to date."""
+        ...
 
     async def turns_around(
         self,

@@ -162,7 +162,8 @@ class InMemorySearch:
         semantic_weight: float,
         min_similarity: float | None,
     ) -> list[tuple[MemoryRecord, Hit]]:
-        cached = await self.user_index(user_id)
+        # What `refresh` brought up to date (no second version read; the port's contract).
+        cached = _cache.get(user_id) or await self.user_index(user_id)
         hits = cached.index.search(
             query,
             vector,
