@@ -316,7 +316,7 @@ def test_bad_files_fail_with_a_reason(
     ],
 )
 def test_what_a_file_claims_is_checked(content_type: str, data: bytes, reason: str) -> None:
-    from memlayer.pipeline import files
+    from memlayer.content import files
 
     with pytest.raises(files.ExtractionFailed) as failed:
         run(files.extract(data, content_type))
@@ -324,7 +324,7 @@ def test_what_a_file_claims_is_checked(content_type: str, data: bytes, reason: s
 
 
 def test_long_text_is_cut_to_the_memory_limit() -> None:
-    from memlayer.pipeline import files
+    from memlayer.content import files
     from memlayer.services import uploads
 
     extracted = run(files.extract(("word " * 50_000).encode(), "text/markdown"))
@@ -459,7 +459,7 @@ def test_s3_event_keys_are_decoded() -> None:
 
 
 def test_text_decoding() -> None:
-    from memlayer.pipeline import files
+    from memlayer.content import files
 
     assert files.decode_text("café".encode("cp1252")) == "café"
     assert files.decode_text("\ufeffhello".encode()) == "hello"

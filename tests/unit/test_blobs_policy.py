@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 
 from memlayer import blobs
-from memlayer.pipeline import files
+from memlayer.content import files
 
 BUCKET = "memlayer-test-uploads"
 

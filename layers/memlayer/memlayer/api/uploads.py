@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from memlayer.api.common import Body
+from memlayer.content.files import ALLOWED_CONTENT_TYPES, normalize_content_type
 from memlayer.models import Timestamp
-from memlayer.pipeline.files import ALLOWED_CONTENT_TYPES, normalize_content_type
 from memlayer.storage.uploads import UploadRecord, UploadStatus
 
 

@@ -5,7 +5,7 @@ The flow: `POST /v1/uploads` checks the declared file and answers a presigned fo
 browser sends the file straight to the bucket; S3 notifies the uploads queue, and the extract
 worker calls `handle_object_created`: it finds the upload by the user and upload id in the key
 (the record must exist in that user's partition and name exactly that key), checks the file is
-what it claims to be and extracts its text (pipeline/files.py), and writes one
+what it claims to be and extracts its text (content/files.py), and writes one
 `file` memory, which goes through the usual enrichment. A file that cannot become a memory
 marks the upload `failed` with a reason the user can read, and its object is deleted.
 """
@@ -21,11 +21,11 @@ from urllib.parse import unquote_plus
 
 from memlayer import blobs
 from memlayer.api.uploads import Upload, UploadCreate, UploadTicket
+from memlayer.content.files import Extracted, ExtractionFailed, extract, normalize_content_type
 from memlayer.errors import NotFound, PayloadTooLarge, QuotaExceeded, ValidationFailed
 from memlayer.ids import new_id, utcnow
 from memlayer.models import Source, truncate_stored
 from memlayer.observability import logger
-from memlayer.pipeline.files import Extracted, ExtractionFailed, extract, normalize_content_type
 from memlayer.services import memories
 from memlayer.services.limits import limits_of, quota_exceeded
 from memlayer.settings import get_settings

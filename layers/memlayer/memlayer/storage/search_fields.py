@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memlayer import queues
+from memlayer.content.extract import normalize_url
 from memlayer.models import MemoryRecord, display_title
 from memlayer.observability import logger
-from memlayer.pipeline.extract import normalize_url
 
 _reembed_requested: set[tuple[str, str]] = set()
 

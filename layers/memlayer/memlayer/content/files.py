@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from memlayer.pipeline.extract import extract_page
+from memlayer.content.extract import extract_page
 from memlayer.settings import get_settings
 
 ALLOWED_CONTENT_TYPES: frozenset[str] = frozenset(
