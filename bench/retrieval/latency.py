@@ -137,6 +137,7 @@ def _pct(values: list[float], q: float) -> float:
 
 async def _measure(n: int, query_count: int) -> dict[str, Any]:
     from memlayer import aws
+    from memlayer.api.retrieval import SearchIn
     from memlayer.search.timeexpr import resolve
     from memlayer.services import retrieval
     from memlayer.storage import get_search_index, get_store
@@ -170,10 +171,10 @@ async def _measure(n: int, query_count: int) -> dict[str, Any]:
     aws.client("dynamodb").meta.events.register("before-call.dynamodb", counted)
 
     async def search(query: str) -> Any:
-        return await retrieval.search(USER, retrieval.SearchIn(query=query))
+        return await retrieval.search(USER, SearchIn(query=query))
 
     async def search_expand(query: str) -> Any:
-        return await retrieval.search(USER, retrieval.SearchIn(query=query, expand=True))
+        return await retrieval.search(USER, SearchIn(query=query, expand=True))
 
     async def context(query: str) -> Any:
         return await retrieval.ranked(

@@ -263,7 +263,7 @@ def test_an_idempotency_key_creates_once_under_concurrency(backend: Backend) -> 
 
 
 def test_capture_pairing_has_exactly_one_winner(backend: Backend) -> None:
-    from memlayer.storage.pipeline import PendingCapture
+    from memlayer.storage.captures import PendingCapture
 
     store = backend.store
     uid = _user()
@@ -682,7 +682,7 @@ def test_the_turns_around_a_hit_in_conversation_order(backend: Backend) -> None:
 
 
 def test_cleanup_purges_what_expired(backend: Backend) -> None:
-    from memlayer.storage.pipeline import PendingCapture
+    from memlayer.storage.captures import PendingCapture
 
     store = backend.store
     uid = _user()

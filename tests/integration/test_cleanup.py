@@ -100,7 +100,7 @@ async def seed(stack: Any, user: str) -> SimpleNamespace:
     from memlayer.models import JobRecord
     from memlayer.services import api_keys, memories
     from memlayer.storage import get_store
-    from memlayer.storage.pipeline import PendingCapture, capture_sk
+    from memlayer.storage.captures import PendingCapture, capture_sk
     from memlayer.storage.uploads import UploadRecord, upload_sk
 
     store: Any = get_store()

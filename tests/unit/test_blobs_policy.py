@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 
 from memlayer import blobs
-from memlayer.services import uploads
+from memlayer.content import files
 
 BUCKET = "memlayer-test-uploads"
 
@@ -135,8 +135,8 @@ def test_object_keys_round_trip_and_refuse_other_shapes() -> None:
 
 
 def test_sniffing_names_what_a_file_really_is() -> None:
-    assert uploads.sniff(b"%PDF-1.7\n...") == "PDF"
-    assert uploads.sniff(b"\n\n%PDF-1.4") == "PDF"
-    assert uploads.sniff(b"PK\x03\x04rest") is not None
-    assert uploads.sniff(b"\x89PNG\r\n\x1a\n") == "PNG image"
-    assert uploads.sniff(b"# Markdown title\n") is None
+    assert files.sniff(b"%PDF-1.7\n...") == "PDF"
+    assert files.sniff(b"\n\n%PDF-1.4") == "PDF"
+    assert files.sniff(b"PK\x03\x04rest") is not None
+    assert files.sniff(b"\x89PNG\r\n\x1a\n") == "PNG image"
+    assert files.sniff(b"# Markdown title\n") is None

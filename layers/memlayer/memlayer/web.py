@@ -20,10 +20,10 @@ from mangum import Mangum
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memlayer import aws, secrets
+from memlayer.api.common import ErrorBody
 from memlayer.auth import Principal
 from memlayer.errors import Forbidden, MemlayerError, NotFound, Unauthorized
 from memlayer.ids import new_id
-from memlayer.models import ErrorBody
 from memlayer.observability import logger, request_id_var
 from memlayer.runloop import thread_loop
 from memlayer.services.api_keys import authenticate

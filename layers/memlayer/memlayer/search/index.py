@@ -120,6 +120,15 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return finite[order]
 
 
+def _list_depth(mode: SearchMode, limit: int, collapse: bool) -> int:
+    """How deep each list is ranked: hybrid fuses from well past `limit` (a hit may be far down
+    one list and high in the other); a single list needs `limit`, plus room for collapsed
+    duplicates."""
+    if mode == "hybrid":
+        return max(limit * 4 + 32, 100)
+    return limit + (limit + 32 if collapse else 0)
+
+
 def _ranks(ranked: _Ranked) -> dict[tuple[int, int], int]:
     return ranks((score, (si, row)) for score, si, row in ranked)
 
@@ -673,6 +682,39 @@ class UserIndex:
         found.sort(key=lambda t: (-t[0], t[1], t[2]))
         return found[:depth]
 
+    def _unit_query_vector(self, query_vector: np.ndarray | None) -> np.ndarray | None:
+        """The query vector scaled to length 1 (None when there is none, or it is zero or not
+        finite: the semantic list is then empty)."""
+        if query_vector is None:
+            return None
+        qvec = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        if qvec.shape[0] != self.dimensions:
+            raise ValueError(f"query vector has {qvec.shape[0]} dimensions, not {self.dimensions}")
+        norm = float(np.linalg.norm(qvec))
+        return qvec / np.float32(norm) if norm > 0 and math.isfinite(norm) else None
+
+    def _ranked_lists(
+        self,
+        mode: SearchMode,
+        terms: list[str],
+        qvec: np.ndarray | None,
+        segments: list[_Segment],
+        masks: list[np.ndarray],
+        depth: int,
+    ) -> tuple[_Ranked, _Ranked, dict[tuple[int, int], float]]:
+        """The keyword list, the semantic list (each best first, at most `depth` long) and,
+        for hybrid, each keyword hit's share of the query's IDF."""
+        keyword: _Ranked = []
+        semantic: _Ranked = []
+        coverage: dict[tuple[int, int], float] = {}
+        if mode in ("hybrid", "keyword") and terms:
+            keyword, weighted = self._keyword_list(terms, segments, masks, depth)
+            if mode == "hybrid" and keyword:
+                coverage = self._coverage(keyword, weighted, segments)
+        if mode in ("hybrid", "semantic") and qvec is not None:
+            semantic = self._semantic_list(qvec, segments, masks, depth)
+        return keyword, semantic, coverage
+
     def search(
         self,
         query_text: str,
@@ -708,32 +750,13 @@ class UserIndex:
         if not segments:
             return []
         terms = query_terms(query_text or "")
-        qvec = None
-        if query_vector is not None and mode != "keyword":
-            qvec = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-            if qvec.shape[0] != self.dimensions:
-                raise ValueError(
-                    f"query vector has {qvec.shape[0]} dimensions, not {self.dimensions}"
-                )
-            norm = float(np.linalg.norm(qvec))
-            qvec = qvec / np.float32(norm) if norm > 0 and math.isfinite(norm) else None
+        qvec = self._unit_query_vector(query_vector) if mode != "keyword" else None
         masks = [seg.allowed(filters, self._codes) for seg in segments]
-        extra = limit + 32 if collapse else 0
-        depth = max(limit * 4 + 32, 100) if mode == "hybrid" else limit + extra
-
-        keyword: list[tuple[float, int, int]] = []
-        semantic: list[tuple[float, int, int]] = []
-        coverage: dict[tuple[int, int], float] = {}
-        if mode in ("hybrid", "keyword") and terms:
-            keyword, weighted = self._keyword_list(terms, segments, masks, depth)
-            if mode == "hybrid" and keyword:
-                coverage = self._coverage(keyword, weighted, segments)
-        if mode in ("hybrid", "semantic") and qvec is not None:
-            semantic = self._semantic_list(qvec, segments, masks, depth)
+        depth = _list_depth(mode, limit, collapse)
+        keyword, semantic, coverage = self._ranked_lists(mode, terms, qvec, segments, masks, depth)
 
         def candidate(key: tuple[int, int]) -> Candidate:
-            seg = segments[key[0]]
-            row = key[1]
+            seg, row = segments[key[0]], key[1]
             return Candidate(seg.ids[row], seg.texts[row], float(seg.created[row]), seg.dedupe[row])
 
         return combine(

@@ -8,33 +8,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from pydantic import BaseModel
-
 from memlayer import blobs, dlq
+from memlayer.api.account import EraseReceipt, Me
 from memlayer.ids import utcnow
-from memlayer.models import Limits, Timestamp, UsageCounts
 from memlayer.observability import logger
 from memlayer.services.limits import limits_of
 from memlayer.storage import get_store
 from memlayer.supabase_auth import delete_auth_user
 
 RECEIPT_KINDS = ("memories", "uploads", "jobs", "api_keys", "vectors", "connections", "captures")
-
-
-class Me(BaseModel):
-    user_id: str
-    usage: UsageCounts
-    limits: Limits
-
-
-class ExportAccepted(BaseModel):
-    job_id: str
-    status_url: str
-
-
-class EraseReceipt(BaseModel):
-    deleted: dict[str, int]
-    completed_at: Timestamp
 
 
 async def me(user_id: str) -> Me:

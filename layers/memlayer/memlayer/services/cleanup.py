@@ -30,8 +30,8 @@ from memlayer.observability import count, logger
 from memlayer.services import captures, memories
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
-from memlayer.storage.accounts import EXPIRING_KINDS, AccountsStore
-from memlayer.storage.pipeline import PendingCapture
+from memlayer.storage.captures import PendingCapture
+from memlayer.storage.cleanup import EXPIRING_KINDS, CleanupStore
 from memlayer.storage.uploads import UploadRecord
 
 T = TypeVar("T")
@@ -137,7 +137,7 @@ async def _unstick(record: MemoryRecord, now: datetime, report: dict[str, Any]) 
 
 
 async def _flush_capture(
-    store: AccountsStore, capture: PendingCapture, run_id: str, stamp: int, report: dict[str, Any]
+    store: CleanupStore, capture: PendingCapture, run_id: str, stamp: int, report: dict[str, Any]
 ) -> None:
     if not await store.claim_expired_capture(capture, run_id, stamp, CLAIM_STALE_SECONDS):
         return  # another sweep has it, or it was paired or replaced meanwhile
@@ -148,7 +148,7 @@ async def _flush_capture(
 
 
 async def _purge_upload(
-    store: AccountsStore, upload: UploadRecord, run_id: str, stamp: int, deleted: dict[str, int]
+    store: CleanupStore, upload: UploadRecord, run_id: str, stamp: int, deleted: dict[str, int]
 ) -> None:
     """An upload past its `purge_after` (an expired ticket, or a failed upload kept for a
     while) or still awaiting its file long after the form expired: claimed (so one sweep does

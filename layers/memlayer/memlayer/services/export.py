@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import IO, Any
 
 from memlayer import blobs, queues
+from memlayer.api.memories import Memory
 from memlayer.errors import ServiceUnavailable
 from memlayer.ids import iso, new_id, utcnow
-from memlayer.models import JobRecord, Memory, MemoryRecord
+from memlayer.models import JobRecord, MemoryRecord, display_title
 from memlayer.observability import logger
 from memlayer.services import jobs
 from memlayer.services.uploads import uploads_store
@@ -161,8 +162,7 @@ def _fence(text: str) -> str:
 def markdown_item(record: MemoryRecord, uploads: dict[str, UploadRecord]) -> str:
     analysis = record.analysis
     title = (
-        (analysis.title if analysis else None)
-        or record.source.title
+        display_title(record.analysis, record.source)
         or next((line for line in record.content.splitlines() if line.strip()), "")
         or record.id
     )

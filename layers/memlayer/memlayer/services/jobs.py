@@ -6,9 +6,10 @@ import asyncio
 from datetime import datetime
 
 from memlayer import blobs, push
+from memlayer.api.jobs import Job
 from memlayer.errors import NotFound
 from memlayer.ids import utcnow
-from memlayer.models import Job, JobRecord, JobStatus
+from memlayer.models import JobRecord, JobStatus
 from memlayer.observability import logger
 from memlayer.services.connections import live_connections
 from memlayer.storage import get_store

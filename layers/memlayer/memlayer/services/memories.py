@@ -10,20 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from memlayer import blobs, queues
+from memlayer.api.memories import Memory, MemoryPage, MemoryPatch
+from memlayer.content.scrub import scrub
 from memlayer.errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuotaExceeded
 from memlayer.ids import is_id, new_id, utcnow
-from memlayer.models import (
-    JobRecord,
-    Kind,
-    ListQuery,
-    Memory,
-    MemoryPage,
-    MemoryPatch,
-    MemoryRecord,
-    Source,
-)
+from memlayer.models import JobRecord, Kind, ListQuery, MemoryRecord, Source
 from memlayer.observability import logger
-from memlayer.pipeline.scrub import scrub
 from memlayer.services.limits import limits_for, quota_exceeded
 from memlayer.settings import get_settings
 from memlayer.storage import get_store

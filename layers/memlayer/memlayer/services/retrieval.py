@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from memlayer import queues
 from memlayer.ai.chat import ContextMemory, grounded_answer
 from memlayer.ai.embeddings import Embedder, get_embedder
+from memlayer.api.memories import Memory
+from memlayer.api.retrieval import (
+    ChatIn,
+    ChatOut,
+    ContextIn,
+    ContextOut,
+    SearchFiltersIn,
+    SearchHit,
+    SearchIn,
+    SearchOut,
+)
 from memlayer.errors import ProviderError
 from memlayer.ids import utcnow
-from memlayer.models import Body, Kind, Memory, MemoryRecord, Moment, SearchMode, Timestamp
+from memlayer.models import MemoryRecord, display_title
 from memlayer.observability import logger
 from memlayer.search import Hit, SearchFilters
 from memlayer.search.context import ContextCandidate, build_context
@@ -27,6 +36,7 @@ from memlayer.search.conversation import (
     expansion_candidates,
     with_neighbours,
 )
+from memlayer.search.fusion import SearchMode
 from memlayer.search.timeexpr import resolve
 from memlayer.settings import get_settings
 from memlayer.storage import get_search_index, get_store
@@ -37,60 +47,6 @@ SEARCH_DEPTH_FOR_CHAT = 8
 # recall@10 is the same from 20 to 50 (also on one 9k-turn user), lower at 10; 50 cost ~3 ms
 # more per search at 10k memories (bench/retrieval/latency.py).
 TIME_BOOST_DEPTH = 20
-
-
-class SearchFiltersIn(Body):
-    kind: Kind | list[Kind] | None = None
-    tags: Annotated[list[str], Field(max_length=50)] = []
-    provider: Annotated[str, Field(max_length=64)] | None = None
-    since: Moment | None = None
-    until: Moment | None = None
-
-
-class SearchIn(Body):
-    query: Annotated[str, Field(min_length=1, max_length=2_000)]
-    limit: Annotated[int, Field(ge=1, le=100)] = 10
-    mode: SearchMode = "hybrid"
-    filters: SearchFiltersIn | None = None
-    # The best hits' neighbouring turns of their conversation, listed right after them.
-    expand: bool = False
-
-
-class SearchHit(BaseModel):
-    memory: Memory
-    score: float
-    highlights: list[str]
-    neighbour_of: str | None = None  # with `expand`: listed as a turn next to this hit
-
-
-class SearchOut(BaseModel):
-    items: list[SearchHit]
-    took_ms: float
-
-
-class ContextIn(Body):
-    query: Annotated[str, Field(min_length=1, max_length=2_000)]
-    provider: Annotated[str, Field(max_length=64)] | None = None
-    conversation_text: Annotated[str, Field(max_length=200_000)] | None = None
-    max_tokens: Annotated[int, Field(ge=50, le=16_000)] = 1_000
-
-
-class ContextOut(BaseModel):
-    context: str
-    memories: list[str]
-    tokens: int
-
-
-class ChatIn(Body):
-    message: Annotated[str, Field(min_length=1, max_length=8_000)]
-    conversation_id: Annotated[str, Field(max_length=256)] | None = None
-
-
-class ChatOut(BaseModel):
-    response: str
-    context_used: list[str]
-    timestamp: Timestamp
-    provider: str
 
 
 def _embedder() -> Embedder:
@@ -224,7 +180,7 @@ async def context(user_id: str, body: ContextIn) -> ContextOut:
         [
             ContextCandidate(
                 id=record.id,
-                title=record.analysis.title if record.analysis else record.source.title,
+                title=display_title(record.analysis, record.source),
                 text=record.content,
                 occurred_at=record.occurred_at,
                 source_url=record.source.canonical_url or record.source.url,
@@ -249,7 +205,7 @@ async def chat(user_id: str, body: ChatIn) -> ChatOut:
             ContextMemory(
                 id=record.id,
                 text=record.content,
-                title=record.analysis.title if record.analysis else record.source.title,
+                title=display_title(record.analysis, record.source),
             )
             for record, _ in results
         ],

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from memlayer.services import captures, export, retrieval
-from memlayer.services.pipeline import PoisonMessage
+from memlayer.services.enrichment import PoisonMessage
 
 
 class CaptureFlush(BaseModel):

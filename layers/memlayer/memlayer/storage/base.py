@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
+from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
+from memlayer.search.fusion import SearchMode
 from memlayer.storage.accounts import AccountsStore
+from memlayer.storage.captures import CapturesStore
+from memlayer.storage.cleanup import CleanupStore
+from memlayer.storage.connections import ConnectionsStore
 from memlayer.storage.errors import (
     IdempotencyRecord,
     IdempotentReplay,
@@ -20,7 +24,7 @@ from memlayer.storage.errors import (
     StorageError,
     VersionConflict,
 )
-from memlayer.storage.pipeline import PipelineStore
+from memlayer.storage.tags import TagsStore
 from memlayer.storage.uploads import UploadsStore
 
 if TYPE_CHECKING:
@@ -57,7 +61,9 @@ class StoredVector:
     vector: bytes  # float16, little-endian
 
 
-class Store(PipelineStore, UploadsStore, AccountsStore, Protocol):
+class Store(
+    CapturesStore, ConnectionsStore, TagsStore, UploadsStore, AccountsStore, CleanupStore, Protocol
+):
     backend: str  # "dynamodb" or "supabase", as STORAGE_BACKEND names it
 
     async def ping(self) -> bool: ...

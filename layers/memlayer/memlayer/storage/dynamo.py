@@ -20,6 +20,9 @@ from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCou
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import DynamoAccounts
 from memlayer.storage.base import CHANGE_LOG_TTL, IdempotencyClaim, Profile, StoredVector
+from memlayer.storage.captures import DynamoCaptures
+from memlayer.storage.cleanup import DynamoCleanup
+from memlayer.storage.connections import DynamoConnections
 from memlayer.storage.dynamo_base import (
     CHANGE_PREFIX,
     PROFILE_SK,
@@ -40,7 +43,7 @@ from memlayer.storage.errors import (
     VersionConflict,
     seconds_to_midnight,
 )
-from memlayer.storage.pipeline import DynamoPipeline
+from memlayer.storage.tags import DynamoTags
 from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -56,7 +59,15 @@ def _remember_rate(key: str, tat: float) -> None:
     _RATE_HINTS[key] = tat
 
 
-class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
+class DynamoStore(
+    DynamoCaptures,
+    DynamoConnections,
+    DynamoTags,
+    DynamoUploads,
+    DynamoAccounts,
+    DynamoCleanup,
+    DynamoBase,
+):
     backend = "dynamodb"
 
     @classmethod

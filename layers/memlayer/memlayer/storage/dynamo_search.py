@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from memlayer.ai.embeddings import Embedder, get_embedder
-from memlayer.models import MemoryRecord, SearchMode
-from memlayer.search import Hit, IndexedDoc, SearchFilters, UserIndex
+from memlayer.models import MemoryRecord
+from memlayer.search import Hit, IndexedDoc, SearchFilters, SearchMode, UserIndex
 from memlayer.search.conversation import turn_window
 from memlayer.settings import get_settings
 from memlayer.storage.base import CHANGE_LOG_TTL, StoredVector

@@ -36,9 +36,9 @@ import numpy as np
 from memlayer import secrets
 from memlayer.ai.embeddings import get_embedder
 from memlayer.ids import id_ceiling, id_floor, is_id
-from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
+from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.search import Hit, SearchFilters
-from memlayer.search.fusion import Candidate, combine
+from memlayer.search.fusion import Candidate, SearchMode, combine
 from memlayer.search.text import highlight_terms, query_terms
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import (
@@ -46,9 +46,11 @@ from memlayer.storage.accounts import (
     REVOKED_KEY_RETENTION_SECONDS,
     TOUCH_INTERVAL_SECONDS,
     ApiKeyRecord,
-    ExpiredFound,
 )
 from memlayer.storage.base import IdempotencyClaim, Profile, StoredVector
+from memlayer.storage.captures import PendingCapture
+from memlayer.storage.cleanup import ExpiredFound
+from memlayer.storage.connections import Connection
 from memlayer.storage.errors import (
     IdempotencyRecord,
     IdempotentReplay,
@@ -57,7 +59,6 @@ from memlayer.storage.errors import (
     VersionConflict,
     seconds_to_midnight,
 )
-from memlayer.storage.pipeline import Connection, PendingCapture
 from memlayer.storage.search_fields import request_reembed, search_fields
 from memlayer.storage.uploads import OPEN_STATUSES, UploadRecord
 

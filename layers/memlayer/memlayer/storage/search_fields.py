@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memlayer import queues
-from memlayer.models import MemoryRecord
+from memlayer.content.extract import normalize_url
+from memlayer.models import MemoryRecord, display_title
 from memlayer.observability import logger
-from memlayer.pipeline.extract import normalize_url
 
 _reembed_requested: set[tuple[str, str]] = set()
 
@@ -24,7 +24,7 @@ def search_fields(record: MemoryRecord) -> SearchFields:
     analysis = record.analysis
     url = record.source.canonical_url or record.source.url
     return SearchFields(
-        title=(analysis.title if analysis else None) or record.source.title,
+        title=display_title(analysis, record.source),
         tags=tuple(dict.fromkeys([*record.tags, *(analysis.tags if analysis else [])])),
         dedupe_key=normalize_url(url) if url else record.content_hash,
     )

@@ -18,13 +18,13 @@ from pydantic import BaseModel, ValidationError
 from memlayer import queues
 from memlayer.ai.analysis import OfflineAnalyzer, get_analyzer
 from memlayer.ai.embeddings import get_embedder
+from memlayer.content.extract import extract_page
+from memlayer.content.fetch import FetchError, fetch_url
+from memlayer.content.scrub import scrub
 from memlayer.errors import ProviderError
 from memlayer.ids import utcnow
 from memlayer.models import JobRecord, MemoryRecord, Usage, truncate_stored
 from memlayer.observability import count, logger
-from memlayer.pipeline.extract import extract_page
-from memlayer.pipeline.fetch import FetchError, fetch_url
-from memlayer.pipeline.scrub import scrub
 from memlayer.services import jobs
 from memlayer.services.memories import content_hash, scrubbed
 from memlayer.settings import get_settings
