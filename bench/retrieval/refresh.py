@@ -98,7 +98,7 @@ async def _seed(n: int) -> None:
 
 async def _measure(n: int, rounds: int) -> dict[str, Any]:
     from memlayer import aws
-    from memlayer.models import MemoryPatch
+    from memlayer.api.memories import MemoryPatch
     from memlayer.services import memories
     from memlayer.storage import dynamo_search as retrieval
     from memlayer.storage import get_search_index

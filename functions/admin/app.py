@@ -7,17 +7,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from memlayer.auth import Principal, admin
-from memlayer.models import Limits, LimitsPatch
+from memlayer.api.admin import (
+    DeadLetters,
+    LimitsPatch,
+    RedriveIn,
+    RedriveReport,
+    Stats,
+    UserSummary,
+)
+from memlayer.auth import Principal
+from memlayer.models import Limits
 from memlayer.services import admin as service
-from memlayer.web import create_app, lambda_handler
+from memlayer.web import admin, create_app, lambda_handler
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(admin)])
 UserId = Annotated[str, Path(min_length=1, max_length=256)]
 
 
-@router.get("/v1/admin/users/{user_id}", response_model=service.UserSummary)
-async def get_user(user_id: UserId) -> service.UserSummary:
+@router.get("/v1/admin/users/{user_id}", response_model=UserSummary)
+async def get_user(user_id: UserId) -> UserSummary:
     return await service.user_summary(user_id)
 
 
@@ -28,21 +36,21 @@ async def put_limits(
     return await service.set_limits(user_id, body, by=principal.user_id)
 
 
-@router.get("/v1/admin/stats", response_model=service.Stats)
-async def get_stats() -> service.Stats:
+@router.get("/v1/admin/stats", response_model=Stats)
+async def get_stats() -> Stats:
     return await service.stats()
 
 
-@router.get("/v1/admin/dlq", response_model=service.DeadLetters)
+@router.get("/v1/admin/dlq", response_model=DeadLetters)
 async def get_dead_letters(
     queue: Annotated[str | None, Query(max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-) -> service.DeadLetters:
+) -> DeadLetters:
     return await service.dead_letters(queue, limit)
 
 
-@router.post("/v1/admin/dlq/redrive", response_model=service.RedriveReport)
-async def redrive(body: service.RedriveIn) -> service.RedriveReport:
+@router.post("/v1/admin/dlq/redrive", response_model=RedriveReport)
+async def redrive(body: RedriveIn) -> RedriveReport:
     return await service.redrive(body)
 
 

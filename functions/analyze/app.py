@@ -2,15 +2,15 @@
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from memlayer.services import pipeline
+from memlayer.services import enrichment
 from memlayer.worker import each, receive_count, sqs_batch_handler
 
 
 async def _analyze(record: SQSRecord) -> None:
-    delivery = pipeline.Delivery(pipeline.parse_message(record.body), receive_count(record))
+    delivery = enrichment.Delivery(enrichment.parse_message(record.body), receive_count(record))
     try:
-        await pipeline.analyze(delivery)
-    except pipeline.SupersededError:
+        await enrichment.analyze(delivery)
+    except enrichment.SupersededError:
         return
 
 

@@ -3,36 +3,36 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header
-from pydantic import BaseModel, Field
 
-from memlayer.auth import Principal, current_user, writer
+from memlayer.api.captures import CaptureIn, CaptureResult, ShareAccepted, ShareIn
+from memlayer.api.compat import CompatShare, Saved, SavePrompt, SaveResponse, ShareStatus
+from memlayer.api.jobs import Job
+from memlayer.auth import Principal
 from memlayer.errors import Forbidden
-from memlayer.models import Body, Content, Job, Kind
+from memlayer.models import Kind
 from memlayer.services import captures, jobs, memories
-from memlayer.web import create_app, errors, lambda_handler
+from memlayer.web import create_app, current_user, errors, lambda_handler, writer
 
 router = APIRouter()
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
 
-@router.post("/v1/captures", status_code=202, response_model=captures.CaptureResult)
-async def capture(
-    body: captures.CaptureIn, principal: Principal = Depends(writer)
-) -> captures.CaptureResult:
+@router.post("/v1/captures", status_code=202, response_model=CaptureResult)
+async def capture(body: CaptureIn, principal: Principal = Depends(writer)) -> CaptureResult:
     return await captures.capture(principal.user_id, body)
 
 
 @router.post(
     "/v1/shares",
     status_code=202,
-    response_model=captures.ShareAccepted,
+    response_model=ShareAccepted,
     responses=errors(404, 409),
 )
 async def share(
-    body: captures.ShareIn,
+    body: ShareIn,
     idempotency_key: IdempotencyKey = None,
     principal: Principal = Depends(writer),
-) -> captures.ShareAccepted:
+) -> ShareAccepted:
     return await captures.share(principal.user_id, body, idempotency_key=idempotency_key)
 
 
@@ -45,24 +45,6 @@ async def get_job(job_id: str, principal: Principal = Depends(current_user)) -> 
 def _same_user(body_user_id: str, principal: Principal) -> None:
     if body_user_id != principal.user_id:
         raise Forbidden("User ID mismatch")
-
-
-class SavePrompt(Body):
-    user_id: str
-    prompt: Content
-    provider: Annotated[str, Field(max_length=64)] = "unknown"
-
-
-class SaveResponse(Body):
-    user_id: str
-    response: Content
-    provider: Annotated[str, Field(max_length=64)] = "unknown"
-
-
-class Saved(BaseModel):
-    success: bool = True
-    memory_id: str
-    job_id: str | None
 
 
 async def _save(principal: Principal, content: str, kind: Kind, provider: str) -> Saved:
@@ -83,18 +65,6 @@ async def save_prompt(body: SavePrompt, principal: Principal = Depends(writer)) 
 async def save_response(body: SaveResponse, principal: Principal = Depends(writer)) -> Saved:
     _same_user(body.user_id, principal)
     return await _save(principal, body.response, "response", body.provider)
-
-
-class CompatShare(captures.ShareIn):
-    user_id: str | None = None
-
-
-class ShareStatus(BaseModel):
-    processing_id: str
-    status: str
-    progress: float
-    message: str
-    result_id: str | None = None
 
 
 @router.post(

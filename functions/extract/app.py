@@ -4,7 +4,7 @@ file becomes a `file` memory (or a failed upload with its reason)."""
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from memlayer.services import uploads
-from memlayer.services.pipeline import PoisonMessage
+from memlayer.services.enrichment import PoisonMessage
 from memlayer.settings import get_settings
 from memlayer.worker import each, receive_count, sqs_batch_handler
 

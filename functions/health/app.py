@@ -2,14 +2,15 @@
 
 from fastapi import APIRouter, Response
 
+from memlayer.api.health import Health
 from memlayer.services import health
 from memlayer.web import create_app, lambda_handler
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/v1/health", response_model=health.Health)
-async def get_health() -> health.Health:
+@router.get("/v1/health", response_model=Health)
+async def get_health() -> Health:
     return await health.check()
 
 

@@ -4,11 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
-from memlayer.auth import Principal, current_user, writer
+from memlayer.api.compat import CompatMemoryCreate
+from memlayer.api.memories import Memory, MemoryCreate, MemoryPage, MemoryPatch
+from memlayer.auth import Principal
 from memlayer.errors import Forbidden, ValidationFailed
-from memlayer.models import Body, ListQuery, Memory, MemoryCreate, MemoryPage, MemoryPatch
+from memlayer.models import ListQuery
 from memlayer.services import memories
-from memlayer.web import create_app, errors, lambda_handler
+from memlayer.web import create_app, current_user, errors, lambda_handler, writer
 
 router = APIRouter(tags=["memories"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
@@ -86,12 +88,6 @@ async def patch_memory(
 async def delete_memory(memory_id: str, principal: Principal = Depends(writer)) -> Response:
     await memories.delete(principal.user_id, memory_id)
     return Response(status_code=204)
-
-
-class CompatMemoryCreate(MemoryCreate, Body):
-    """The first product's body: a memory plus the caller's user id."""
-
-    user_id: str | None = None
 
 
 @router.post(

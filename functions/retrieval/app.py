@@ -2,31 +2,26 @@
 
 from fastapi import APIRouter, Depends
 
-from memlayer.auth import Principal, current_user
+from memlayer.api.retrieval import ChatIn, ChatOut, ContextIn, ContextOut, SearchIn, SearchOut
+from memlayer.auth import Principal
 from memlayer.services import retrieval
-from memlayer.web import create_app, lambda_handler
+from memlayer.web import create_app, current_user, lambda_handler
 
 router = APIRouter(tags=["retrieval"])
 
 
-@router.post("/v1/search", response_model=retrieval.SearchOut)
-async def search(
-    body: retrieval.SearchIn, principal: Principal = Depends(current_user)
-) -> retrieval.SearchOut:
+@router.post("/v1/search", response_model=SearchOut)
+async def search(body: SearchIn, principal: Principal = Depends(current_user)) -> SearchOut:
     return await retrieval.search(principal.user_id, body)
 
 
-@router.post("/v1/context", response_model=retrieval.ContextOut)
-async def context(
-    body: retrieval.ContextIn, principal: Principal = Depends(current_user)
-) -> retrieval.ContextOut:
+@router.post("/v1/context", response_model=ContextOut)
+async def context(body: ContextIn, principal: Principal = Depends(current_user)) -> ContextOut:
     return await retrieval.context(principal.user_id, body)
 
 
-@router.post("/v1/chat", response_model=retrieval.ChatOut)
-async def chat(
-    body: retrieval.ChatIn, principal: Principal = Depends(current_user)
-) -> retrieval.ChatOut:
+@router.post("/v1/chat", response_model=ChatOut)
+async def chat(body: ChatIn, principal: Principal = Depends(current_user)) -> ChatOut:
     return await retrieval.chat(principal.user_id, body)
 
 

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from . import iam, transport
 from .env import DUMMY_CREDENTIAL, EnvPlan, plan_environment
+from .gateway import Gateway
 from .motofixes import (
     patch_moto_dynamodb_scale,
     patch_moto_response_overhead,
@@ -327,8 +328,6 @@ class LocalCloud:
 
     def _start_server(self) -> None:
         import uvicorn
-
-        from .gateway import Gateway
 
         self.gateway = Gateway(self)
         config = uvicorn.Config(

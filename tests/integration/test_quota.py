@@ -55,8 +55,8 @@ def test_parallel_creates_never_exceed_the_daily_quota(cloud: Any, user: User, o
 
 
 def test_parallel_creates_never_exceed_the_memory_count_limit(cloud: Any, user: User) -> None:
+    from memlayer.api.admin import LimitsPatch
     from memlayer.errors import QuotaExceeded
-    from memlayer.models import LimitsPatch
     from memlayer.services import admin, memories
     from memlayer.storage import get_store
 

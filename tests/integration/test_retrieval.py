@@ -160,6 +160,7 @@ def test_chat_context_used_matches_what_the_model_was_given(
     seeded: dict[str, str],
     fake_anthropic: FakeAnthropic,
 ) -> None:
+    from memlayer.api.retrieval import ChatIn
     from memlayer.services import retrieval
     from memlayer.settings import get_settings
 
@@ -173,7 +174,7 @@ def test_chat_context_used_matches_what_the_model_was_given(
     )
     monkeypatch.setattr(retrieval, "get_settings", lambda: settings)
     answer = asyncio.run(
-        retrieval.chat(user.user_id, retrieval.ChatIn(message="When is my flight to Lisbon?"))
+        retrieval.chat(user.user_id, ChatIn(message="When is my flight to Lisbon?"))
     )
     assert answer.provider == "anthropic"
     assert answer.response == "Thursday at 7:40."

@@ -316,17 +316,18 @@ def test_bad_files_fail_with_a_reason(
     ],
 )
 def test_what_a_file_claims_is_checked(content_type: str, data: bytes, reason: str) -> None:
-    from memlayer.services import uploads
+    from memlayer.content import files
 
-    with pytest.raises(uploads.ExtractionFailed) as failed:
-        run(uploads.extract(data, content_type))
+    with pytest.raises(files.ExtractionFailed) as failed:
+        run(files.extract(data, content_type))
     assert reason in failed.value.reason
 
 
 def test_long_text_is_cut_to_the_memory_limit() -> None:
+    from memlayer.content import files
     from memlayer.services import uploads
 
-    extracted = run(uploads.extract(("word " * 50_000).encode(), "text/markdown"))
+    extracted = run(files.extract(("word " * 50_000).encode(), "text/markdown"))
     text, truncated = uploads._fit(extracted.text, 100_000)
     assert truncated and len(text.encode()) <= 100_000
 
@@ -458,10 +459,10 @@ def test_s3_event_keys_are_decoded() -> None:
 
 
 def test_text_decoding() -> None:
-    from memlayer.services import uploads
+    from memlayer.content import files
 
-    assert uploads.decode_text("café".encode("cp1252")) == "café"
-    assert uploads.decode_text("\ufeffhello".encode()) == "hello"
-    assert uploads.decode_text("naïve".encode("utf-16")) == "naïve"
-    with pytest.raises(uploads.ExtractionFailed):
-        uploads.decode_text(b"\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f" * 10)
+    assert files.decode_text("café".encode("cp1252")) == "café"
+    assert files.decode_text("\ufeffhello".encode()) == "hello"
+    assert files.decode_text("naïve".encode("utf-16")) == "naïve"
+    with pytest.raises(files.ExtractionFailed):
+        files.decode_text(b"\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f" * 10)

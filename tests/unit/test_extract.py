@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memlayer.pipeline.extract import ExtractedPage, extract_page, normalize_url
+from memlayer.content.extract import ExtractedPage, extract_page, normalize_url
 
 ARTICLE = """
 <p>Spaced repetition schedules reviews of a memory just before it would be forgotten. Each

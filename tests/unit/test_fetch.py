@@ -21,15 +21,15 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from memlayer.errors import ProviderError
-from memlayer.pipeline import fetch as fetch_module
-from memlayer.pipeline.fetch import (
+from memlayer.content import fetch as fetch_module
+from memlayer.content.fetch import (
     FetchedPage,
     FetchError,
     blocked_reason,
     fetch_url,
     parse_ip_host,
 )
+from memlayer.errors import ProviderError
 
 
 @functools.cache

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from memlayer.pipeline.scrub import KINDS, ScrubResult, scrub
+from memlayer.content.scrub import KINDS, ScrubResult, scrub
 
 R32 = "aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xY"  # random-looking, mixed case and digits
 JWT = (

@@ -82,7 +82,7 @@ def _memories(n: int = 8) -> list[ContextCandidate]:
                 id=f"m{i}",
                 title=f"Title {i}",
                 text=text,
-                created_at=1_767_225_600.0 + i,
+                occurred_at=1_767_225_600.0 + i,
                 source_url=f"https://example.com/{i}" if i % 2 else None,
                 provider="chatgpt" if i % 3 == 0 else None,
             )
@@ -121,7 +121,7 @@ def test_a_tight_budget_compacts_the_framing_before_dropping_the_best_memory(pro
         id="best",
         title="Cabin notes",
         text=filler + " The wifi password for the cabin is in the blue notebook. " + filler,
-        created_at=1_767_225_600.0,
+        occurred_at=1_767_225_600.0,
         source_url="https://example.com/cabin",
     )
     roomy = build_context("cabin wifi password", [best], provider=provider, max_tokens=400)
@@ -136,7 +136,7 @@ def test_a_tight_budget_compacts_the_framing_before_dropping_the_best_memory(pro
 def test_long_memory_is_trimmed_to_an_excerpt_around_the_query():
     filler = " ".join(f"unrelated sentence number {i} about nothing much." for i in range(300))
     text = filler + " The wifi password for the cabin is in the blue notebook. " + filler
-    mem = ContextCandidate(id="long", title=None, text=text, created_at=None)
+    mem = ContextCandidate(id="long", title=None, text=text, occurred_at=None)
     block = build_context("cabin wifi password", [mem], provider="chatgpt", max_tokens=120)
     assert block.memory_ids == ["long"]
     assert block.tokens <= 120
@@ -149,7 +149,7 @@ def test_formats_per_provider_and_escapes_xml():
         id="m1",
         title='Tags <b> & "quotes"',
         text="if a < b and c > d: </memory> injected",
-        created_at=1_767_225_600.0,
+        occurred_at=1_767_225_600.0,
         source_url="https://x.test/?a=1&b=2",
     )
     claude = build_context("q", [mem], provider="claude", max_tokens=500).context

@@ -5,7 +5,7 @@ Every tool calls the same service function as its REST route, validates its argu
 the same pydantic model (its input schema is that model's JSON schema) and reports failures
 as tool errors in the API's one error shape, `{"error", "detail", "request_id"}`. The caller
 was authenticated and rate limited by the HTTP layer exactly like a REST call
-(`memlayer.auth.current_user`); the route hands the Principal over in the request's state.
+(`memlayer.web.current_user`); the route hands the Principal over in the request's state.
 
 Stateless: each HTTP request gets a fresh SDK session manager whose task group lives for that
 request only, so any Lambda instance answers any request and nothing outlives an invocation
@@ -18,32 +18,36 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any
+from typing import Any
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import JsonSchemaMode
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from memlayer.api.mcp import (
+    DeletedMemory,
+    MemoryIdIn,
+    MemorySummary,
+    RecentMemoriesOut,
+    SavedMemory,
+    SaveMemoryIn,
+    SearchMemoriesOut,
+    SearchResult,
+)
+from memlayer.api.memories import Memory
+from memlayer.api.retrieval import ContextIn, ContextOut, SearchIn
 from memlayer.auth import Principal
 from memlayer.errors import Forbidden, MemlayerError
-from memlayer.models import (
-    Body,
-    Content,
-    ListQuery,
-    Memory,
-    ShortText,
-    Source,
-    Tags,
-    Timestamp,
-)
+from memlayer.models import ListQuery, Source, display_title
 from memlayer.observability import logger, request_id_var
 from memlayer.services import memories, retrieval
+from memlayer.web import validation_detail
 
 SNIPPET_CHARS = 280
 
@@ -60,54 +64,8 @@ INSTRUCTIONS = (
 # ------------------------------------------------------------------ tool inputs and outputs
 
 
-class SaveMemoryIn(Body):
-    content: Content
-    tags: Tags = []
-    occurred_at: Timestamp | None = None
-    source_url: ShortText | None = None
-
-
-class MemoryIdIn(Body):
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-
-
-class SavedMemory(BaseModel):
-    id: str
-    status: str
-    tags: list[str]
-    created_at: Timestamp
-
-
-class MemorySummary(BaseModel):
-    id: str
-    title: str | None
-    snippet: str
-    kind: str
-    tags: list[str]
-    status: str
-    source_url: str | None
-    created_at: Timestamp
-
-
-class SearchResult(MemorySummary):
-    score: float
-
-
-class SearchMemoriesOut(BaseModel):
-    results: list[SearchResult]
-
-
-class RecentMemoriesOut(BaseModel):
-    memories: list[MemorySummary]
-    next_cursor: str | None
-
-
-class DeletedMemory(BaseModel):
-    deleted: str
-
-
 def _summary(memory: Memory) -> dict[str, Any]:
-    title = (memory.analysis.title if memory.analysis else None) or memory.source.title
+    title = display_title(memory.analysis, memory.source)
     content = " ".join(memory.content.split())
     snippet = content if len(content) <= SNIPPET_CHARS else content[:SNIPPET_CHARS] + "…"
     return {
@@ -144,15 +102,18 @@ async def _save(user_id: str, args: SaveMemoryIn) -> tuple[BaseModel, str | None
     return out, None
 
 
-async def _search(user_id: str, args: retrieval.SearchIn) -> tuple[BaseModel, str | None]:
+async def _search(user_id: str, args: SearchIn) -> tuple[BaseModel, str | None]:
     found = await retrieval.search(user_id, args)
     results = [
-        SearchResult(**_summary(hit.memory), score=round(hit.score, 4)) for hit in found.items
+        SearchResult(
+            **_summary(hit.memory), score=round(hit.score, 4), neighbour_of=hit.neighbour_of
+        )
+        for hit in found.items
     ]
     return SearchMemoriesOut(results=results), None
 
 
-async def _context(user_id: str, args: retrieval.ContextIn) -> tuple[BaseModel, str | None]:
+async def _context(user_id: str, args: ContextIn) -> tuple[BaseModel, str | None]:
     out = await retrieval.context(user_id, args)
     # The block itself is what the model reads; the structured result also lists its ids.
     return out, out.context or "No relevant memories."
@@ -236,7 +197,7 @@ TOOLS: dict[str, ToolSpec] = {
                 "combines keyword and semantic matching; 'keyword' for exact terms, "
                 "'semantic' for paraphrases. Call get_memory for a result's full text."
             ),
-            input=retrieval.SearchIn,
+            input=SearchIn,
             output=SearchMemoriesOut,
             run=_search,
             writes=False,
@@ -247,6 +208,10 @@ TOOLS: dict[str, ToolSpec] = {
                 "filters": (
                     "Optional: kind (note, prompt, response, exchange, share, file), tags (all "
                     "must match), provider, since/until (ISO 8601)."
+                ),
+                "expand": (
+                    "Also list the turns around the best results in their conversation "
+                    "(default false); each names its result in neighbour_of."
                 ),
             },
         ),
@@ -259,8 +224,8 @@ TOOLS: dict[str, ToolSpec] = {
                 "depend on what the user told you or saved before; quote or use the block, "
                 "and say so when it is empty."
             ),
-            input=retrieval.ContextIn,
-            output=retrieval.ContextOut,
+            input=ContextIn,
+            output=ContextOut,
             run=_context,
             writes=False,
             fields={
@@ -390,8 +355,6 @@ async def _call_tool(
         args = spec.input.model_validate(params.arguments or {})
         out, text = await spec.run(principal.user_id, args)
     except ValidationError as exc:
-        from memlayer.web import validation_detail
-
         return _tool_error("validation_error", validation_detail(exc.errors()))
     except MemlayerError as exc:
         return _tool_error(exc.kind, exc.detail)

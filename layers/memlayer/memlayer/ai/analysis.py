@@ -43,6 +43,7 @@ from memlayer.ai._text import (
     truncate_words,
     word_set,
 )
+from memlayer.ai.clients import provider_client
 from memlayer.ai.resilience import (
     CircuitBreaker,
     PerLoop,
@@ -669,9 +670,8 @@ class AnthropicAnalyzer:
         self._clients: PerLoop[Any] = PerLoop(self._make_client)
 
     def _make_client(self) -> Any:
-        import anthropic  # lazy: ~1-2 s of import time kept out of cold start
-
-        return anthropic.AsyncAnthropic(
+        return provider_client(
+            "anthropic",
             api_key=self._api_key,
             base_url=self._base_url,
             timeout=self._timeout,

@@ -17,7 +17,7 @@ import html
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 from memlayer import secrets
@@ -29,6 +29,7 @@ from memlayer.ai._text import (
     tokenize,
     truncate_words,
 )
+from memlayer.ai.clients import Provider, provider_client
 from memlayer.ai.resilience import PerLoop, breaker_for, call_deadline, call_provider
 from memlayer.ai.tags import singularize
 from memlayer.errors import ProviderError
@@ -198,34 +199,22 @@ def offline_answer(
 
 
 @lru_cache(maxsize=8)
-def _anthropic_clients(
-    api_key: str, base_url: str | None, timeout: float, max_retries: int
+def _shared_clients(
+    provider: Provider, api_key: str, base_url: str | None, timeout: float, max_retries: int
 ) -> PerLoop[Any]:
-    def make() -> Any:
-        import anthropic  # lazy
-
-        return anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+    return PerLoop(
+        partial(
+            provider_client,
+            provider,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
         )
-
-    return PerLoop(make)
-
-
-@lru_cache(maxsize=8)
-def _openai_clients(
-    api_key: str, base_url: str | None, timeout: float, max_retries: int
-) -> PerLoop[Any]:
-    def make() -> Any:
-        import openai  # lazy
-
-        return openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
-        )
-
-    return PerLoop(make)
+    )
 
 
-def _client(provider: str, settings: Settings, http_client: Any) -> Any:
+def _client(provider: Provider, settings: Settings, http_client: Any) -> Any:
     timeout = float(settings.provider_timeout_seconds)
     retries = int(settings.provider_max_retries)
     secret = secrets.value(
@@ -234,29 +223,17 @@ def _client(provider: str, settings: Settings, http_client: Any) -> Any:
     if secret is None:
         raise ProviderError(f"{provider}_api_key_missing", retryable=False)
     key = secret.get_secret_value()
-    if provider == "anthropic":
-        if http_client is not None:
-            import anthropic
-
-            return anthropic.AsyncAnthropic(
-                api_key=key,
-                base_url=settings.anthropic_base_url,
-                timeout=timeout,
-                max_retries=retries,
-                http_client=http_client,
-            )
-        return _anthropic_clients(key, settings.anthropic_base_url, timeout, retries).get()
+    base_url = settings.anthropic_base_url if provider == "anthropic" else settings.openai_base_url
     if http_client is not None:
-        import openai
-
-        return openai.AsyncOpenAI(
+        return provider_client(
+            provider,
             api_key=key,
-            base_url=settings.openai_base_url,
+            base_url=base_url,
             timeout=timeout,
             max_retries=retries,
             http_client=http_client,
         )
-    return _openai_clients(key, settings.openai_base_url, timeout, retries).get()
+    return _shared_clients(provider, key, base_url, timeout, retries).get()
 
 
 async def _ask_anthropic(client: Any, model: str, prompt: str) -> tuple[str, str, int, int]:

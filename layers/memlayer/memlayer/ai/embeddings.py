@@ -35,6 +35,7 @@ import numpy as np
 
 from memlayer import secrets
 from memlayer.ai._text import STOPWORDS
+from memlayer.ai.clients import provider_client
 from memlayer.ai.resilience import (
     CircuitBreaker,
     PerLoop,
@@ -309,9 +310,8 @@ class OpenAIEmbedder(Embedder):
         self._clients: PerLoop[Any] = PerLoop(self._make_client)
 
     def _make_client(self) -> Any:
-        import openai  # lazy: keep the SDK's import time out of cold starts
-
-        return openai.AsyncOpenAI(
+        return provider_client(
+            "openai",
             api_key=self._api_key,
             base_url=self._base_url,
             timeout=self._timeout,

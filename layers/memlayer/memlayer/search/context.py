@@ -163,7 +163,7 @@ class ContextCandidate:
     id: str
     title: str | None
     text: str
-    created_at: float | datetime | str | None = None
+    occurred_at: float | datetime | str | None = None  # the date shown: when it happened
     source_url: str | None = None
     provider: str | None = None
 
@@ -263,7 +263,7 @@ def _entry(mem: ContextCandidate, body: str, number: int, framing: _Framing) -> 
     if framing.xml:
         attrs = [f'id="{html.escape(mem.id)}"']
         if not framing.compact:
-            date = _date(mem.created_at)
+            date = _date(mem.occurred_at)
             if date:
                 attrs.append(f'date="{html.escape(date)}"')
             if title:
@@ -275,7 +275,7 @@ def _entry(mem: ContextCandidate, body: str, number: int, framing: _Framing) -> 
         return f"<memory {' '.join(attrs)}>\n{html.escape(body, quote=False)}\n</memory>\n"
     if framing.compact:
         return f"- {title}: {body}\n" if title else f"- {body}\n"
-    date = _date(mem.created_at)
+    date = _date(mem.occurred_at)
     meta = [m for m in (date, mem.provider and f"from {mem.provider}", mem.source_url) if m]
     head = f"### {number}. {title or f'Memory {number}'}" + (
         f" ({', '.join(meta)})" if meta else ""

@@ -63,6 +63,7 @@ class IndexedDoc:
     provider: str | None = None
     status: str = "ready"
     created_at: float = 0.0  # epoch seconds
+    occurred_at: float | None = None  # when it happened (epoch seconds); None: created_at
     dedupe_key: str | None = None  # canonical URL or content hash; equal keys collapse
     vector: np.ndarray | None = None  # float32 embedding; None while not embedded yet
 
@@ -74,8 +75,8 @@ class SearchFilters:
     kinds: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
     provider: str | None = None
-    since: float | None = None  # created_at >= since
-    until: float | None = None  # created_at < until
+    since: float | None = None  # occurred_at >= since (when it happened, not when saved)
+    until: float | None = None  # occurred_at < until
 
     def __post_init__(self) -> None:
         for name in ("kinds", "tags"):
@@ -119,6 +120,15 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return finite[order]
 
 
+def _list_depth(mode: SearchMode, limit: int, collapse: bool) -> int:
+    """How deep each list is ranked: hybrid fuses from well past `limit` (a hit may be far down
+    one list and high in the other); a single list needs `limit`, plus room for collapsed
+    duplicates."""
+    if mode == "hybrid":
+        return max(limit * 4 + 32, 100)
+    return limit + (limit + 32 if collapse else 0)
+
+
 def _ranks(ranked: _Ranked) -> dict[tuple[int, int], int]:
     return ranks((score, (si, row)) for score, si, row in ranked)
 
@@ -147,6 +157,11 @@ class _Segment:
         self.statuses = [d.status for d in docs]
         self.dedupe = [d.dedupe_key for d in docs]
         self.created = np.fromiter((float(d.created_at) for d in docs), np.float64, n)
+        self.occurred = np.fromiter(
+            (float(d.created_at if d.occurred_at is None else d.occurred_at) for d in docs),
+            np.float64,
+            n,
+        )
         kind_codes, provider_codes = codes["kind"], codes["provider"]
         self.kind = np.fromiter(
             (kind_codes.setdefault(d.kind, len(kind_codes)) for d in docs), np.int32, n
@@ -376,9 +391,9 @@ class _Segment:
             code = codes["provider"].get(filters.provider, -1)
             mask &= self.provider == code
         if filters.since is not None:
-            mask &= self.created >= filters.since
+            mask &= self.occurred >= filters.since
         if filters.until is not None:
-            mask &= self.created < filters.until
+            mask &= self.occurred < filters.until
         if filters.tags is not None:
             tagged = np.zeros(self.n, dtype=bool)
             for tag in filters.tags:
@@ -399,6 +414,7 @@ class _Segment:
             provider=None,
             status=self.statuses[row],
             created_at=float(self.created[row]),
+            occurred_at=float(self.occurred[row]),
             dedupe_key=self.dedupe[row],
             vector=vec,
         )
@@ -406,6 +422,7 @@ class _Segment:
     def memory_bytes(self) -> int:
         arrays: list[np.ndarray | None] = [
             self.created,
+            self.occurred,
             self.kind,
             self.provider,
             self.alive,
@@ -594,6 +611,19 @@ class UserIndex:
             if seg is not None:
                 seg.close()
 
+    def admitted(self, memory_ids: Iterable[str], filters: SearchFilters | None) -> set[str]:
+        """Those of `memory_ids` that are indexed and pass `filters`."""
+        wanted = set(memory_ids)
+        found: set[str] = set()
+        for seg in self._segments():
+            mask = seg.allowed(filters, self._codes)
+            if seg is self._main:
+                rows = [(m, self._main_pos[m]) for m in wanted if m in self._main_pos]
+            else:
+                rows = [(m, row) for row, m in enumerate(seg.ids) if m in wanted]
+            found.update(m for m, row in rows if mask[row])
+        return found
+
     # -- searching ------------------------------------------------------------------------
 
     def _weighted_terms(
@@ -652,6 +682,39 @@ class UserIndex:
         found.sort(key=lambda t: (-t[0], t[1], t[2]))
         return found[:depth]
 
+    def _unit_query_vector(self, query_vector: np.ndarray | None) -> np.ndarray | None:
+        """The query vector scaled to length 1 (None when there is none, or it is zero or not
+        finite: the semantic list is then empty)."""
+        if query_vector is None:
+            return None
+        qvec = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        if qvec.shape[0] != self.dimensions:
+            raise ValueError(f"query vector has {qvec.shape[0]} dimensions, not {self.dimensions}")
+        norm = float(np.linalg.norm(qvec))
+        return qvec / np.float32(norm) if norm > 0 and math.isfinite(norm) else None
+
+    def _ranked_lists(
+        self,
+        mode: SearchMode,
+        terms: list[str],
+        qvec: np.ndarray | None,
+        segments: list[_Segment],
+        masks: list[np.ndarray],
+        depth: int,
+    ) -> tuple[_Ranked, _Ranked, dict[tuple[int, int], float]]:
+        """The keyword list, the semantic list (each best first, at most `depth` long) and,
+        for hybrid, each keyword hit's share of the query's IDF."""
+        keyword: _Ranked = []
+        semantic: _Ranked = []
+        coverage: dict[tuple[int, int], float] = {}
+        if mode in ("hybrid", "keyword") and terms:
+            keyword, weighted = self._keyword_list(terms, segments, masks, depth)
+            if mode == "hybrid" and keyword:
+                coverage = self._coverage(keyword, weighted, segments)
+        if mode in ("hybrid", "semantic") and qvec is not None:
+            semantic = self._semantic_list(qvec, segments, masks, depth)
+        return keyword, semantic, coverage
+
     def search(
         self,
         query_text: str,
@@ -687,32 +750,13 @@ class UserIndex:
         if not segments:
             return []
         terms = query_terms(query_text or "")
-        qvec = None
-        if query_vector is not None and mode != "keyword":
-            qvec = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-            if qvec.shape[0] != self.dimensions:
-                raise ValueError(
-                    f"query vector has {qvec.shape[0]} dimensions, not {self.dimensions}"
-                )
-            norm = float(np.linalg.norm(qvec))
-            qvec = qvec / np.float32(norm) if norm > 0 and math.isfinite(norm) else None
+        qvec = self._unit_query_vector(query_vector) if mode != "keyword" else None
         masks = [seg.allowed(filters, self._codes) for seg in segments]
-        extra = limit + 32 if collapse else 0
-        depth = max(limit * 4 + 32, 100) if mode == "hybrid" else limit + extra
-
-        keyword: list[tuple[float, int, int]] = []
-        semantic: list[tuple[float, int, int]] = []
-        coverage: dict[tuple[int, int], float] = {}
-        if mode in ("hybrid", "keyword") and terms:
-            keyword, weighted = self._keyword_list(terms, segments, masks, depth)
-            if mode == "hybrid" and keyword:
-                coverage = self._coverage(keyword, weighted, segments)
-        if mode in ("hybrid", "semantic") and qvec is not None:
-            semantic = self._semantic_list(qvec, segments, masks, depth)
+        depth = _list_depth(mode, limit, collapse)
+        keyword, semantic, coverage = self._ranked_lists(mode, terms, qvec, segments, masks, depth)
 
         def candidate(key: tuple[int, int]) -> Candidate:
-            seg = segments[key[0]]
-            row = key[1]
+            seg, row = segments[key[0]], key[1]
             return Candidate(seg.ids[row], seg.texts[row], float(seg.created[row]), seg.dedupe[row])
 
         return combine(
@@ -729,4 +773,5 @@ class UserIndex:
             now=now,
             semantic_weight=semantic_weight,
             min_similarity=min_similarity,
+            created_at=lambda key: float(segments[key[0]].created[key[1]]),
         )

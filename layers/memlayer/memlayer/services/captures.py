@@ -8,73 +8,18 @@ between can duplicate a prompt but never lose one."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-from urllib.parse import urlsplit
-
-from pydantic import BaseModel, Field, field_validator, model_validator
-
 from memlayer import queues
+from memlayer.api.captures import CaptureIn, CaptureResult, ShareAccepted, ShareIn
 from memlayer.ids import iso, new_id, utcnow
-from memlayer.models import Body, Content, Source, UploadIds, truncate_stored
+from memlayer.models import Source, truncate_stored
 from memlayer.observability import logger
 from memlayer.services import memories
+from memlayer.services.uploads import require_uploads
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
-from memlayer.storage.pipeline import PendingCapture
+from memlayer.storage.captures import PendingCapture
 
-Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-ConversationId = Annotated[str, Field(min_length=1, max_length=256)]
-Url = Annotated[str, Field(max_length=2_000)]
 CLAIM_LEASE_SECONDS = 60
-
-
-def _http_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an http(s) URL")
-    return value
-
-
-class CaptureIn(Body):
-    role: Literal["prompt", "response"]
-    provider: Name
-    conversation_id: ConversationId
-    text: Content
-    url: Url | None = None
-    message_id: Annotated[str, Field(max_length=256)] | None = None
-
-    _url = field_validator("url")(lambda cls, v: _http_url(v))
-
-
-class CaptureResult(BaseModel):
-    status: Literal["pending", "saved"]
-    paired: bool = False
-    capture_id: str | None = None
-    memory_id: str | None = None
-    job_id: str | None = None
-
-
-class ShareIn(Body):
-    text: Content | None = None
-    url: Url | None = None
-    title: Annotated[str, Field(max_length=500)] | None = None
-    upload_ids: UploadIds = []
-
-    _url = field_validator("url")(lambda cls, v: _http_url(v))
-
-    @model_validator(mode="after")
-    def _something(self) -> ShareIn:
-        if not (self.text or self.url or self.upload_ids):
-            raise ValueError("a share needs text, url or upload_ids")
-        return self
-
-
-class ShareAccepted(BaseModel):
-    job_id: str
-    memory_id: str
-    status_url: str
 
 
 async def capture(user_id: str, body: CaptureIn) -> CaptureResult:
@@ -196,8 +141,6 @@ async def share(
     user_id: str, body: ShareIn, *, idempotency_key: str | None = None
 ) -> ShareAccepted:
     if body.upload_ids:
-        from memlayer.services.uploads import require_uploads
-
         await require_uploads(user_id, body.upload_ids)
     content = body.text or body.url or body.title or "Shared files"
     created = await memories.create(

@@ -27,11 +27,11 @@ from memlayer import blobs, dlq
 from memlayer.ids import iso, new_id, utcnow
 from memlayer.models import MemoryRecord
 from memlayer.observability import count, logger
-from memlayer.services.uploads import upload_prefix
+from memlayer.services import captures, memories
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
-from memlayer.storage.accounts import EXPIRING_KINDS, AccountsStore
-from memlayer.storage.pipeline import PendingCapture
+from memlayer.storage.captures import PendingCapture
+from memlayer.storage.cleanup import EXPIRING_KINDS, CleanupStore
 from memlayer.storage.uploads import UploadRecord
 
 T = TypeVar("T")
@@ -123,8 +123,6 @@ async def run_cleanup(now: datetime | None = None) -> dict[str, Any]:
 async def _unstick(record: MemoryRecord, now: datetime, report: dict[str, Any]) -> None:
     """Re-enqueues a stalled enrichment (the steps are idempotent); after `GIVE_UP_AFTER` the
     memory is marked failed with the reason instead, so it is never silently stuck."""
-    from memlayer.services import memories
-
     if record.job_id is None:
         return
     if record.updated_at < now - GIVE_UP_AFTER:
@@ -139,12 +137,10 @@ async def _unstick(record: MemoryRecord, now: datetime, report: dict[str, Any]) 
 
 
 async def _flush_capture(
-    store: AccountsStore, capture: PendingCapture, run_id: str, stamp: int, report: dict[str, Any]
+    store: CleanupStore, capture: PendingCapture, run_id: str, stamp: int, report: dict[str, Any]
 ) -> None:
     if not await store.claim_expired_capture(capture, run_id, stamp, CLAIM_STALE_SECONDS):
         return  # another sweep has it, or it was paired or replaced meanwhile
-    from memlayer.services import captures
-
     if await captures.flush(
         capture.user_id, capture.provider, capture.conversation_id, capture.capture_id
     ):
@@ -152,7 +148,7 @@ async def _flush_capture(
 
 
 async def _purge_upload(
-    store: AccountsStore, upload: UploadRecord, run_id: str, stamp: int, deleted: dict[str, int]
+    store: CleanupStore, upload: UploadRecord, run_id: str, stamp: int, deleted: dict[str, int]
 ) -> None:
     """An upload past its `purge_after` (an expired ticket, or a failed upload kept for a
     while) or still awaiting its file long after the form expired: claimed (so one sweep does
@@ -163,7 +159,7 @@ async def _purge_upload(
     )
     if not claimed:
         return
-    files = await blobs.delete_prefix(upload_prefix(upload.user_id, upload.id))
+    files = await blobs.delete_prefix(blobs.upload_prefix(upload.user_id, upload.id))
     if await store.delete_upload_if_unchanged(
         upload.user_id, upload.id, upload.version, upload.status
     ):

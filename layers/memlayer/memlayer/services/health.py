@@ -5,21 +5,14 @@ from __future__ import annotations
 import time
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
-
-from pydantic import BaseModel
 
 from memlayer import secrets
+from memlayer.api.health import Health
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 
 CACHE_SECONDS = 10.0
 _cache: dict[str, tuple[float, Health]] = {}
-
-
-class Health(BaseModel):
-    status: Literal["healthy", "degraded"]
-    services: dict[str, str]
 
 
 async def check() -> Health:

@@ -7,86 +7,53 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, Field
+import numpy as np
 
+from memlayer import queues
+from memlayer.ai.chat import ContextMemory, grounded_answer
+from memlayer.ai.embeddings import Embedder, get_embedder
+from memlayer.api.memories import Memory
+from memlayer.api.retrieval import (
+    ChatIn,
+    ChatOut,
+    ContextIn,
+    ContextOut,
+    SearchFiltersIn,
+    SearchHit,
+    SearchIn,
+    SearchOut,
+)
+from memlayer.errors import ProviderError
 from memlayer.ids import utcnow
-from memlayer.models import Body, Kind, Memory, MemoryRecord, Moment, SearchMode, Timestamp
+from memlayer.models import MemoryRecord, display_title
 from memlayer.observability import logger
-from memlayer.search.conversation import boost_period
+from memlayer.search import Hit, SearchFilters
+from memlayer.search.context import ContextCandidate, build_context
+from memlayer.search.conversation import (
+    NEIGHBOUR_RADIUS,
+    boost_period,
+    expansion_candidates,
+    with_neighbours,
+)
+from memlayer.search.fusion import SearchMode
 from memlayer.search.timeexpr import resolve
 from memlayer.settings import get_settings
 from memlayer.storage import get_search_index, get_store
 
-if TYPE_CHECKING:
-    import numpy as np
 SEARCH_DEPTH_FOR_CONTEXT = 20
 SEARCH_DEPTH_FOR_CHAT = 8
-# How many hits a query that names a time is re-ranked from.
-TIME_BOOST_DEPTH = 50
+# How many hits a query that names a time is re-ranked from. On the conversational bench
+# recall@10 is the same from 20 to 50 (also on one 9k-turn user), lower at 10; 50 cost ~3 ms
+# more per search at 10k memories (bench/retrieval/latency.py).
+TIME_BOOST_DEPTH = 20
 
 
-class SearchFiltersIn(Body):
-    kind: Kind | list[Kind] | None = None
-    tags: Annotated[list[str], Field(max_length=50)] = []
-    provider: Annotated[str, Field(max_length=64)] | None = None
-    since: Moment | None = None
-    until: Moment | None = None
-
-
-class SearchIn(Body):
-    query: Annotated[str, Field(min_length=1, max_length=2_000)]
-    limit: Annotated[int, Field(ge=1, le=100)] = 10
-    mode: SearchMode = "hybrid"
-    filters: SearchFiltersIn | None = None
-
-
-class SearchHit(BaseModel):
-    memory: Memory
-    score: float
-    highlights: list[str]
-
-
-class SearchOut(BaseModel):
-    items: list[SearchHit]
-    took_ms: float
-
-
-class ContextIn(Body):
-    query: Annotated[str, Field(min_length=1, max_length=2_000)]
-    provider: Annotated[str, Field(max_length=64)] | None = None
-    conversation_text: Annotated[str, Field(max_length=200_000)] | None = None
-    max_tokens: Annotated[int, Field(ge=50, le=16_000)] = 1_000
-
-
-class ContextOut(BaseModel):
-    context: str
-    memories: list[str]
-    tokens: int
-
-
-class ChatIn(Body):
-    message: Annotated[str, Field(min_length=1, max_length=8_000)]
-    conversation_id: Annotated[str, Field(max_length=256)] | None = None
-
-
-class ChatOut(BaseModel):
-    response: str
-    context_used: list[str]
-    timestamp: Timestamp
-    provider: str
-
-
-def _embedder() -> Any:
-    from memlayer.ai.embeddings import get_embedder
-
+def _embedder() -> Embedder:
     return get_embedder(get_settings())
 
 
 async def reembed(user_id: str) -> int:
-    from memlayer import queues
-
     space = _embedder().space
     records = await get_store().all_memories(user_id)
     messages = [
@@ -100,9 +67,7 @@ async def reembed(user_id: str) -> int:
     return len(messages)
 
 
-def _filters(filters: SearchFiltersIn | None) -> Any:
-    from memlayer.search import SearchFilters
-
+def _filters(filters: SearchFiltersIn | None) -> SearchFilters | None:
     if filters is None:
         return None
     kinds = [filters.kind] if isinstance(filters.kind, str) else filters.kind
@@ -118,8 +83,6 @@ def _filters(filters: SearchFiltersIn | None) -> Any:
 async def _query_vector(query: str, mode: SearchMode) -> np.ndarray | None:
     if mode == "keyword":
         return None
-    from memlayer.errors import ProviderError
-
     try:
         return (await _embedder().embed([query]))[0]
     except ProviderError as exc:
@@ -134,16 +97,18 @@ async def ranked(
     *,
     mode: SearchMode,
     limit: int,
-    filters: Any = None,
+    filters: SearchFilters | None = None,
     related_only: bool = False,
-) -> list[tuple[MemoryRecord, Any]]:
+    expand: bool = False,
+) -> list[tuple[MemoryRecord, Hit]]:
     """The user's best memories for `query`. With `related_only` (what goes to a chat model),
     a memory must share a word with the query or be at least the embedder's
     `relevance_floor` similar to it: ranking alone always fills the list, relevant or not.
 
     A query that names a time ("in March", "last week") is searched without those words, a
     little deeper, and the memories that happened in that period are boosted (soft: see
-    search/conversation.py)."""
+    search/conversation.py). With `expand`, the best hits bring the turns around them in
+    their conversation (within the same filters), inserted after them, within `limit`."""
     period = resolve(query)
     text = (period.strip_from(query) or query) if period else query
     index = get_search_index()
@@ -159,24 +124,40 @@ async def ranked(
         semantic_weight=embedder.fusion_weight,
         min_similarity=embedder.relevance_floor if related_only else None,
     )
-    if period is None:
-        return results
     records = {record.id: record for record, _ in results}
-    boosted = boost_period(
-        [hit for _, hit in results], period, lambda mid: records[mid].occurred_at.timestamp()
-    )
-    return [(records[hit.memory_id], hit) for hit in boosted[:limit]]
+    hits = [hit for _, hit in results]
+    if period is not None:
+        hits = boost_period(hits, period, lambda mid: records[mid].occurred_at.timestamp())
+    hits = hits[:limit]
+    if expand and hits:
+        windows = await index.turns_around(
+            user_id, expansion_candidates(hits), radius=NEIGHBOUR_RADIUS, filters=filters
+        )
+        for turns in windows.values():
+            records.update((turn.id, turn) for turn in turns)
+        hits = with_neighbours(
+            hits, {hit: [turn.id for turn in turns] for hit, turns in windows.items()}
+        )[:limit]
+    return [(records[hit.memory_id], hit) for hit in hits]
 
 
 async def search(user_id: str, body: SearchIn) -> SearchOut:
     started = time.perf_counter()
     results = await ranked(
-        user_id, body.query, mode=body.mode, limit=body.limit, filters=_filters(body.filters)
+        user_id,
+        body.query,
+        mode=body.mode,
+        limit=body.limit,
+        filters=_filters(body.filters),
+        expand=body.expand,
     )
     return SearchOut(
         items=[
             SearchHit(
-                memory=Memory.of(record), score=round(hit.score, 6), highlights=hit.highlights
+                memory=Memory.of(record),
+                score=round(hit.score, 6),
+                highlights=hit.highlights,
+                neighbour_of=hit.neighbour_of,
             )
             for record, hit in results
         ],
@@ -185,19 +166,23 @@ async def search(user_id: str, body: SearchIn) -> SearchOut:
 
 
 async def context(user_id: str, body: ContextIn) -> ContextOut:
-    from memlayer.search.context import ContextCandidate, build_context
-
+    # A turn of a conversation means little alone: the best hits bring the turns around them.
     results = await ranked(
-        user_id, body.query, mode="hybrid", limit=SEARCH_DEPTH_FOR_CONTEXT, related_only=True
+        user_id,
+        body.query,
+        mode="hybrid",
+        limit=SEARCH_DEPTH_FOR_CONTEXT,
+        related_only=True,
+        expand=True,
     )
     block = build_context(
         body.query,
         [
             ContextCandidate(
                 id=record.id,
-                title=record.analysis.title if record.analysis else record.source.title,
+                title=display_title(record.analysis, record.source),
                 text=record.content,
-                created_at=record.created_at,
+                occurred_at=record.occurred_at,
                 source_url=record.source.canonical_url or record.source.url,
                 provider=record.source.provider,
             )
@@ -211,8 +196,6 @@ async def context(user_id: str, body: ContextIn) -> ContextOut:
 
 
 async def chat(user_id: str, body: ChatIn) -> ChatOut:
-    from memlayer.ai.chat import ContextMemory, grounded_answer
-
     results = await ranked(
         user_id, body.message, mode="hybrid", limit=SEARCH_DEPTH_FOR_CHAT, related_only=True
     )
@@ -222,7 +205,7 @@ async def chat(user_id: str, body: ChatIn) -> ChatOut:
             ContextMemory(
                 id=record.id,
                 text=record.content,
-                title=record.analysis.title if record.analysis else record.source.title,
+                title=display_title(record.analysis, record.source),
             )
             for record, _ in results
         ],

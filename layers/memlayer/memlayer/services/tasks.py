@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from memlayer.services.pipeline import PoisonMessage
+from memlayer.services import captures, export, retrieval
+from memlayer.services.enrichment import PoisonMessage
 
 
 class CaptureFlush(BaseModel):
@@ -27,18 +28,12 @@ class UserTask(BaseModel):
 async def dispatch(message: Any) -> None:
     kind = message.get("type") if isinstance(message, dict) else None
     if kind == "capture.flush":
-        from memlayer.services import captures
-
         flush = CaptureFlush.model_validate(message)
         await captures.flush(flush.user_id, flush.provider, flush.conversation_id, flush.capture_id)
     elif kind == "export":
-        from memlayer.services import export
-
         task = UserTask.model_validate(message)
         await export.run_export(task.user_id, task.job_id or "")
     elif kind == "reembed":
-        from memlayer.services import retrieval
-
         await retrieval.reembed(UserTask.model_validate(message).user_id)
     else:
         raise PoisonMessage(f"unknown task type: {kind!r}")

@@ -5,7 +5,7 @@ The flow: `POST /v1/uploads` checks the declared file and answers a presigned fo
 browser sends the file straight to the bucket; S3 notifies the uploads queue, and the extract
 worker calls `handle_object_created`: it finds the upload by the user and upload id in the key
 (the record must exist in that user's partition and name exactly that key), checks the file is
-what it claims to be (magic bytes, text decoding, markup), extracts its text and writes one
+what it claims to be and extracts its text (content/files.py), and writes one
 `file` memory, which goes through the usual enrichment. A file that cannot become a memory
 marks the upload `failed` with a reason the user can read, and its object is deleted.
 """
@@ -13,159 +13,35 @@ marks the upload `failed` with a reason the user can read, and its object is del
 from __future__ import annotations
 
 import asyncio
-import inspect
-import io
-import re
-import unicodedata
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal
-from urllib.parse import quote, unquote, unquote_plus
-
-from pydantic import BaseModel, Field, field_validator
+from typing import Any
+from urllib.parse import unquote_plus
 
 from memlayer import blobs
+from memlayer.api.uploads import Upload, UploadCreate, UploadTicket
+from memlayer.content.files import Extracted, ExtractionFailed, extract, normalize_content_type
 from memlayer.errors import NotFound, PayloadTooLarge, QuotaExceeded, ValidationFailed
-from memlayer.ids import is_id, new_id, utcnow
-from memlayer.models import Body, Source, Timestamp, truncate_stored
+from memlayer.ids import new_id, utcnow
+from memlayer.models import Source, truncate_stored
 from memlayer.observability import logger
+from memlayer.services import memories
 from memlayer.services.limits import limits_of, quota_exceeded
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.base import VersionConflict
 from memlayer.storage.errors import LimitReached, seconds_to_midnight
-from memlayer.storage.uploads import UploadRecord, UploadsStore, UploadStatus
+from memlayer.storage.uploads import UploadRecord, UploadsStore
 
-ALLOWED_CONTENT_TYPES: frozenset[str] = frozenset(
-    {"text/plain", "text/markdown", "text/html", "application/pdf"}
-)
-_CONTENT_TYPE_ALIASES = {
-    "text/x-markdown": "text/markdown",
-    "application/x-pdf": "application/pdf",
-}
 # A worker that took an upload and then vanished (crash, timeout) is presumed dead after this;
 # a redelivered message then takes the upload over.
 CLAIM_LEASE = timedelta(minutes=5)
-_KEY_RE = re.compile(r"^uploads/([^/]+)/([0-9A-HJKMNP-TV-Z]{26})/([^/]+)$")
-_MAX_SAFE_NAME = 120
 # A failed upload's object is deleted; every other state can still become (or is) a file.
 ATTACHABLE_STATUSES: frozenset[str] = frozenset({"awaiting", "received", "extracting", "completed"})
 
 
-# ---------------------------------------------------------------------------- API bodies
-
-
-def normalize_content_type(value: str) -> str:
-    base = value.split(";", 1)[0].strip().lower()
-    return _CONTENT_TYPE_ALIASES.get(base, base)
-
-
-class UploadCreate(Body):
-    filename: Annotated[str, Field(min_length=1, max_length=255)]
-    content_type: Annotated[str, Field(min_length=1, max_length=255)]
-    size: Annotated[int, Field(ge=1, description="bytes; at most the ticket's max_bytes")]
-
-    @field_validator("filename")
-    @classmethod
-    def _filename(cls, value: str) -> str:
-        value = value.strip()
-        if any(unicodedata.category(ch) == "Cc" for ch in value):
-            raise ValueError("filename must not contain control characters")
-        if not value.strip(". "):
-            raise ValueError("filename must name a file")
-        return value
-
-    @field_validator("content_type")
-    @classmethod
-    def _content_type(cls, value: str) -> str:
-        normalized = normalize_content_type(value)
-        if normalized not in ALLOWED_CONTENT_TYPES:
-            allowed = ", ".join(sorted(ALLOWED_CONTENT_TYPES))
-            raise ValueError(f"content_type must be one of {allowed}")
-        return normalized
-
-
-class UploadTicket(BaseModel):
-    """A presigned upload. POST (S3): send a multipart form with every `fields` entry, then
-    the file as the last part named `file`. PUT (R2): send the file as the body with
-    `headers`."""
-
-    upload_id: str
-    url: str
-    fields: dict[str, str]
-    expires_at: Timestamp
-    max_bytes: int
-    method: Literal["POST", "PUT"] = "POST"
-    headers: dict[str, str] = {}
-    status_url: str
-
-
-class Upload(BaseModel):
-    """An upload as the API shows it."""
-
-    upload_id: str
-    status: UploadStatus
-    memory_id: str | None = None
-    error: str | None = None
-    filename: str
-    content_type: str
-    size: int
-    created_at: Timestamp
-    updated_at: Timestamp
-
-    @classmethod
-    def of(cls, record: UploadRecord) -> Upload:
-        return cls(
-            upload_id=record.id,
-            status=record.status,
-            memory_id=record.memory_id,
-            error=record.error,
-            filename=record.filename,
-            content_type=record.content_type,
-            size=record.received_size if record.received_size is not None else record.size,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
-
-
 # ---------------------------------------------------------------------------- keys
-
-
-def safe_filename(filename: str) -> str:
-    """The file name as it may appear in an object key: ASCII letters, digits, '.', '-', '_',
-    at most 120 characters, the extension kept."""
-    name = re.split(r"[\\/]", filename)[-1]
-    name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    stem, dot, ext = name.rpartition(".")
-    if not dot:
-        stem, ext = name, ""
-    ext = re.sub(r"[^A-Za-z0-9]+", "", ext)[:16]
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")
-    stem = stem[: _MAX_SAFE_NAME - len(ext) - 1].rstrip("._-") or "file"
-    return f"{stem}.{ext}" if ext else stem
-
-
-def upload_prefix(user_id: str, upload_id: str | None = None) -> str:
-    """The folder of one upload, or (`upload_id=None`) of all the user's uploads. Any other
-    id is refused: an empty one would name the user's whole folder."""
-    prefix = f"uploads/{quote(user_id, safe='')}/"
-    if upload_id is None:
-        return prefix
-    if not is_id(upload_id):
-        raise ValueError(f"not an upload id: {upload_id!r}")
-    return f"{prefix}{upload_id}/"
-
-
-def object_key(user_id: str, upload_id: str, filename: str) -> str:
-    return upload_prefix(user_id, upload_id) + safe_filename(filename)
-
-
-def parse_key(key: str) -> tuple[str, str] | None:
-    """(user id, upload id) of an upload's object key; None for any other key."""
-    match = _KEY_RE.match(key)
-    if match is None:
-        return None
-    return unquote(match.group(1)), match.group(2)
 
 
 def uploads_store() -> UploadsStore:
@@ -184,7 +60,7 @@ async def create_upload(user_id: str, body: UploadCreate) -> UploadTicket:
         )
     await _check_quota(user_id)
     upload_id = new_id()
-    key = object_key(user_id, upload_id, body.filename)
+    key = blobs.object_key(user_id, upload_id, body.filename)
     presigned = await blobs.presign_upload(
         key,
         content_type=body.content_type,
@@ -266,24 +142,6 @@ async def require_uploads(user_id: str, upload_ids: list[str]) -> list[UploadRec
     return found
 
 
-async def delete_uploads(user_id: str, upload_ids: list[str]) -> int:
-    """Deletes these uploads of `user_id`: each one's own object (its exact key, never a
-    prefix), then the records. Ids that are not theirs or do not exist are ignored. Returns how
-    many records were addressed."""
-    ids = sorted({upload_id for upload_id in upload_ids if is_id(upload_id)})
-    if not ids:
-        return 0
-    store = uploads_store()
-    records = await asyncio.gather(*(store.get_upload(user_id, i) for i in ids))
-    keys = [
-        record.key
-        for record in records
-        if record is not None and parse_key(record.key) == (user_id, record.id)
-    ]
-    await blobs.delete_keys(keys)
-    return await store.delete_uploads(user_id, ids)
-
-
 # ---------------------------------------------------------------------------- S3 events
 
 
@@ -299,8 +157,6 @@ def parse_s3_event(body: str) -> list[ObjectCreated]:
     S3 sends when notifications are configured, and other events, give none. Keys in S3
     notifications are URL-encoded (spaces as '+'); they are decoded here. Raises ValueError
     on a body that is not an S3 notification."""
-    import json
-
     try:
         message = json.loads(body)
     except ValueError as exc:
@@ -333,14 +189,6 @@ class UploadBusy(Exception):
     """Another worker holds the upload; the message is retried later."""
 
 
-class ExtractionFailed(Exception):
-    """The file cannot become a memory; `reason` is shown to the user."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 async def handle_object_created(
     bucket: str, key: str, size: int, *, final: bool = False
 ) -> UploadRecord | None:
@@ -354,7 +202,7 @@ async def handle_object_created(
     if bucket != settings.uploads_bucket:
         logger.warning("object in another bucket ignored", bucket=bucket, key=key)
         return None
-    parsed = parse_key(key)
+    parsed = blobs.parse_key(key)
     if parsed is None:
         logger.info("object outside uploads ignored", key=key)
         return None
@@ -422,8 +270,6 @@ async def _fetch(record: UploadRecord) -> blobs.Blob:
 async def _create_memory(record: UploadRecord, blob: blobs.Blob, extracted: Extracted) -> str:
     """Writes the `file` memory (once: a redelivery finds the first one by its idempotency
     key); returns its id."""
-    from memlayer.services import memories
-
     text, truncated = _fit(extracted.text, get_settings().max_content_bytes)
     metadata: dict[str, Any] = {
         "upload_id": record.id,
@@ -463,7 +309,7 @@ async def _save(record: UploadRecord, **changes: Any) -> UploadRecord:
 async def _fail(record: UploadRecord, reason: str) -> UploadRecord:
     logger.info("upload failed", upload_id=record.id, reason=reason)
     try:
-        await blobs.delete_prefix(upload_prefix(record.user_id, record.id))
+        await blobs.delete_prefix(blobs.upload_prefix(record.user_id, record.id))
     except Exception:
         logger.exception("could not delete a failed upload's object", upload_id=record.id)
     days = get_settings().job_ttl_days
@@ -475,160 +321,3 @@ async def _fail(record: UploadRecord, reason: str) -> UploadRecord:
 def _fit(text: str, limit: int) -> tuple[str, bool]:
     fitted = truncate_stored(text, limit)
     return fitted, len(fitted) < len(text)
-
-
-# ---------------------------------------------------------------------------- extraction
-
-
-@dataclass(frozen=True)
-class Extracted:
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"%PDF-", "PDF"),
-    (b"\x89PNG\r\n\x1a\n", "PNG image"),
-    (b"\xff\xd8\xff", "JPEG image"),
-    (b"GIF87a", "GIF image"),
-    (b"GIF89a", "GIF image"),
-    (b"PK\x03\x04", "ZIP archive (e.g. .docx, .xlsx)"),
-    (b"\x1f\x8b", "gzip archive"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "legacy Office document"),
-    (b"7z\xbc\xaf\x27\x1c", "7-Zip archive"),
-    (b"Rar!\x1a\x07", "RAR archive"),
-    (b"\x7fELF", "program"),
-    (b"MZ", "Windows program"),
-)
-_TEXT_CONTROLS = frozenset("\t\n\r\f\v\x1b")
-
-
-def sniff(data: bytes) -> str | None:
-    """What a file is by its first bytes, for the kinds that are never text; None otherwise.
-    A PDF may have up to 1 KiB of junk before `%PDF-` (as readers allow)."""
-    if b"%PDF-" in data[:1024]:
-        return "PDF"
-    for magic, name in _SIGNATURES[1:]:
-        if data.startswith(magic):
-            return name
-    if data[:12].startswith(b"RIFF") and data[8:12] in (b"WEBP", b"WAVE", b"AVI "):
-        return "media file"
-    return None
-
-
-def decode_text(data: bytes) -> str:
-    """Text of a file that claims to be text: UTF-8 (a BOM is dropped), UTF-16 with a BOM,
-    else Windows-1252/Latin-1; refused when it holds NUL bytes or many control characters
-    (it is binary)."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise ExtractionFailed("the file is not valid UTF-16 text") from None
-    elif b"\x00" in data:
-        raise ExtractionFailed("the file is binary, not text")
-    else:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            try:
-                text = data.decode("cp1252")
-            except UnicodeDecodeError:
-                text = data.decode("latin-1")
-    controls = sum(
-        1 for ch in text if ch not in _TEXT_CONTROLS and unicodedata.category(ch) == "Cc"
-    )
-    if controls > max(8, len(text) // 100):
-        raise ExtractionFailed("the file is binary, not text")
-    return text
-
-
-def _clean(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
-    return re.sub(r"\n{4,}", "\n\n\n", text).strip()
-
-
-def _pdf_text(data: bytes, budget: int) -> Extracted:
-    from pypdf import PdfReader
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                opened = bool(reader.decrypt(""))  # NOT_DECRYPTED is 0
-            except Exception:
-                opened = False
-            if not opened:
-                raise ExtractionFailed("the PDF is password-protected")
-        pages = reader.pages
-        parts: list[str] = []
-        collected = 0
-        for page in pages:
-            text = page.extract_text() or ""
-            parts.append(text)
-            collected += len(text.encode())
-            if collected > budget:  # the memory keeps only so much; skip reading the rest
-                break
-        page_count = len(pages)
-    except ExtractionFailed:
-        raise
-    except Exception as exc:  # pypdf raises many kinds on malformed files
-        raise ExtractionFailed(f"the PDF could not be read ({type(exc).__name__})") from None
-    text = _clean("\n\n".join(parts))
-    if not text:
-        raise ExtractionFailed(
-            "the PDF has no extractable text (scanned pages are images; OCR is not supported)"
-        )
-    return Extracted(text=text, metadata={"pages": page_count})
-
-
-def _text_file(data: bytes, content_type: str) -> str:
-    kind = sniff(data)
-    if kind is not None:
-        raise ExtractionFailed(f"the file was declared {content_type} but is a {kind}")
-    return decode_text(data)
-
-
-_MARKUP = re.compile(r"<\s*(?:!doctype|html|head|body|[a-z][a-z0-9-]*[\s/>])", re.IGNORECASE)
-
-
-async def _html(html: str) -> Extracted:
-    from memlayer.pipeline.extract import extract_page
-
-    if not _MARKUP.search(html[:65_536]):
-        raise ExtractionFailed("the file was declared text/html but has no HTML markup")
-    if inspect.iscoroutinefunction(extract_page):
-        page = await extract_page(html, "")
-    else:
-        page = await asyncio.to_thread(extract_page, html, "")
-    text = _clean(page.text)
-    if not text:
-        raise ExtractionFailed("the HTML page has no readable text")
-    metadata = {
-        name: value
-        for name, value in (("title", page.title), ("description", page.description))
-        if value
-    }
-    return Extracted(text=text, metadata=metadata)
-
-
-async def extract(data: bytes, content_type: str) -> Extracted:
-    """The text of an uploaded file, after checking it is what `content_type` claims.
-    Raises ExtractionFailed with a reason the user can read."""
-    content_type = normalize_content_type(content_type)
-    if content_type == "application/pdf":
-        kind = sniff(data)
-        if kind != "PDF":
-            what = f"a {kind}" if kind else "text or an unknown format"
-            raise ExtractionFailed(f"the file was declared application/pdf but is {what}")
-        budget = get_settings().max_content_bytes
-        return await asyncio.to_thread(_pdf_text, data, budget)
-    if content_type not in ALLOWED_CONTENT_TYPES:
-        raise ExtractionFailed(f"{content_type} files are not supported")
-    text = await asyncio.to_thread(_text_file, data, content_type)
-    if content_type == "text/html":
-        return await _html(text)
-    text = _clean(text)
-    if not text:
-        raise ExtractionFailed("the file has no text")
-    return Extracted(text=text)

@@ -6,12 +6,17 @@ same suite against both."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
+from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
+from memlayer.search.fusion import SearchMode
 from memlayer.storage.accounts import AccountsStore
+from memlayer.storage.captures import CapturesStore
+from memlayer.storage.cleanup import CleanupStore
+from memlayer.storage.connections import ConnectionsStore
 from memlayer.storage.errors import (
     IdempotencyRecord,
     IdempotentReplay,
@@ -19,7 +24,7 @@ from memlayer.storage.errors import (
     StorageError,
     VersionConflict,
 )
-from memlayer.storage.pipeline import PipelineStore
+from memlayer.storage.tags import TagsStore
 from memlayer.storage.uploads import UploadsStore
 
 if TYPE_CHECKING:
@@ -56,7 +61,9 @@ class StoredVector:
     vector: bytes  # float16, little-endian
 
 
-class Store(PipelineStore, UploadsStore, AccountsStore, Protocol):
+class Store(
+    CapturesStore, ConnectionsStore, TagsStore, UploadsStore, AccountsStore, CleanupStore, Protocol
+):
     backend: str  # "dynamodb" or "supabase", as STORAGE_BACKEND names it
 
     async def ping(self) -> bool: ...
@@ -132,7 +139,23 @@ class SearchIndex(Protocol):
         limit: int,
         semantic_weight: float,
         min_similarity: float | None,
-    ) -> list[tuple[MemoryRecord, Hit]]: ...
+    ) -> list[tuple[MemoryRecord, Hit]]:
+        """Ranks what the last `refresh` of the user brought up to date."""
+        ...
+
+    async def turns_around(
+        self,
+        user_id: str,
+        memory_ids: Sequence[str],
+        *,
+        radius: int,
+        filters: SearchFilters | None,
+    ) -> dict[str, list[MemoryRecord]]:
+        """For each of `memory_ids` that is a turn of a conversation (memories sharing
+        `source.provider` and `source.conversation_id`), the turns from `radius` before it to
+        `radius` after it in conversation order (`occurred_at`, then id), itself included;
+        turns `filters` leave out are skipped. Reads what the last `search` read."""
+        ...
 
 
 __all__ = [
