@@ -21,17 +21,15 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from memlayer import secrets
-from memlayer.ai._text import (
-    STOPWORDS,
+from memlayer.ai.resilience import PerLoop, breaker_for, call_deadline, call_provider
+from memlayer.errors import ProviderError
+from memlayer.text import (
     clean_whitespace,
     neutralize_tags,
     split_sentences,
     tokenize,
     truncate_words,
 )
-from memlayer.ai.resilience import PerLoop, breaker_for, call_deadline, call_provider
-from memlayer.ai.tags import singularize
-from memlayer.errors import ProviderError
 
 if TYPE_CHECKING:
     from memlayer.settings import Settings
@@ -133,7 +131,7 @@ def build_chat_prompt(message: str, memories: Sequence[ContextMemory]) -> str:
 
 
 def _terms(text: str) -> set[str]:
-    return {singularize(t) for t in tokenize(text) if t not in STOPWORDS and len(t) > 2}
+    return {t for t in tokenize(text) if len(t) > 2}
 
 
 def best_passage(text: str, query: str, *, limit: int = QUOTE_CHARS) -> str:

@@ -1142,7 +1142,7 @@ class PostgresSearch:
         min_similarity: float | None,
     ) -> list[tuple[MemoryRecord, Hit]]:
         from memlayer.search.fusion import Candidate, combine
-        from memlayer.search.text import query_terms
+        from memlayer.text import query_terms
 
         if limit <= 0:
             return []
