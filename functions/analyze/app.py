@@ -2,20 +2,16 @@
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from memlayer.messages import parse_stage
 from memlayer.services import pipeline
-from memlayer.worker import each, receive_count, sqs_batch_handler
+from memlayer.worker import delivery, sqs_worker
 
 
 async def _analyze(record: SQSRecord) -> None:
-    delivery = pipeline.Delivery(pipeline.parse_message(record.body), receive_count(record))
     try:
-        await pipeline.analyze(delivery)
+        await pipeline.analyze(delivery(record, parse_stage))
     except pipeline.SupersededError:
         return
 
 
-async def process(records: list[SQSRecord]) -> dict[str, Exception]:
-    return await each(records, _analyze)
-
-
-handler = sqs_batch_handler(process)
+handler = sqs_worker(_analyze)

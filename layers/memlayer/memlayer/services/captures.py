@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from memlayer import queues
 from memlayer.ids import iso, new_id, utcnow
+from memlayer.messages import CaptureFlush
 from memlayer.models import Body, Content, Source, UploadIds, truncate_stored
 from memlayer.observability import logger
 from memlayer.services import memories
@@ -104,13 +105,12 @@ async def _hold_prompt(user_id: str, body: CaptureIn) -> CaptureResult:
     try:
         await queues.send(
             "tasks",
-            {
-                "type": "capture.flush",
-                "user_id": user_id,
-                "provider": body.provider,
-                "conversation_id": body.conversation_id,
-                "capture_id": pending.capture_id,
-            },
+            CaptureFlush(
+                user_id=user_id,
+                provider=body.provider,
+                conversation_id=body.conversation_id,
+                capture_id=pending.capture_id,
+            ),
             delay_seconds=settings.capture_pair_window_seconds,
         )
     except Exception:

@@ -10,6 +10,7 @@ from typing import Any
 
 from memlayer.errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuotaExceeded
 from memlayer.ids import new_id, utcnow
+from memlayer.messages import StageMessage
 from memlayer.models import (
     JobRecord,
     Kind,
@@ -133,7 +134,7 @@ async def enqueue_enrichment(record: MemoryRecord, job_id: str) -> None:
 
     try:
         await queues.send(
-            "analyze", {"memory_id": record.id, "user_id": record.user_id, "job_id": job_id}
+            "analyze", StageMessage(memory_id=record.id, user_id=record.user_id, job_id=job_id)
         )
     except Exception:
         # The memory is durable; the cleanup sweep re-enqueues pending memories.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, Field
 
 from memlayer.ids import utcnow
+from memlayer.messages import StageMessage
 from memlayer.models import Body, Kind, Memory, MemoryRecord, Moment, SearchMode, Timestamp
 from memlayer.observability import logger
 from memlayer.search.conversation import boost_period
@@ -90,7 +91,7 @@ async def reembed(user_id: str) -> int:
     space = _embedder().space
     records = await get_store().all_memories(user_id)
     messages = [
-        {"memory_id": r.id, "user_id": user_id, "job_id": r.job_id}
+        StageMessage(memory_id=r.id, user_id=user_id, job_id=r.job_id)
         for r in records
         if r.job_id and r.embedding_space != space and r.status in ("ready", "processing")
     ]

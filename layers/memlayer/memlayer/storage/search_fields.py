@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memlayer.messages import ReembedTask
 from memlayer.models import MemoryRecord
 from memlayer.observability import logger
 
@@ -40,5 +41,5 @@ async def request_reembed(user_id: str, space: str, stale: int) -> None:
     from memlayer import queues
 
     logger.info("re-embedding memories from an older vector space", stale=stale)
-    await queues.send("tasks", {"type": "reembed", "user_id": user_id})
+    await queues.send("tasks", ReembedTask(user_id=user_id))
     _reembed_requested.add((user_id, space))
