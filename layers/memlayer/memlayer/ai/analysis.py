@@ -19,7 +19,6 @@ Failure contract of `AnthropicAnalyzer.analyze` (the caller, the SQS analyze wor
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections import Counter
@@ -41,6 +40,7 @@ from memlayer.ai.resilience import (
 )
 from memlayer.ai.tags import TagIndex, normalize_tag, reconcile_tags, span_key
 from memlayer.errors import ProviderError
+from memlayer.observability import logger
 from memlayer.text import (
     FILLER_WORDS,
     clean_whitespace,
@@ -57,7 +57,6 @@ from memlayer.text import (
 if TYPE_CHECKING:
     from memlayer.settings import Settings
 
-log = logging.getLogger(__name__)
 
 Category = Literal[
     "technology",
@@ -692,7 +691,7 @@ class AnthropicAnalyzer:
         input_tokens: int = 0,
         output_tokens: int = 0,
     ) -> AnalysisOutcome:
-        log.warning("analysis fell back to offline", extra={"reason": reason, "model": self.model})
+        logger.warning("analysis fell back to offline", reason=reason, model=self.model)
         analysis = self._fallback.analyze_sync(
             text, title_hint=title_hint, url=url, existing_tags=index
         )
@@ -771,7 +770,7 @@ class AnthropicAnalyzer:
                 data["tags"] = reconcile_tags(tags, index, limit=MAX_TAGS)
             analysis = Analysis.model_validate({**data, "model": message.model or self.model})
         except (TypeError, ValueError, ValidationError) as exc:
-            log.warning("malformed analysis tool output: %s", str(exc)[:500])
+            logger.warning("malformed analysis tool output", error=str(exc)[:500])
             return self._offline(
                 text, "malformed_output", title_hint=title_hint, url=url, index=index, **spent
             )

@@ -14,7 +14,6 @@ passages of the first memories. Provider failures never raise from here.
 from __future__ import annotations
 
 import html
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from memlayer import secrets
 from memlayer.ai.resilience import PerLoop, breaker_for, call_deadline, call_provider
 from memlayer.errors import ProviderError
+from memlayer.observability import logger
 from memlayer.text import (
     clean_whitespace,
     neutralize_tags,
@@ -34,7 +34,6 @@ from memlayer.text import (
 if TYPE_CHECKING:
     from memlayer.settings import Settings
 
-log = logging.getLogger(__name__)
 
 OFFLINE_MODEL = "offline-v1"
 MAX_MEMORIES = 8
@@ -320,7 +319,7 @@ async def grounded_answer(
             ),
         )
     except ProviderError as exc:
-        log.warning("chat fell back to offline", extra={"reason": exc.reason, "provider": provider})
+        logger.warning("chat fell back to offline", reason=exc.reason, provider=provider)
         return offline_answer(message, chosen, reason=exc.reason)
     if not text.strip():
         return offline_answer(message, chosen, reason="empty_response")
