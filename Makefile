@@ -12,7 +12,7 @@ PORT ?= 8787
 SUPABASE_JWT_SECRET ?= memlayer-local-dev-secret-not-for-production
 export PORT SUPABASE_JWT_SECRET
 
-.PHONY: install dev dev-reset test lint typecheck invoke bench build openapi lock clean
+.PHONY: install dev dev-reset test lint typecheck imports invoke bench build openapi lock clean
 
 $(STAMP): requirements/dev.lock requirements/sam.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# The import contract: docs/architecture.md's layer table, no cycles, boto3 only in data
+# access, no heavy SDK on an HTTP function's import path (pyproject.toml [tool.importlinter]).
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+test: lint typecheck imports
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/pytest -n 2 --ignore=tests/integration/test_localstate.py
 	# The durable-state tests start, kill and restart whole local clouds: in a pytest process of
@@ -65,6 +70,8 @@ bench: $(STAMP)
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.retrieval.run
 	$(PY) -m bench.retrieval.refresh
+	$(PY) -m bench.retrieval.latency
+	$(PY) -m bench.retrieval.dialogue
 	$(PY) -m bench.postgres
 
 openapi: $(STAMP)

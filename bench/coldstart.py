@@ -95,6 +95,9 @@ def child(target: str, requests: int) -> None:
     import importlib.util
 
     sys.path[:0] = [str(ROOT / "layers" / "memlayer"), str(ROOT)]
+    from bench.inprocess import LambdaContext
+
+    context = LambdaContext(f"memlayer-{target}")
     started, started_cpu = time.perf_counter(), time.process_time()
     if target == "baseline":
         namespace: dict = {}
@@ -132,15 +135,15 @@ def child(target: str, requests: int) -> None:
             assert secret is not None
             token = mint_dev_token(secret.get_secret_value(), "bench")
         if "{id}" in path:
-            path = path.replace("{id}", _seed_memory(handler, token))
+            path = path.replace("{id}", _seed_memory(handler, context, token))
         event = _event(path, token, body)
         t0 = time.perf_counter()
-        status = handler(event, None)["statusCode"]
+        status = handler(event, context)["statusCode"]
         first_ms = (time.perf_counter() - t0) * 1000
         times = []
         for _ in range(requests):
             t0 = time.perf_counter()
-            handler(event, None)
+            handler(event, context)
             times.append((time.perf_counter() - t0) * 1000)
     times.sort()
     print(
@@ -158,9 +161,9 @@ def child(target: str, requests: int) -> None:
     )
 
 
-def _seed_memory(handler, token: str) -> str:  # type: ignore[no-untyped-def]
+def _seed_memory(handler, context, token: str) -> str:  # type: ignore[no-untyped-def]
     event = _event("/v1/memories", token, {"content": "a memory to read back"})
-    return json.loads(handler(event, None)["body"])["id"]
+    return json.loads(handler(event, context)["body"])["id"]
 
 
 def measure(target: str, runs: int, requests: int) -> dict:

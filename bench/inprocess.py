@@ -3,15 +3,47 @@ the real services in one container without the local cloud."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE_ENV = {"analyze": "ANALYZE_QUEUE_URL", "embed": "EMBED_QUEUE_URL", "tasks": "TASKS_QUEUE_URL"}
+
+
+@dataclass
+class LambdaContext:
+    """The parts of the Lambda runtime's `context` the handlers read (Powertools' Logger
+    injects them into every log line)."""
+
+    function_name: str
+    memory_limit_in_mb: int = 1024
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def function_handler(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """functions/<name>/app.py's handler, called with a Lambda context as the runtime would."""
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", ROOT / "functions" / name / "app.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    context = LambdaContext(f"memlayer-{name}")
+    return lambda event: module.handler(event, context)
 
 
 @contextmanager

@@ -15,7 +15,6 @@ container), so the difference is what the MCP transport adds. Rate limits are of
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import time
@@ -32,21 +31,11 @@ MODERN_META = {
 }
 
 
-def _handler(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(
-        f"fn_{name}", ROOT / "functions" / name / "app.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
-
-
 def _timed(handler: Any, event: dict[str, Any]) -> tuple[tuple[float, float], dict[str, Any]]:
     """(wall ms, CPU ms) of one request, and its JSON body. CPU time is the steadier figure on
     a shared machine: it leaves out the time other processes hold the cores."""
     t0, c0 = time.perf_counter(), time.process_time()
-    response = handler(event, None)
+    response = handler(event)
     elapsed = ((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000)
     assert response["statusCode"] == 200, response
     return elapsed, json.loads(response["body"])
@@ -67,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args(argv)
-    from bench.inprocess import in_process_aws
+    from bench.inprocess import function_handler, in_process_aws
 
     with in_process_aws(
         SUPABASE_JWT_SECRET="bench-secret-bench-secret-bench-secret",  # noqa: S106
@@ -87,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         secret = get_settings().supabase_jwt_secret
         assert secret is not None
         token = mint_dev_token(secret.get_secret_value(), USER)
-        rest, mcp = _handler("retrieval"), _handler("mcp")
+        rest, mcp = function_handler("retrieval"), function_handler("mcp")
         rest_event = _event("/v1/search", token, QUERY)
         call = {"name": "search_memories", "arguments": QUERY}
         mcp_event = _event(

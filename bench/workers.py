@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import statistics
 import time
@@ -22,16 +21,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "workers.json"
 TOPICS = ["kubernetes", "sourdough", "tax return", "marathon", "rust lifetimes", "lisbon trip"]
-
-
-def _handler(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(
-        f"bench_{name}", ROOT / "functions" / name / "app.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
 
 
 def _drain(sqs: Any, url: str, arn: str, size: int) -> list[dict[str, Any]]:
@@ -64,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memories", type=int, default=500)
     args = parser.parse_args()
-    from bench.inprocess import in_process_aws
+    from bench.inprocess import function_handler, in_process_aws
 
     with in_process_aws() as (stack, queue_urls):
         import boto3
@@ -92,13 +81,13 @@ def main() -> None:
         per_memory: dict[str, float] = {}
         stages = (("analyze", "a", "AnalyzeFunction"), ("embed", "e", "EmbedFunction"))
         for stage, queue, fn in stages:
-            handler = _handler(stage)
+            handler = function_handler(stage)
             calls["n"] = 0
             arn = f"arn:aws:sqs:us-east-1:123456789012:{queue}"
             started = time.perf_counter()
             while records := _drain(sqs, urls[queue], arn, sizes[fn]):
                 t0 = time.perf_counter()
-                result = handler({"Records": records}, None)
+                result = handler({"Records": records})
                 timings[stage].append((time.perf_counter() - t0) * 1000)
                 assert result == {"batchItemFailures": []}, result
             timings[f"{stage}_wall_s"] = [time.perf_counter() - started]

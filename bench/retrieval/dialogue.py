@@ -39,10 +39,16 @@ from typing import Any
 
 from bench.retrieval.run import embed, make_embedder
 from memlayer.search import conversation
-from memlayer.search.conversation import Turn, boost_period, with_neighbours
+from memlayer.search.conversation import (
+    boost_period,
+    expansion_candidates,
+    turn_window,
+    with_neighbours,
+)
 from memlayer.search.fusion import Hit
 from memlayer.search.index import IndexedDoc, UserIndex
 from memlayer.search.timeexpr import resolve
+from memlayer.services.retrieval import TIME_BOOST_DEPTH
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "dialogue.json"
 KINDS = ("single-hop", "multi-hop", "temporal", "open-domain")
@@ -112,9 +118,9 @@ class Question:
 @dataclass
 class DialogueCorpus:
     docs: list[IndexedDoc]
-    turns: dict[str, Turn]
+    session_of: dict[str, str]  # memory id -> its session (conversation)
     occurred: dict[str, float]
-    sessions: dict[str, list[Turn]]
+    sessions: dict[str, list[str]]  # session -> its turns in order
     questions: list[Question] = field(default_factory=list)
 
 
@@ -263,9 +269,9 @@ def make_dialogue_corpus(seed: int, sessions: int = 30) -> DialogueCorpus:
     )
 
     docs: list[IndexedDoc] = []
-    turns: dict[str, Turn] = {}
+    session_of: dict[str, str] = {}
     occurred: dict[str, float] = {}
-    by_session: dict[str, list[Turn]] = {}
+    by_session: dict[str, list[str]] = {}
     ids: dict[tuple[int, int], str] = {}
     counter = itertools.count()
     for s, lines in enumerate(b.sessions):
@@ -276,13 +282,16 @@ def make_dialogue_corpus(seed: int, sessions: int = 30) -> DialogueCorpus:
             when = (b.dates[s] + timedelta(minutes=2 * t)).timestamp()
             docs.append(
                 IndexedDoc(
-                    memory_id=mid, text=f"{speaker}: {text}", kind="chat", created_at=IMPORTED_AT
+                    memory_id=mid,
+                    text=f"{speaker}: {text}",
+                    kind="chat",
+                    created_at=IMPORTED_AT,
+                    occurred_at=when,
                 )
             )
-            turn = Turn(mid, conv, float(t))
-            turns[mid] = turn
+            session_of[mid] = conv
             occurred[mid] = when
-            by_session.setdefault(conv, []).append(turn)
+            by_session.setdefault(conv, []).append(mid)
 
     def ev(*names: str) -> set[str]:
         return {ids[place] for name in names for place in b.evidence[name]}
@@ -334,7 +343,7 @@ def make_dialogue_corpus(seed: int, sessions: int = 30) -> DialogueCorpus:
             "Which musical instrument am I learning to play?", "open-domain", ev("music"), after_all
         ),
     ]
-    return DialogueCorpus(docs, turns, occurred, by_session, questions)
+    return DialogueCorpus(docs, session_of, occurred, by_session, questions)
 
 
 def rank(
@@ -356,7 +365,8 @@ def rank(
         text,
         qvec,
         mode=base,  # type: ignore[arg-type]
-        limit=50,
+        # as deep as `ranked()` searches a query that names a time, and as recall@20 needs
+        limit=max(max(KS), TIME_BOOST_DEPTH) if period else max(KS),
         now=question.now,
         highlights=False,
         semantic_weight=weight,
@@ -368,13 +378,16 @@ def rank(
         hits = boost_period(
             hits, period, corpus.occurred.get, boost=p.get("boost", conversation.PERIOD_BOOST)
         )
+    # what the search port's `turns_around` reads for the product
+    top = int(p.get("top", conversation.NEIGHBOUR_HITS))
+    radius = int(p.get("radius", conversation.NEIGHBOUR_RADIUS))
+    windows = {
+        mid: turn_window(corpus.sessions[corpus.session_of[mid]], mid, radius)
+        for mid in expansion_candidates(hits, top=top, radius=radius)
+        if mid in corpus.session_of
+    }
     return with_neighbours(
-        hits,
-        corpus.turns.get,
-        lambda conv: corpus.sessions.get(conv, []),
-        top=int(p.get("top", conversation.NEIGHBOUR_HITS)),
-        radius=int(p.get("radius", conversation.NEIGHBOUR_RADIUS)),
-        share=p.get("share", conversation.NEIGHBOUR_SHARE),
+        hits, windows, top=top, share=p.get("share", conversation.NEIGHBOUR_SHARE)
     )
 
 

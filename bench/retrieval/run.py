@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from memlayer.search.index import UserIndex
 
 MODES = ("keyword", "semantic", "hybrid")
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "retrieval.json"
+POSTGRES_RESULTS = RESULTS.with_name("retrieval_postgres.json")
 
 
 def make_embedder(name: str, dimensions: int) -> Any:
@@ -74,6 +77,7 @@ def evaluate(
     vector_store: str,
     max_queries: int,
     latency_queries: int,
+    postgres_url: str | None = None,
 ) -> dict[str, Any]:
     docs = corpus.docs
     dims = int(embedder.dimensions)
@@ -82,13 +86,19 @@ def evaluate(
     embed_seconds = time.perf_counter() - started
     for doc, vec in zip(docs, vectors, strict=True):
         doc.vector = vec if doc.status == "ready" else None
+    now = 1_767_225_600.0
     cpu0 = time.process_time()
-    index = UserIndex.build(docs, dims, vector_store=vector_store)  # type: ignore[arg-type]
+    index: Any
+    if postgres_url is None:
+        index = UserIndex.build(docs, dims, vector_store=vector_store)  # type: ignore[arg-type]
+    else:  # the Postgres backend (postgres_index.py): its CPU is the server's, not counted
+        from bench.retrieval.postgres_index import PostgresIndex
+
+        index = PostgresIndex.build(postgres_url, docs, dims, now)
     build_cpu_seconds = time.process_time() - cpu0
     build_seconds = index.build_seconds
     queries = corpus.queries[:max_queries]
     qvecs = embed(embedder, [q.text for q in queries])
-    now = 1_767_225_600.0
 
     weight = float(getattr(embedder, "fusion_weight", 1.0))
     quality: dict[str, dict[str, float]] = {}
@@ -257,37 +267,17 @@ SUITES = (
 USERS_FOR = {1_000: 3, 10_000: 2}  # averaged over several users' corpora; 1 above 10k
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument(
-        "--embedder",
-        default=None,
-        help="comma-separated: concept, hash, local (instead of the suites; needs --corpus)",
-    )
-    parser.add_argument("--sizes", default=None, help="comma-separated memory counts")
-    parser.add_argument("--dimensions", type=int, default=384)
-    parser.add_argument("--vector-store", default="int8", choices=["int8", "float32"])
-    parser.add_argument("--output", default=str(RESULTS))
-    parser.add_argument(
-        "--corpus",
-        default=None,
-        choices=["synthetic", "natural"],
-        help="synthetic (dataset.py, invented synonyms) or natural (natural.py, real English)",
-    )
-    args = parser.parse_args(argv)
-
-    sizes_override = [int(s) for s in args.sizes.split(",")] if args.sizes else None
-    if args.embedder or args.corpus:
-        embedders = (args.embedder or "concept,hash").split(",")
-        default_sizes = (1_000, 10_000, 100_000)
-        suites = [(args.corpus or "synthetic", e.strip(), default_sizes) for e in embedders]
-    else:
-        suites = list(SUITES)
+def _run_suites(
+    args: argparse.Namespace,
+    suites: list[tuple[str, str, tuple[int, ...]]],
+    sizes_override: list[int] | None,
+    postgres_url: str | None,
+) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for corpus_name, name, suite_sizes in suites:
         try:
             embedder = make_embedder(name, args.dimensions)
+            int(embedder.dimensions)  # the local model loads here: fails when not installed
         except Exception as exc:  # an optional embedder that is not installed
             print(f"skipping embedder {name}: {exc}", file=sys.stderr)
             continue
@@ -305,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                     vector_store=args.vector_store,
                     max_queries=300,
                     latency_queries=100 if args.quick else 300,
+                    postgres_url=postgres_url,
                 )
                 run["seconds"] = round(time.perf_counter() - started, 1)
                 runs.append(run)
@@ -317,6 +308,51 @@ def main(argv: list[str] | None = None) -> int:
             merged["embedder"] = name
             merged["corpus"] = corpus_name
             results.append(merged)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument(
+        "--embedder",
+        default=None,
+        help="comma-separated: concept, hash, local (instead of the suites; needs --corpus)",
+    )
+    parser.add_argument("--sizes", default=None, help="comma-separated memory counts")
+    parser.add_argument("--dimensions", type=int, default=384)
+    parser.add_argument("--vector-store", default="int8", choices=["int8", "float32"])
+    parser.add_argument("--output", default=None, help=f"default {RESULTS}")
+    parser.add_argument(
+        "--backend",
+        default="memory",
+        choices=["memory", "postgres"],
+        help="memory: the in-memory index (DynamoDB backend); postgres: an embedded Postgres"
+        f" searched through PostgresSearch (default output {POSTGRES_RESULTS})",
+    )
+    parser.add_argument(
+        "--corpus",
+        default=None,
+        choices=["synthetic", "natural"],
+        help="synthetic (dataset.py, invented synonyms) or natural (natural.py, real English)",
+    )
+    args = parser.parse_args(argv)
+
+    sizes_override = [int(s) for s in args.sizes.split(",")] if args.sizes else None
+    if args.embedder or args.corpus:
+        embedders = (args.embedder or "concept,hash").split(",")
+        default_sizes = (1_000, 10_000, 100_000)
+        suites = [(args.corpus or "synthetic", e.strip(), default_sizes) for e in embedders]
+    else:
+        suites = list(SUITES)
+    with contextlib.ExitStack() as stack:
+        postgres_url = None
+        if args.backend == "postgres":
+            from infra.supabase.embedded import embedded_postgres
+
+            data = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            postgres_url = stack.enter_context(embedded_postgres(data / "pg", keep_data=False))
+        results = _run_suites(args, suites, sizes_override, postgres_url)
     out = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
@@ -327,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "results": results,
     }
-    path = Path(args.output)
+    out["backend"] = args.backend
+    path = Path(args.output or (POSTGRES_RESULTS if args.backend == "postgres" else RESULTS))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(markdown(results))

@@ -7,10 +7,10 @@ scopes allow."""
 
 from fastapi import APIRouter, Depends, Response
 
-from memlayer.auth import Principal, current_user
+from memlayer.auth import Principal
 from memlayer.errors import Forbidden
 from memlayer.services import account, api_keys, export
-from memlayer.web import create_app, errors, lambda_handler
+from memlayer.web import create_app, current_user, errors, lambda_handler
 
 router = APIRouter(tags=["account"])
 

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from memlayer.auth import Principal, admin
+from memlayer.auth import Principal
 from memlayer.models import Limits, LimitsPatch
 from memlayer.services import admin as service
-from memlayer.web import create_app, lambda_handler
+from memlayer.web import admin, create_app, lambda_handler
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(admin)])
 UserId = Annotated[str, Path(min_length=1, max_length=256)]

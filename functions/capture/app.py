@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header
 from pydantic import BaseModel, Field
 
-from memlayer.auth import Principal, current_user, writer
+from memlayer.auth import Principal
 from memlayer.errors import Forbidden
 from memlayer.models import Body, Content, Job, Kind
 from memlayer.services import captures, jobs, memories
-from memlayer.web import create_app, errors, lambda_handler
+from memlayer.web import create_app, current_user, errors, lambda_handler, writer
 
 router = APIRouter()
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]

@@ -6,8 +6,8 @@ transport specifies for a server that offers neither."""
 from fastapi import APIRouter, Depends, Request, Response
 
 from memlayer import mcp_tools
-from memlayer.auth import Principal, current_user
-from memlayer.web import create_app, error_response, errors, lambda_handler
+from memlayer.auth import Principal
+from memlayer.web import create_app, current_user, error_response, errors, lambda_handler
 
 router = APIRouter(tags=["mcp"])
 

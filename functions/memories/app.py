@@ -4,11 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
-from memlayer.auth import Principal, current_user, writer
+from memlayer.auth import Principal
 from memlayer.errors import Forbidden, ValidationFailed
 from memlayer.models import Body, ListQuery, Memory, MemoryCreate, MemoryPage, MemoryPatch
 from memlayer.services import memories
-from memlayer.web import create_app, errors, lambda_handler
+from memlayer.web import create_app, current_user, errors, lambda_handler, writer
 
 router = APIRouter(tags=["memories"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]

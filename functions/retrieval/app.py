@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter, Depends
 
-from memlayer.auth import Principal, current_user
+from memlayer.auth import Principal
 from memlayer.services import retrieval
-from memlayer.web import create_app, lambda_handler
+from memlayer.web import create_app, current_user, lambda_handler
 
 router = APIRouter(tags=["retrieval"])
 

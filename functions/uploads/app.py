@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter, Depends, Response
 
-from memlayer.auth import Principal, current_user, writer
+from memlayer.auth import Principal
 from memlayer.services import uploads
-from memlayer.web import create_app, lambda_handler
+from memlayer.web import create_app, current_user, lambda_handler, writer
 
 router = APIRouter(tags=["uploads"])
 

@@ -161,7 +161,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose, logging.INFO)
     hook = _load_hook(args.on_ready) if args.on_ready else None
     overrides = _env_overrides(args)
-    with dev_database(STATE_DIR, overrides) as database_url:
+    # The database lives with the rest of the state: --state-dir (make dev's), else .localcloud.
+    state_dir = Path(args.state_dir) if args.state_dir else STATE_DIR
+    with dev_database(state_dir, overrides) as database_url:
         if database_url:
             print(f"database: {database_url}", flush=True)
         return _serve(args, hook, overrides)

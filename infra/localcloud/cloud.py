@@ -33,11 +33,14 @@ from typing import Any, ClassVar
 
 from . import iam, transport
 from .env import DUMMY_CREDENTIAL, EnvPlan, plan_environment
+from .gateway import Gateway
 from .motofixes import (
     patch_moto_dynamodb_scale,
+    patch_moto_response_overhead,
     patch_moto_s3_events,
     patch_moto_server_dispatch,
     patch_moto_sqs_clock,
+    patch_moto_sqs_scale,
     serialize_moto_dynamodb,
 )
 from .pump import SqsPump
@@ -125,7 +128,6 @@ class LocalCloud:
         self.enforce_iam = enforce_iam
         self.roles: dict[str, iam.Role] = {}
         self._reload_lock = threading.Lock()
-        self._client_lock = threading.Lock()
         self._idle = threading.Condition()
         self._in_flight = 0
         self.state_dir = Path(state_dir) if state_dir is not None else None
@@ -151,7 +153,6 @@ class LocalCloud:
         self._saved_environ: dict[str, str] | None = None
         self._saved_path: list[str] | None = None
         self._session: Any = None
-        self._sqs: Any = None
         self._shares_moto = False
         self._started = False
 
@@ -188,7 +189,9 @@ class LocalCloud:
         serialize_moto_dynamodb()
         patch_moto_dynamodb_scale()
         patch_moto_sqs_clock()
+        patch_moto_sqs_scale()
         patch_moto_server_dispatch()
+        patch_moto_response_overhead()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self._moto.start()
         moto_host, moto_port = self._moto.get_host_and_port()
@@ -326,8 +329,6 @@ class LocalCloud:
     def _start_server(self) -> None:
         import uvicorn
 
-        from .gateway import Gateway
-
         self.gateway = Gateway(self)
         config = uvicorn.Config(
             self.gateway,
@@ -407,7 +408,7 @@ class LocalCloud:
             sys.path[:] = self._saved_path
         self.pumps = []
         self.scheduler = None
-        self._server = self._server_thread = self._moto = self._socket = self._sqs = None
+        self._server = self._server_thread = self._moto = self._socket = None
         self._saved_environ = self._saved_path = None
         self._started = False
 
@@ -616,27 +617,27 @@ class LocalCloud:
     # ------------------------------------------------------------------ queues
 
     def queue_counts(self, queues: list[str] | None = None) -> dict[str, dict[str, int]]:
-        """Approximate message counts per queue logical id (all queues by default)."""
+        """Approximate message counts per queue logical id (all queues by default), as
+        GetQueueAttributes reports them, read from moto's queues: drain() and the admin
+        endpoint poll this, and an API call per queue cost milliseconds."""
+        from moto.sqs.models import sqs_backends
+
         stack = self._require()
-        with self._client_lock:  # one client for every poll: building one costs ~50 ms
-            if self._sqs is None:
-                self._sqs = self.boto3_client("sqs")
-            sqs = self._sqs
-        names = (
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        )
+        options = stack.resolver.options
+        backend = sqs_backends[options.account_id][options.region]
         counts: dict[str, dict[str, int]] = {}
         for logical_id in stack.queues if queues is None else queues:
-            attrs = sqs.get_queue_attributes(
-                QueueUrl=stack.queue_url(logical_id), AttributeNames=list(names)
-            )["Attributes"]
-            counts[logical_id] = {
-                "visible": int(attrs.get(names[0], 0)),
-                "in_flight": int(attrs.get(names[1], 0)),
-                "delayed": int(attrs.get(names[2], 0)),
-            }
+            name = stack.queue_url(logical_id).rsplit("/", 1)[-1]
+            queue = backend.queues.get(name)
+            if queue is None:
+                raise KeyError(f"queue {name} ({logical_id}) does not exist in moto")
+            visible = in_flight = delayed = 0
+            for message in list(queue._messages):
+                shown, held = message.visible, message.delayed
+                visible += shown and not held
+                in_flight += not shown
+                delayed += held
+            counts[logical_id] = {"visible": visible, "in_flight": in_flight, "delayed": delayed}
         return counts
 
     def drain(self, timeout: float = 10.0) -> None:

@@ -20,15 +20,13 @@ import secrets
 import string
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 from .runtime import FunctionError
-from .stack import HttpApiSpec, HttpRoute, WsApiSpec
-
-if TYPE_CHECKING:
-    from .cloud import LocalCloud
+from .stack import HttpApiSpec, HttpRoute, Stack, WsApiSpec
 
 log = logging.getLogger("localcloud")
 
@@ -251,10 +249,27 @@ def _select_route(expression: str, body: str) -> str | None:
 # --------------------------------------------------------------------------- the app
 
 
+class Cloud(Protocol):
+    """What the gateway needs of the local cloud (`cloud.LocalCloud`)."""
+
+    stack: Stack
+    executor: Executor
+    stage_prefix: bool
+    http_timeout: float | None
+
+    def invoke(self, function: str, event: Any = None) -> Any: ...
+
+    def fire_schedule(self, name: str) -> list[dict[str, Any]]: ...
+
+    def queue_counts(self, queues: list[str] | None = None) -> dict[str, dict[str, int]]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 class Gateway:
     """ASGI application. `cloud` provides invocation and the resolved stack."""
 
-    def __init__(self, cloud: LocalCloud) -> None:
+    def __init__(self, cloud: Cloud) -> None:
         self.cloud = cloud
         self.stack = cloud.stack
         self.connections: dict[str, Connection] = {}

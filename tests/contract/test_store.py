@@ -557,6 +557,130 @@ def test_search_legs_filters_and_freshness(backend: Backend) -> None:
     backend.run(test)
 
 
+def test_search_since_until_compare_when_it_happened(backend: Backend) -> None:
+    """`since`/`until` compare `occurred_at` (an imported chat happened long before it was
+    saved), on every leg, and follow an edit of it."""
+    from memlayer.search import SearchFilters
+
+    store, search = backend.store, backend.search
+    uid = _user()
+    saved = datetime.now(UTC)
+    months = {"jan": datetime(2026, 1, 15, tzinfo=UTC), "mar": datetime(2026, 3, 10, tzinfo=UTC)}
+
+    async def test() -> None:
+        records = {
+            key: _memory(uid, f"Lease notes from {key}: the lease agent called").model_copy(
+                update={"occurred_at": when}
+            )
+            for key, when in months.items()
+        }
+        records["now"] = _memory(uid, "Lease notes from today: the lease agent called")
+        for record in records.values():
+            await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+        await store.put_vectors(uid, [await _vector(r) for r in records.values()])
+        qvec = await _query_vector("lease agent")
+
+        async def ids(since: datetime | None, until: datetime | None, mode: Any) -> set[str]:
+            await search.refresh(uid)
+            hits = await search.search(
+                uid,
+                "lease agent",
+                qvec if mode != "keyword" else None,
+                mode=mode,
+                filters=SearchFilters(
+                    since=since.timestamp() if since else None,
+                    until=until.timestamp() if until else None,
+                ),
+                limit=10,
+                semantic_weight=1.0,
+                min_similarity=None,
+            )
+            by_id = {r.id: k for k, r in records.items()}
+            return {by_id[record.id] for record, _ in hits}
+
+        february = datetime(2026, 2, 1, tzinfo=UTC)
+        for mode in ("keyword", "semantic", "hybrid"):
+            assert await ids(None, None, mode) == {"jan", "mar", "now"}, mode
+            assert await ids(None, february, mode) == {"jan"}, mode
+            assert await ids(february, saved - timedelta(days=1), mode) == {"mar"}, mode
+            assert await ids(february, None, mode) == {"mar", "now"}, mode
+            # the bounds: since is inclusive, until exclusive
+            assert await ids(months["mar"], months["mar"], mode) == set(), mode
+            assert await ids(months["jan"], months["mar"], mode) == {"jan"}, mode
+
+        moved = records["mar"].model_copy(
+            update={"occurred_at": datetime(2025, 12, 24, tzinfo=UTC)}
+        )
+        await store.save_memory(moved, expected_version=1)
+        assert await ids(None, february, "keyword") == {"jan", "mar"}
+
+    backend.run(test)
+
+
+def test_the_turns_around_a_hit_in_conversation_order(backend: Backend) -> None:
+    """`turns_around` reads a hit's neighbouring turns of its conversation (same provider and
+    conversation id), ordered by when they happened, within the filters, after edits."""
+    from memlayer.search import SearchFilters
+
+    store, search = backend.store, backend.search
+    uid = _user()
+    start = datetime(2026, 3, 10, 18, 0, tzinfo=UTC)
+
+    async def test() -> None:
+        # saved in reverse: the id order is the opposite of the conversation order
+        turns = [
+            _memory(
+                uid,
+                f"turn {i} about the lease",
+                kind="note" if i == 3 else "exchange",
+                source=Source(provider="claude", conversation_id="c1"),
+                created_at=datetime.now(UTC) - timedelta(seconds=i),
+            ).model_copy(update={"occurred_at": start + timedelta(minutes=i)})
+            for i in range(5)
+        ]
+        other_provider = _memory(
+            uid,
+            "same conversation id elsewhere",
+            source=Source(provider="gpt", conversation_id="c1"),
+        ).model_copy(update={"occurred_at": start + timedelta(minutes=2, seconds=30)})
+        loose = _memory(uid, "a note of no conversation")
+        for record in (*turns, other_provider, loose):
+            await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+        name = {r.id: f"t{i}" for i, r in enumerate(turns)} | {
+            other_provider.id: "gpt",
+            loose.id: "loose",
+        }
+
+        async def around(hits: list[MemoryRecord], radius: int, filters: Any = None) -> Any:
+            await search.refresh(uid)
+            found = await search.turns_around(
+                uid, [h.id for h in hits], radius=radius, filters=filters
+            )
+            return {name[hit]: [name[t.id] for t in window] for hit, window in found.items()}
+
+        t0, t1, t2, t3, t4 = turns
+        assert await around([t2, t0, loose], 1) == {
+            "t2": ["t1", "t2", "t3"],
+            "t0": ["t0", "t1"],
+        }
+        assert await around([t4, other_provider], 2) == {"t4": ["t2", "t3", "t4"], "gpt": ["gpt"]}
+        assert await around([t2], 0) == {"t2": ["t2"]}
+        # filtered turns are skipped (the window reaches past them); a filtered hit has none
+        exchanges = SearchFilters(kinds=("exchange",))
+        assert await around([t2, t3], 1, exchanges) == {"t2": ["t1", "t2", "t4"]}
+        # the full record comes back
+        window = (await search.turns_around(uid, [t1.id], radius=1, filters=None))[t1.id]
+        assert [r.model_dump() for r in window] == [t.model_dump() for t in (t0, t1, t2)]
+
+        # an edit of when it happened reorders; a deleted turn is gone
+        moved = t0.model_copy(update={"occurred_at": start + timedelta(hours=1)})
+        await store.save_memory(moved, expected_version=1)
+        await store.delete_memory(uid, t3.id)
+        assert await around([t4], 1) == {"t4": ["t2", "t4", "t0"]}
+
+    backend.run(test)
+
+
 def test_cleanup_purges_what_expired(backend: Backend) -> None:
     from memlayer.storage.pipeline import PendingCapture
 

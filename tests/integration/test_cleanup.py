@@ -95,10 +95,10 @@ def put_raw(stack: Any, pk: str, sk: str, expires_at: int, kind: str | None = No
 
 async def seed(stack: Any, user: str) -> SimpleNamespace:
     """One item of every kind that expires, next to live ones; returns what must go."""
+    from memlayer.blobs import object_key
     from memlayer.ids import new_id, utcnow
     from memlayer.models import JobRecord
     from memlayer.services import api_keys, memories
-    from memlayer.services.uploads import object_key
     from memlayer.storage import get_store
     from memlayer.storage.pipeline import PendingCapture, capture_sk
     from memlayer.storage.uploads import UploadRecord, upload_sk

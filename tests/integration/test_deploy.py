@@ -106,14 +106,15 @@ def test_least_privilege_on_the_table() -> None:
 
 def test_pushes_are_allowed_where_progress_is_sent() -> None:
     api = STACK.ws_apis["WebSocketApi"]
-    connection = (
-        f"arn:aws:execute-api:us-east-1:123456789012:{api.api_id}/{api.stage}/POST/@connections/c"
-    )
-    pushers = {
-        lid for lid, r in ROLES.items() if r.allows("execute-api:ManageConnections", connection)
-    }
-    assert {"TasksFunction", "AnalyzeFunction", "EmbedFunction"} <= pushers
-    assert "RetrievalFunction" not in pushers
+    connections = f"arn:aws:execute-api:us-east-1:123456789012:{api.api_id}/{api.stage}"
+    # A push posts to the connection; a subscription whose credential ended is deleted.
+    for method in ("POST", "DELETE"):
+        connection = f"{connections}/{method}/@connections/c"
+        pushers = {
+            lid for lid, r in ROLES.items() if r.allows("execute-api:ManageConnections", connection)
+        }
+        assert {"TasksFunction", "AnalyzeFunction", "EmbedFunction", "ExtractFunction"} <= pushers
+        assert "RetrievalFunction" not in pushers
 
 
 def test_names_are_derived_from_the_stack() -> None:
@@ -236,3 +237,56 @@ def test_samconfig_has_one_section_per_environment_and_no_prod_placeholder() -> 
     assert "chrome-extension://memlayer-dev" not in prod
     for name in SECRET_PARAMETERS:
         assert f"{name}=" not in config  # secrets are never written down
+
+
+SUPABASE_PARAMS = {
+    **PARAMS,
+    "StorageBackend": "supabase",
+    "DatabaseUrl": "postgresql://memlayer:pw@aws-0-eu-west-1.pooler.supabase.com:6543/postgres",
+    "SupabaseUrl": "https://project.supabase.co",
+    "SupabaseServiceRoleKey": "service-role-key",
+}
+
+
+def test_supabase_backend_reads_its_database_url_and_service_key_from_secrets() -> None:
+    stack = build_stack(ROOT / "template.yaml", SUPABASE_PARAMS)
+    roles, _ = stack_roles(stack, {})
+    resolve = stack.resolver.resolve
+    database = stack.resolver.arn("DatabaseUrlSecret")
+    service_key = stack.resolver.arn("ServiceRoleKeySecret")
+    assert len(stack.functions) == 14
+    for function in stack.functions.values():
+        variables = function.environment
+        assert variables["STORAGE_BACKEND"] == "supabase"
+        # the secrets' ARNs, never their values
+        assert variables["DATABASE_URL_ARN"] == database
+        assert not {"DATABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"} & set(variables)
+        assert SUPABASE_PARAMS["DatabaseUrl"] not in json.dumps(variables)
+        is_account = function.logical_id == "AccountFunction"
+        assert (variables.get("SUPABASE_SERVICE_ROLE_KEY_ARN") == service_key) == is_account
+    # every function reaches storage (health pings it); only erasure deletes Auth users
+    assert {
+        lid for lid, r in roles.items() if r.allows("secretsmanager:GetSecretValue", database)
+    } == set(roles)
+    assert {
+        lid for lid, r in roles.items() if r.allows("secretsmanager:GetSecretValue", service_key)
+    } == {"AccountFunction"}
+    assert (
+        resolve(stack.resolver.resources["DatabaseUrlSecret"]["Properties"]["SecretString"])
+        == (SUPABASE_PARAMS["DatabaseUrl"])
+    )
+
+
+def test_dynamodb_backend_has_no_database_secret() -> None:
+    assert not STACK.resolver.resource_exists("DatabaseUrlSecret")
+    assert not STACK.resolver.resource_exists("ServiceRoleKeySecret")
+    for function in STACK.functions.values():
+        assert function.environment["STORAGE_BACKEND"] == "dynamodb"
+        assert function.environment["DATABASE_URL_ARN"] == ""
+
+
+def test_rules_refuse_supabase_without_a_database_url() -> None:
+    without = {**SUPABASE_PARAMS, "DatabaseUrl": ""}
+    failed = build_stack(ROOT / "template.yaml", without).resolver.failed_rules()
+    assert [r.split(":")[0] for r in failed] == ["SupabaseNeedsADatabase"]
+    assert build_stack(ROOT / "template.yaml", SUPABASE_PARAMS).resolver.failed_rules() == []

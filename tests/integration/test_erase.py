@@ -60,8 +60,8 @@ def s3_event(key: str) -> str:
 
 async def _seed_store(user_id: str) -> None:
     from memlayer import blobs
+    from memlayer.blobs import object_key
     from memlayer.ids import utcnow
-    from memlayer.services.uploads import object_key
     from memlayer.storage import get_store
     from memlayer.storage.pipeline import PendingCapture
     from memlayer.storage.uploads import UploadRecord

@@ -137,6 +137,23 @@ def test_s3_errors_and_timeouts_answer_503_and_erase_finishes_on_retry(
     assert user.http.get("/v1/memories").json()["items"] == []
 
 
+def test_a_memory_whose_files_cannot_be_deleted_stays_until_a_retry_deletes_both(
+    cloud: Any, user: User, faults: Faults
+) -> None:
+    from tests.integration.test_uploads import objects_under, upload
+
+    done = upload(user, "kept.txt", "text/plain", b"a file and its memory")
+    prefix = f"uploads/{user.user_id}/{done['upload_id']}/"
+    faults.add("s3", "DeleteObjects", "throttle")
+    unavailable(user.http.delete(f"/v1/memories/{done['memory_id']}"))
+    faults.clear()
+    assert user.http.get(f"/v1/memories/{done['memory_id']}").status_code == 200
+    assert objects_under(cloud, prefix) == [f"{prefix}kept.txt"]
+    assert user.http.delete(f"/v1/memories/{done['memory_id']}").status_code == 204
+    assert user.http.get(f"/v1/memories/{done['memory_id']}").status_code == 404
+    assert objects_under(cloud, prefix) == []
+
+
 def test_an_export_retries_s3_timeouts_until_it_completes(
     cloud: Any, user: User, faults: Faults
 ) -> None:

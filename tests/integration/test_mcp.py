@@ -104,7 +104,7 @@ def test_an_assistant_saves_then_finds_the_memory_through_search_and_context(
     assert set(tools) == ALL_TOOLS
     search_schema = tools["search_memories"].input_schema
     assert search_schema["required"] == ["query"]
-    assert set(search_schema["properties"]) == {"query", "limit", "mode", "filters"}
+    assert set(search_schema["properties"]) == {"query", "limit", "mode", "filters", "expand"}
     assert "$ref" not in json.dumps(search_schema)  # definitions are inlined
     assert all(tool.description and tool.output_schema for tool in listed.tools)
     assert tools["search_memories"].annotations.read_only_hint  # type: ignore[union-attr]

@@ -26,3 +26,8 @@ def test_a_query_naming_a_month_ranks_that_months_memories_first(cloud: object, 
         timed = [i["memory"]["id"] for i in search(user, "the lease in March 2026", mode=mode)]
         assert timed[0] == march, mode
         assert set(timed) == {january, march, june}  # a boost, not a filter
+
+    # an explicit range is a filter, on when it happened (all three were saved just now)
+    march_range = {"since": "2026-03-01T00:00:00Z", "until": "2026-04-01T00:00:00Z"}
+    filtered = search(user, "the lease", mode="hybrid", filters=march_range)
+    assert [i["memory"]["id"] for i in filtered] == [march]

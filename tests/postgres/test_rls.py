@@ -83,9 +83,10 @@ async def _check(url: str) -> None:
         owned = [
             r["table_name"]
             for r in await conn.fetch(
-                "select table_name from information_schema.columns"
+                "select table_name from information_schema.columns c"
+                " join information_schema.tables t using (table_schema, table_name)"
                 " where table_schema = 'memlayer' and column_name = 'user_id'"
-                " order by table_name"
+                " and t.table_type = 'BASE TABLE' order by table_name"
             )
         ]
         # every user-owned table is covered here, and has row-level security on
@@ -125,6 +126,20 @@ async def _check(url: str) -> None:
                 [alice, bob],
             )
             assert {r["user_id"] for r in users} == {alice, bob}, table
+        # the view search reads through (it bypasses the table's RLS to let the planner use
+        # the GIN index) keeps users apart itself: Bob's claims see Bob's memories only, and
+        # a transaction with no claims sees none
+        async with conn.transaction():
+            await _as_user(conn, bob)
+            seen = await conn.fetch("select user_id from memlayer.search_memories")
+            assert [r["user_id"] for r in seen] == [bob]
+        async with conn.transaction():
+            await conn.execute("set local role authenticated")
+            assert await conn.fetch("select id from memlayer.search_memories") == []
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            async with conn.transaction():
+                await conn.execute("set local role anon")
+                await conn.fetch("select id from memlayer.search_memories")
     finally:
         await conn.close()
 

@@ -9,7 +9,6 @@ import importlib.util
 import json
 import random
 import sys
-import time
 
 import httpx2
 import numpy as np
@@ -195,15 +194,16 @@ def test_hash_embedder_typos_and_word_forms_stay_close():
     assert float(a @ b) > 0.5 > float(a @ c)
 
 
-def test_hash_embedder_is_fast_for_thousands_of_texts():
+def test_hash_embedder_embeds_a_batch_as_it_embeds_each_text():
+    # Its speed is bench/workers.py's to measure; here: a big batch (several blocks) gives
+    # each text the vector it gets alone.
     rng = random.Random(0)
     words = [f"w{i}" for i in range(3000)]
     texts = [" ".join(rng.choices(words, k=60)) for _ in range(1000)]
-    start = time.perf_counter()
     vectors = HashEmbedder(512).embed_sync(texts)
     assert vectors.shape == (1000, 512)
-    assert time.perf_counter() - start < 5.0  # ~0.25 s here; generous for a loaded CI box
-    np.testing.assert_array_equal(vectors[:3], HashEmbedder(512).embed_sync(texts[:3]))
+    for i in (0, 1, 2, 999):
+        np.testing.assert_array_equal(vectors[i], HashEmbedder(512).embed_one(texts[i]))
 
 
 def _fake_bundle(tmp_path, monkeypatch):

@@ -36,7 +36,7 @@ def s3_client(region: str = "eu-west-1", endpoint_url: str | None = None) -> Any
 
 
 def test_post_policy_pins_key_type_size_and_expiry() -> None:
-    key = uploads.object_key("user-1", "01JDQ3C8Z8X9Y7W6V5T4S3R2Q1", "Résumé (final).pdf")
+    key = blobs.object_key("user-1", "01JDQ3C8Z8X9Y7W6V5T4S3R2Q1", "Résumé (final).pdf")
     before = datetime.now(UTC)
     presigned = blobs.sign_upload(
         s3_client(),
@@ -119,19 +119,19 @@ def test_delete_prefix_refuses_non_folders() -> None:
     ],
 )
 def test_safe_filename(filename: str, safe: str) -> None:
-    assert uploads.safe_filename(filename) == safe
+    assert blobs.safe_filename(filename) == safe
 
 
 def test_object_keys_round_trip_and_refuse_other_shapes() -> None:
     upload_id = "01JDQ3C8Z8X9Y7W6V5T4S3R2Q1"
     for user_id in ("3f0c1a9e-2b7d-4c1e-9a55-0b1f4e2d7c11", "github|12/34"):
-        key = uploads.object_key(user_id, upload_id, "a b.txt")
-        assert key.startswith(uploads.upload_prefix(user_id, upload_id))
+        key = blobs.object_key(user_id, upload_id, "a b.txt")
+        assert key.startswith(blobs.upload_prefix(user_id, upload_id))
         assert key.count("/") == 3
-        assert uploads.parse_key(key) == (user_id, upload_id)
-    assert uploads.parse_key("exports/u/01JDQ3C8Z8X9Y7W6V5T4S3R2Q1.zip") is None
-    assert uploads.parse_key("uploads/u/not-an-id/a.txt") is None
-    assert uploads.parse_key("uploads/u/01JDQ3C8Z8X9Y7W6V5T4S3R2Q1/x/a.txt") is None
+        assert blobs.parse_key(key) == (user_id, upload_id)
+    assert blobs.parse_key("exports/u/01JDQ3C8Z8X9Y7W6V5T4S3R2Q1.zip") is None
+    assert blobs.parse_key("uploads/u/not-an-id/a.txt") is None
+    assert blobs.parse_key("uploads/u/01JDQ3C8Z8X9Y7W6V5T4S3R2Q1/x/a.txt") is None
 
 
 def test_sniffing_names_what_a_file_really_is() -> None:

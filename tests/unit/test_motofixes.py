@@ -4,6 +4,7 @@ the partition a request names."""
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import boto3
@@ -11,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from infra.localcloud.motofixes import patch_moto_dynamodb_scale
+from infra.localcloud.motofixes import patch_moto_dynamodb_scale, patch_moto_sqs_scale
 
 TABLE = "fixes"
 
@@ -186,3 +187,158 @@ def test_partition_queries_match_moto_on_every_key_condition(dynamodb):
         assert fast == slow, (condition, variant)
         checked += bool(slow)
     assert checked > 25  # most combinations return items: the comparison is not vacuous
+
+
+def _scan_pages(client: Any, **kwargs: Any) -> list[list[Any]]:
+    pages: list[list[Any]] = []
+    start: dict[str, Any] | None = None
+    while True:
+        page = client.scan(
+            TableName=TABLE, **kwargs, **({"ExclusiveStartKey": start} if start else {})
+        )
+        pages.append([page["Items"], page.get("LastEvaluatedKey"), page["ScannedCount"]])
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return pages
+
+
+def test_table_scans_match_moto_page_by_page(dynamodb):
+    from moto.dynamodb.models.table import Table
+
+    for user, kind, n in itertools.product(("U#1", "U#2", "U#10", "A"), ("MEM#", "VEC#"), range(9)):
+        _put(dynamodb, user, f"{kind}{n:03d}", kind=kind, pad="x" * 200 * n)
+    _scan_pages(dynamodb)  # sorted keys exist: later writes must keep them in step
+    _put(dynamodb, "U#1", "MEM#004a", kind="MEM#")
+    _put(dynamodb, "B", "ONLY", kind="MEM#")
+    dynamodb.delete_item(TableName=TABLE, Key={"PK": {"S": "U#2"}, "SK": {"S": "VEC#003"}})
+
+    variants: list[dict[str, Any]] = [
+        {},
+        {"Limit": 7},
+        {"Limit": 1},
+        {
+            "Limit": 5,
+            "FilterExpression": "kind = :k",
+            "ExpressionAttributeValues": {":k": {"S": "VEC#"}},
+        },
+        {"FilterExpression": "kind = :k", "ExpressionAttributeValues": {":k": {"S": "MEM#"}}},
+        {"Limit": 4, "ProjectionExpression": "PK, SK"},
+        {"Limit": 3, "Segment": 1, "TotalSegments": 2},
+        {
+            "Limit": 4,
+            "ScanFilter": {
+                "kind": {"AttributeValueList": [{"S": "VEC#"}], "ComparisonOperator": "EQ"}
+            },
+        },
+    ]
+    patched = Table.scan
+    for variant in variants:
+        fast = _scan_pages(dynamodb, **variant)
+        Table.scan = patched._original  # moto's own scan, sorting the table per page
+        try:
+            slow = _scan_pages(dynamodb, **variant)
+        finally:
+            Table.scan = patched
+        assert fast == slow, variant
+        assert sum(len(items) for items, _, _ in slow) > 0
+    assert len(_scan_pages(dynamodb, Limit=7)) > 5  # paged: start keys were exercised
+
+
+def test_a_remembered_update_expression_applies_to_each_item_with_its_own_values(dynamodb):
+    expression = "ADD n :one SET tags = list_append(if_not_exists(tags, :empty), :t) REMOVE gone"
+    _put(dynamodb, "U#1", "A", gone="x")
+    for sk, tag in (("A", "first"), ("B", "second"), ("A", "third")):
+        dynamodb.update_item(
+            TableName=TABLE,
+            Key={"PK": {"S": "U#1"}, "SK": {"S": sk}},
+            UpdateExpression=expression,
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":empty": {"L": []},
+                ":t": {"L": [{"S": tag}]},
+            },
+        )
+    assert _get(dynamodb, "U#1", "A") == {
+        "PK": {"S": "U#1"},
+        "SK": {"S": "A"},
+        "n": {"N": "2"},
+        "tags": {"L": [{"S": "first"}, {"S": "third"}]},
+    }
+    assert _get(dynamodb, "U#1", "B")["tags"] == {"L": [{"S": "second"}]}
+    for _ in range(2):  # a refused expression is refused every time
+        with pytest.raises(ClientError) as refused:
+            dynamodb.update_item(
+                TableName=TABLE,
+                Key={"PK": {"S": "U#1"}, "SK": {"S": "A"}},
+                UpdateExpression="SET n = n + :one SET m = :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
+# ------------------------------------------------------------------------------------- SQS
+
+
+@pytest.fixture
+def sqs() -> Any:
+    patch_moto_sqs_scale()
+    with mock_aws():
+        yield boto3.client("sqs", region_name="us-east-1")
+
+
+COUNTS = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+]
+
+
+def test_queue_attributes_count_visible_in_flight_and_delayed_messages(sqs):
+    url = sqs.create_queue(QueueName="counts", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    for i in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)["Messages"]
+    assert len(received) == 2
+
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=COUNTS)["Attributes"]
+    assert attrs == dict(zip(COUNTS, ["3", "2", "1"], strict=True))
+    one = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+    assert one["Attributes"] == {"VisibilityTimeout": "60"}
+    everything = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert {k: everything[k] for k in COUNTS} == attrs and "QueueArn" in everything
+    with pytest.raises(ClientError) as refused:
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["NoSuchAttribute"])
+    assert refused.value.response["Error"]["Code"] == "InvalidAttributeName"
+
+
+def test_delete_takes_the_current_or_an_earlier_receipt_handle_once(sqs):
+    url = sqs.create_queue(QueueName="deletes")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="first")
+    sqs.send_message(QueueUrl=url, MessageBody="second")
+    first = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"][0]
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)["Messages"]
+    assert {m["Body"] for m in again} == {"first", "second"}
+
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])  # an older handle
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])  # again: accepted
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=COUNTS)["Attributes"]
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "1"
+    with pytest.raises(ClientError) as refused:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+    assert refused.value.response["Error"]["Code"] == "ReceiptHandleIsInvalid"
+
+
+def test_messages_past_the_retention_period_are_not_received(sqs):
+    from moto.sqs.models import sqs_backends
+
+    url = sqs.create_queue(QueueName="retention", Attributes={"MessageRetentionPeriod": "60"})[
+        "QueueUrl"
+    ]
+    sqs.send_message(QueueUrl=url, MessageBody="old")
+    (message,) = sqs_backends["123456789012"]["us-east-1"].queues["retention"]._messages
+    message.sent_timestamp = int(time.time() * 1000) - 61_000
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)
+    message.sent_timestamp = int(time.time() * 1000)
+    message.visible_at = 0  # the refused receive still marked it received
+    assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "old"

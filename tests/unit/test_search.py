@@ -295,6 +295,32 @@ def test_filters_apply_before_the_cut():
     assert index.search("budget", filters=SearchFilters(kinds=("file",))) == []
 
 
+def test_time_filters_compare_when_it_happened_through_updates_and_compaction():
+    """since/until read `occurred_at` (created_at when a memory has none), in the main
+    segment, the delta segment and after compaction folds the two together."""
+    day = 86400.0
+    imported = NOW - day
+    docs = [
+        _doc("old", "lease notes", created_at=imported, occurred_at=NOW - 200 * day),
+        _doc("mid", "lease notes", created_at=imported, occurred_at=NOW - 100 * day),
+        _doc("new", "lease notes", created_at=imported),  # no occurred_at: created_at
+    ]
+    index = UserIndex.build(docs, DIM)
+    before_mid = SearchFilters(until=NOW - 150 * day)
+    spring = SearchFilters(since=NOW - 150 * day, until=NOW - 50 * day)
+    assert _ids(index.search("lease", mode="keyword", filters=before_mid)) == ["old"]
+    assert _ids(index.search("lease", mode="keyword", filters=spring)) == ["mid"]
+    assert _ids(index.search("lease", mode="keyword", filters=SearchFilters(since=NOW - 2 * day)))[
+        :1
+    ] == ["new"]
+    # an edit of when it happened lands in the delta segment
+    index.upsert(_doc("new", "lease notes", created_at=imported, occurred_at=NOW - 120 * day))
+    assert set(_ids(index.search("lease", mode="keyword", filters=spring))) == {"mid", "new"}
+    index.compact()
+    assert set(_ids(index.search("lease", mode="keyword", filters=spring))) == {"mid", "new"}
+    assert _ids(index.search("lease", mode="keyword", filters=before_mid)) == ["old"]
+
+
 # --- updates -------------------------------------------------------------------------------
 
 

@@ -38,5 +38,24 @@ def test_requests_to_an_installed_endpoint_need_no_server():
         assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "hello"
         with pytest.raises(sqs.exceptions.QueueDoesNotExist):  # moto's error, parsed
             sqs.get_queue_url(QueueName="no-such-queue")
+        # JSON-protocol calls reach moto's handler without Flask; answers and errors are moto's.
+        dynamodb = boto3.session.Session().client("dynamodb", **kwargs)
+        dynamodb.create_table(
+            TableName="in-process",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        item = {"PK": {"S": "a"}, "n": {"N": "1"}}
+        dynamodb.put_item(TableName="in-process", Item=item)
+        got = dynamodb.get_item(TableName="in-process", Key={"PK": {"S": "a"}})
+        assert got["Item"] == item
+        assert got["ResponseMetadata"]["HTTPHeaders"]["x-amz-crc32"]
+        with pytest.raises(dynamodb.exceptions.ConditionalCheckFailedException):
+            dynamodb.put_item(
+                TableName="in-process", Item=item, ConditionExpression="attribute_not_exists(PK)"
+            )
+        with pytest.raises(dynamodb.exceptions.ResourceNotFoundException):
+            dynamodb.get_item(TableName="no-such-table", Key={"PK": {"S": "a"}})
     finally:
         transport.uninstall(endpoint)

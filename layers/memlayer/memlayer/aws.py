@@ -11,6 +11,7 @@ from memlayer.settings import get_settings
 
 @cache
 def client(service: str, endpoint_url: str | None = None) -> Any:
+    # lazy: boto3 (~0.3 s) is imported with the first client, on a request, not during init
     import boto3
     from botocore.config import Config
 
@@ -58,6 +59,7 @@ _TRANSIENT_CODES = frozenset(
 def is_transient(exc: BaseException) -> bool:
     """Whether `exc` is AWS being briefly unavailable (throttled, a lost transaction race, a
     5xx, a timeout or a dropped connection) rather than a bug: the caller may retry."""
+    # lazy: as in `client`; an AWS error exists only once a client did
     from botocore.exceptions import ClientError, HTTPClientError
 
     if isinstance(exc, HTTPClientError):  # timeouts, refused and dropped connections

@@ -20,16 +20,21 @@ must deliver `ObjectCreated` to the extract worker.
 from __future__ import annotations
 
 import asyncio
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import IO, Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from memlayer import aws
+from memlayer.ids import is_id
 from memlayer.settings import get_settings
 
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
+_UPLOAD_KEY = re.compile(r"^uploads/([^/]+)/([0-9A-HJKMNP-TV-Z]{26})/([^/]+)$")
+_MAX_SAFE_NAME = 120
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,59 @@ class Blob:
         return self.size > len(self.data)
 
 
+# ---------------------------------------------------------------------------- keys
+
+
+def safe_filename(filename: str) -> str:
+    """The file name as it may appear in an object key: ASCII letters, digits, '.', '-', '_',
+    at most 120 characters, the extension kept."""
+    name = re.split(r"[\\/]", filename)[-1]
+    name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    ext = re.sub(r"[^A-Za-z0-9]+", "", ext)[:16]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")
+    stem = stem[: _MAX_SAFE_NAME - len(ext) - 1].rstrip("._-") or "file"
+    return f"{stem}.{ext}" if ext else stem
+
+
+def upload_prefix(user_id: str, upload_id: str | None = None) -> str:
+    """The folder of one upload, or (`upload_id=None`) of all the user's uploads. Any other
+    id is refused: an empty one would name the user's whole folder."""
+    prefix = f"uploads/{quote(user_id, safe='')}/"
+    if upload_id is None:
+        return prefix
+    if not is_id(upload_id):
+        raise ValueError(f"not an upload id: {upload_id!r}")
+    return f"{prefix}{upload_id}/"
+
+
+def object_key(user_id: str, upload_id: str, filename: str) -> str:
+    return upload_prefix(user_id, upload_id) + safe_filename(filename)
+
+
+def parse_key(key: str) -> tuple[str, str] | None:
+    """(user id, upload id) of an upload's object key; None for any other key."""
+    match = _UPLOAD_KEY.match(key)
+    if match is None:
+        return None
+    return unquote(match.group(1)), match.group(2)
+
+
+def export_prefix(user_id: str) -> str:
+    """The folder of the user's export zips."""
+    return f"exports/{quote(user_id, safe='')}/"
+
+
+def export_key(user_id: str, job_id: str) -> str:
+    """Where an export job's zip is written."""
+    return f"{export_prefix(user_id)}{job_id}.zip"
+
+
+# ---------------------------------------------------------------------------- objects
+
+
 def bucket() -> str:
     return get_settings().uploads_bucket
 
@@ -78,6 +136,7 @@ def _client() -> Any:
 def _dedicated_client(
     endpoint: str | None, region: str, key_id: str | None, secret: str | None
 ) -> Any:
+    # lazy: boto3 stays out of init, as in `aws.client`
     import boto3
     from botocore.config import Config
 

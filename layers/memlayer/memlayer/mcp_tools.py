@@ -5,7 +5,7 @@ Every tool calls the same service function as its REST route, validates its argu
 the same pydantic model (its input schema is that model's JSON schema) and reports failures
 as tool errors in the API's one error shape, `{"error", "detail", "request_id"}`. The caller
 was authenticated and rate limited by the HTTP layer exactly like a REST call
-(`memlayer.auth.current_user`); the route hands the Principal over in the request's state.
+(`memlayer.web.current_user`); the route hands the Principal over in the request's state.
 
 Stateless: each HTTP request gets a fresh SDK session manager whose task group lives for that
 request only, so any Lambda instance answers any request and nothing outlives an invocation
@@ -44,6 +44,7 @@ from memlayer.models import (
 )
 from memlayer.observability import logger, request_id_var
 from memlayer.services import memories, retrieval
+from memlayer.web import validation_detail
 
 SNIPPET_CHARS = 280
 
@@ -91,6 +92,7 @@ class MemorySummary(BaseModel):
 
 class SearchResult(MemorySummary):
     score: float
+    neighbour_of: str | None = None  # with expand: a turn listed next to this result's id
 
 
 class SearchMemoriesOut(BaseModel):
@@ -147,7 +149,10 @@ async def _save(user_id: str, args: SaveMemoryIn) -> tuple[BaseModel, str | None
 async def _search(user_id: str, args: retrieval.SearchIn) -> tuple[BaseModel, str | None]:
     found = await retrieval.search(user_id, args)
     results = [
-        SearchResult(**_summary(hit.memory), score=round(hit.score, 4)) for hit in found.items
+        SearchResult(
+            **_summary(hit.memory), score=round(hit.score, 4), neighbour_of=hit.neighbour_of
+        )
+        for hit in found.items
     ]
     return SearchMemoriesOut(results=results), None
 
@@ -247,6 +252,10 @@ TOOLS: dict[str, ToolSpec] = {
                 "filters": (
                     "Optional: kind (note, prompt, response, exchange, share, file), tags (all "
                     "must match), provider, since/until (ISO 8601)."
+                ),
+                "expand": (
+                    "Also list the turns around the best results in their conversation "
+                    "(default false); each names its result in neighbour_of."
                 ),
             },
         ),
@@ -390,8 +399,6 @@ async def _call_tool(
         args = spec.input.model_validate(params.arguments or {})
         out, text = await spec.run(principal.user_id, args)
     except ValidationError as exc:
-        from memlayer.web import validation_detail
-
         return _tool_error("validation_error", validation_detail(exc.errors()))
     except MemlayerError as exc:
         return _tool_error(exc.kind, exc.detail)

@@ -13,7 +13,8 @@ from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 from memlayer.settings import get_settings
 
@@ -29,14 +30,13 @@ logger = Logger(
 
 @lru_cache(maxsize=1)
 def get_metrics() -> Any:
-    from aws_lambda_powertools import Metrics
-
     settings = get_settings()
     return Metrics(namespace=settings.metrics_namespace, service=settings.service_name)
 
 
 @lru_cache(maxsize=1)
 def get_tracer() -> Any:
+    # lazy: the Tracer loads aws_xray_sdk; only workers trace, HTTP functions never import it
     from aws_lambda_powertools import Tracer
 
     return Tracer(service=get_settings().service_name)
@@ -56,8 +56,6 @@ _metrics_lock = threading.Lock()
 
 def count(name: str, value: float = 1) -> None:
     """Records a metric; flushed as EMF when the worker's handler returns."""
-    from aws_lambda_powertools.metrics import MetricUnit
-
     with _metrics_lock:
         get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
 

@@ -1,4 +1,5 @@
-"""The JWT secret and the provider API keys (data access).
+"""The JWT secret, the provider API keys, the database URL and the Supabase service-role key
+(data access).
 
 Deployed, they live in Secrets Manager: a function gets only the ARNs of the secrets it needs
 (`SUPABASE_JWT_SECRET_ARN`, ...) and the permission to read those. The value is read with
@@ -22,7 +23,13 @@ from memlayer import aws
 from memlayer.observability import logger
 from memlayer.settings import Settings, get_settings
 
-SecretName = Literal["supabase_jwt_secret", "anthropic_api_key", "openai_api_key"]
+SecretName = Literal[
+    "supabase_jwt_secret",
+    "anthropic_api_key",
+    "openai_api_key",
+    "database_url",
+    "supabase_service_role_key",
+]
 MAX_AGE_SECONDS = 300
 
 _lock = threading.Lock()

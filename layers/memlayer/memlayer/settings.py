@@ -36,12 +36,15 @@ class Settings(BaseSettings):
     # Where memories live: DynamoDB (the table below) or Postgres (a Supabase project, or the
     # embedded one of `STORAGE_BACKEND=supabase make dev`).
     storage_backend: Literal["dynamodb", "supabase"] = "dynamodb"
-    # postgresql://... On Lambda: Supabase's transaction pooler (port 6543).
+    # postgresql://... On Lambda: Supabase's transaction pooler (port 6543). Deployed, it is a
+    # secret read by ARN (memlayer.secrets), as is the service-role key below.
     database_url: SecretStr | None = None
+    database_url_arn: str | None = None
     database_timeout_seconds: float = Field(5.0, gt=0)
     # Supabase's HTTP APIs (the Auth admin API deletes the user when an account is erased).
     supabase_url: str | None = None
     supabase_service_role_key: SecretStr | None = None
+    supabase_service_role_key_arn: str | None = None
 
     # AWS resources (the template sets these; the local cloud points them at moto).
     aws_region: str = Field("us-east-1", validation_alias="AWS_REGION")
@@ -132,8 +135,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         # The JWT secret is not checked here: only the HTTP functions get it (by ARN, when
         # deployed), and the template's Rules refuse a deploy without it or a JWKS URL.
-        if self.storage_backend == "supabase" and self.database_url is None:
-            raise ValueError("DATABASE_URL must be set when STORAGE_BACKEND=supabase")
+        if self.storage_backend == "supabase" and not (self.database_url or self.database_url_arn):
+            raise ValueError("DATABASE_URL (or its secret's ARN) must be set for supabase")
         return self
 
     @property

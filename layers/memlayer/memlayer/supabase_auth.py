@@ -1,10 +1,12 @@
 """Supabase Auth's admin API (supabase-py's `supabase_auth` client): deleting the user when
-their account is erased. Configured by SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY."""
+their account is erased. Configured by SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY (deployed:
+the ARN of its secret, SUPABASE_SERVICE_ROLE_KEY_ARN)."""
 
 from __future__ import annotations
 
 import uuid
 
+from memlayer import secrets
 from memlayer.settings import get_settings
 
 
@@ -13,8 +15,7 @@ async def delete_auth_user(user_id: str) -> bool | None:
     Supabase Auth is not configured or the id is not a Supabase user id (a UUID). Other
     failures raise, so the erase fails and can be repeated."""
     settings = get_settings()
-    key = settings.supabase_service_role_key
-    if not settings.supabase_url or key is None:
+    if not settings.supabase_url or not secrets.configured("supabase_service_role_key", settings):
         return None
     try:
         uuid.UUID(user_id)
@@ -24,6 +25,9 @@ async def delete_auth_user(user_id: str) -> bool | None:
     from supabase_auth import AsyncGoTrueAdminAPI
     from supabase_auth.errors import AuthApiError
 
+    key = secrets.value("supabase_service_role_key", settings)
+    if key is None:
+        return None
     secret = key.get_secret_value()
     # A client per call: its httpx client belongs to the calling event loop, and erasing an
     # account is rare.

@@ -1,5 +1,7 @@
 """The one place HTTP is shaped: app factory, request-id/timing middleware, the error mapping
-(`{"error", "detail", "request_id"}` for every failure), and the Mangum handler."""
+(`{"error", "detail", "request_id"}` for every failure), the credential dependencies
+(`current_user`: any valid credential, `writer`: needs the write scope, `admin`: needs the
+admin role, everyone else sees 404 so admin paths do not advertise), and the Mangum handler."""
 
 from __future__ import annotations
 
@@ -8,17 +10,24 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from aws_lambda_powertools.logging import correlation_paths
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from mangum import Mangum
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from memlayer import aws
-from memlayer.errors import MemlayerError
+from memlayer import aws, secrets
+from memlayer.auth import Principal
+from memlayer.errors import Forbidden, MemlayerError, NotFound, Unauthorized
 from memlayer.ids import new_id
+from memlayer.models import ErrorBody
 from memlayer.observability import logger, request_id_var
+from memlayer.runloop import thread_loop
+from memlayer.services.api_keys import authenticate
+from memlayer.services.limits import check_rate
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -197,12 +206,32 @@ ERROR_DESCRIPTIONS = {
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses, each with the one error body."""
-    from memlayer.models import ErrorBody
-
     return {
         status: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]}
         for status in statuses
     }
+
+
+async def current_user(request: Request) -> Principal:
+    principal = await authenticate(request.headers.get("authorization"))
+    await check_rate(principal.user_id, request)
+    return principal
+
+
+async def writer(principal: Principal = Depends(current_user)) -> Principal:
+    if "write" not in principal.scopes:
+        raise Forbidden("this API key is read-only")
+    return principal
+
+
+async def admin(request: Request) -> Principal:
+    try:
+        principal = await authenticate(request.headers.get("authorization"))
+    except Unauthorized:
+        raise NotFound("not found") from None
+    if not principal.is_admin:
+        raise NotFound("not found")
+    return principal
 
 
 def _route_errors(route: APIRoute) -> set[int]:
@@ -210,8 +239,6 @@ def _route_errors(route: APIRoute) -> set[int]:
     invalid (422) or meet an AWS outage (503); credentials add 401 and 429 (rate limits,
     quotas), a write scope 403, a body 400 and 413, a path parameter 404, and admin routes
     answer 404 to everyone else. Routes declare anything else themselves (`errors(...)`)."""
-    from memlayer.auth import admin, current_user, writer
-
     calls: set[Any] = set()
     pending = [route.dependant]
     while pending:
@@ -245,12 +272,6 @@ def create_app(*routers: APIRouter, title: str) -> FastAPI:
 
 
 def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    from aws_lambda_powertools.logging import correlation_paths
-    from mangum import Mangum
-
-    from memlayer import secrets
-    from memlayer.runloop import thread_loop
-
     adapter = Mangum(app, lifespan="off")
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

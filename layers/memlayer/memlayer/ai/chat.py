@@ -199,7 +199,7 @@ def _anthropic_clients(
     api_key: str, base_url: str | None, timeout: float, max_retries: int
 ) -> PerLoop[Any]:
     def make() -> Any:
-        import anthropic  # lazy
+        import anthropic  # lazy: the SDKs stay off the retrieval function's cold start
 
         return anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
@@ -213,7 +213,7 @@ def _openai_clients(
     api_key: str, base_url: str | None, timeout: float, max_retries: int
 ) -> PerLoop[Any]:
     def make() -> Any:
-        import openai  # lazy
+        import openai  # lazy, as above
 
         return openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
@@ -233,7 +233,7 @@ def _client(provider: str, settings: Settings, http_client: Any) -> Any:
     key = secret.get_secret_value()
     if provider == "anthropic":
         if http_client is not None:
-            import anthropic
+            import anthropic  # lazy, as above
 
             return anthropic.AsyncAnthropic(
                 api_key=key,
@@ -244,7 +244,7 @@ def _client(provider: str, settings: Settings, http_client: Any) -> Any:
             )
         return _anthropic_clients(key, settings.anthropic_base_url, timeout, retries).get()
     if http_client is not None:
-        import openai
+        import openai  # lazy, as above
 
         return openai.AsyncOpenAI(
             api_key=key,

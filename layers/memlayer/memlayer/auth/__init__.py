@@ -1,18 +1,20 @@
-"""Who is calling: a Supabase JWT or a memlayer API key (`mlk_…`), resolved to a Principal.
+"""Who is calling: a Principal, from a Supabase JWT (verified here, `auth/jwt.py`) or a memlayer
+API key (`mlk_…`, resolved by `services/api_keys.py`, which needs the store).
 
-FastAPI dependencies: `current_user` (any valid credential), `writer` (needs the write scope),
-`admin` (needs the admin role; everyone else sees 404 so admin paths do not advertise)."""
+The FastAPI dependencies that demand a credential (`current_user`, `writer`, `admin`) are in
+`memlayer/web.py`, above the services they call."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-
-from fastapi import Depends, Request
+from typing import TYPE_CHECKING
 
 from memlayer import secrets
-from memlayer.errors import Forbidden, NotFound, Unauthorized
 from memlayer.settings import ConfigurationError, get_settings
+
+if TYPE_CHECKING:
+    from memlayer.auth.jwt import JwtVerifier
 
 API_KEY_PREFIX = "mlk_"
 
@@ -27,14 +29,15 @@ class Principal:
     expires_at: float | None = None  # a token's `exp`; API keys live until revoked
 
 
-def _verifier():  # type: ignore[no-untyped-def]
+def _verifier() -> JwtVerifier:
     # The secret is cached by memlayer.secrets; a rotated one gets a new verifier.
     secret = secrets.value("supabase_jwt_secret")
     return _verifier_for(secret.get_secret_value() if secret else None)
 
 
 @lru_cache(maxsize=2)
-def _verifier_for(secret: str | None):  # type: ignore[no-untyped-def]
+def _verifier_for(secret: str | None) -> JwtVerifier:
+    # lazy: pyjwt + cryptography (~60 ms) stay out of init; health never verifies a token
     from memlayer.auth.jwt import JwtVerifier
 
     settings = get_settings()
@@ -43,17 +46,8 @@ def _verifier_for(secret: str | None):  # type: ignore[no-untyped-def]
     return JwtVerifier.from_settings(settings, secret=secret)
 
 
-async def authenticate(authorization: str | None) -> Principal:
-    if not authorization:
-        raise Unauthorized("missing bearer token")
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("expected 'Authorization: Bearer <token>'")
-    if token.startswith(API_KEY_PREFIX):
-        from memlayer.services.api_keys import authenticate_api_key
-
-        return await authenticate_api_key(token)
+async def verify_jwt(token: str) -> Principal:
+    """A Supabase access token's user (read and write scopes); `Unauthorized` otherwise."""
     verified = await _verifier().verify(token)
     return Principal(
         user_id=verified.subject,
@@ -61,27 +55,3 @@ async def authenticate(authorization: str | None) -> Principal:
         is_admin=verified.is_admin,
         expires_at=float(verified.claims["exp"]),
     )
-
-
-async def current_user(request: Request) -> Principal:
-    principal = await authenticate(request.headers.get("authorization"))
-    from memlayer.services.limits import check_rate
-
-    await check_rate(principal.user_id, request)
-    return principal
-
-
-async def writer(principal: Principal = Depends(current_user)) -> Principal:
-    if "write" not in principal.scopes:
-        raise Forbidden("this API key is read-only")
-    return principal
-
-
-async def admin(request: Request) -> Principal:
-    try:
-        principal = await authenticate(request.headers.get("authorization"))
-    except Unauthorized:
-        raise NotFound("not found") from None
-    if not principal.is_admin:
-        raise NotFound("not found")
-    return principal

@@ -133,6 +133,8 @@ def _is_tracking(name: str) -> bool:
 def _parse(html: str) -> HtmlElement | None:
     if not html.strip():
         return None
+    # lazy: lxml (~70 ms) loads with the first page; HTTP functions import this module only
+    # for `normalize_url`
     import lxml.html
     from lxml.etree import ParserError, XMLSyntaxError
 

@@ -2,14 +2,15 @@
 that happened in the period the query names, and the neighbouring turns of the best hits.
 
 Both work on a ranked list the backend already produced (deeper than what is returned), so
-DynamoDB's in-memory index and Postgres share them. Constants were chosen on held-out users of
+DynamoDB's in-memory index and Postgres share them; the turns around a hit come from the
+search port's `turns_around`. Constants were chosen on held-out users of
 the conversational benchmark (bench/retrieval/dialogue.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from memlayer.search.fusion import Hit
 from memlayer.search.timeexpr import TimePeriod
@@ -18,19 +19,10 @@ from memlayer.search.timeexpr import TimePeriod
 # it half as much. Soft: a strong text match from another time still ranks.
 PERIOD_BOOST = 2.0
 # Neighbours are added after each of the best `NEIGHBOUR_HITS` hits, `NEIGHBOUR_RADIUS` turns
-# either side, at this share of the hit's score.
+# either side in its conversation, at this share of the hit's score.
 NEIGHBOUR_HITS = 3
 NEIGHBOUR_RADIUS = 2
 NEIGHBOUR_SHARE = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    """Where a memory sits in its conversation (ordered by `position`)."""
-
-    memory_id: str
-    conversation_id: str
-    position: float
 
 
 def boost_period(
@@ -57,19 +49,33 @@ def boost_period(
     return _normalized(ranked)
 
 
+def turn_window(turns: Sequence[str], memory_id: str, radius: int) -> list[str]:
+    """The turns from `radius` before `memory_id` to `radius` after it (itself included), of
+    a conversation's turns in order."""
+    at = turns.index(memory_id)
+    return list(turns[max(0, at - radius) : at + radius + 1])
+
+
+def expansion_candidates(
+    hits: Sequence[Hit], *, top: int = NEIGHBOUR_HITS, radius: int = NEIGHBOUR_RADIUS
+) -> list[str]:
+    """The hits whose turn windows `with_neighbours` may need: each expansion takes in at most
+    `2 * radius` later hits, so the `top` it expands are among the first `top * (2r + 1)`."""
+    return [hit.memory_id for hit in hits[: top * (2 * radius + 1)]]
+
+
 def with_neighbours(
     hits: Sequence[Hit],
-    turn_of: Callable[[str], Turn | None],
-    turns_of: Callable[[str], Sequence[Turn]],
+    windows: Mapping[str, Sequence[str]],
     *,
     top: int = NEIGHBOUR_HITS,
-    radius: int = NEIGHBOUR_RADIUS,
     share: float = NEIGHBOUR_SHARE,
 ) -> list[Hit]:
     """Hits with the neighbouring turns of the best `top` inserted right after them, nearest
-    first. A neighbour that is itself a lower hit moves up (keeping its own details); one that
-    is already above stays where it is. `turns_of(conversation_id)` lists a conversation's
-    turns in order."""
+    first (`neighbour_of` names the hit). A neighbour that is itself a lower hit moves up
+    (keeping its own details); one that is already above stays where it is.
+    `windows[memory_id]` lists the turns around a hit in conversation order, itself included
+    (`turn_window`); a hit without one is no conversation turn."""
     by_id = {h.memory_id: h for h in hits}
     emitted: set[str] = set()
     out: list[Hit] = []
@@ -82,25 +88,19 @@ def with_neighbours(
         if expanded >= top:
             continue
         expanded += 1
-        turn = turn_of(hit.memory_id)
-        if turn is None:
+        window = list(windows.get(hit.memory_id, ()))
+        if hit.memory_id not in window:
             continue
-        turns = list(turns_of(turn.conversation_id))
-        at = next((i for i, t in enumerate(turns) if t.memory_id == hit.memory_id), None)
-        if at is None:
-            continue
-        window = range(max(0, at - radius), min(len(turns), at + radius + 1))
-        for i in sorted(window, key=lambda i: abs(i - at)):
-            neighbour_id = turns[i].memory_id
+        at = window.index(hit.memory_id)
+        for i in sorted(range(len(window)), key=lambda i: abs(i - at)):
+            neighbour_id = window[i]
             if neighbour_id in emitted:
                 continue
             emitted.add(neighbour_id)
             own = by_id.get(neighbour_id)
-            share_score = hit.score * share
+            score = max(own.score, hit.score * share) if own else hit.score * share
             out.append(
-                replace(own, score=max(own.score, share_score))
-                if own
-                else Hit(neighbour_id, share_score)
+                replace(own or Hit(neighbour_id, score), score=score, neighbour_of=hit.memory_id)
             )
     return out
 

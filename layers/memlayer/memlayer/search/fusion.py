@@ -32,6 +32,7 @@ class Hit:
     semantic_rank: int | None = None  # 1-based rank in the semantic list, if in it
     keyword_rank: int | None = None  # 1-based rank in the keyword list, if in it
     similarity: float | None = None  # cosine to the query, if in the semantic list
+    neighbour_of: str | None = None  # listed as a turn next to this hit (search/conversation.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,7 @@ def combine(
     now: float | None = None,
     semantic_weight: float = 1.0,
     min_similarity: float | None = None,
+    created_at: Callable[[K], float] | None = None,
 ) -> list[Hit]:
     """The final hits from a keyword list (score: BM25 or another text rank, best first) and
     a semantic list (score: cosine, best first).
@@ -108,7 +110,8 @@ def combine(
     keyword mode: score = rank score / best. semantic: score = max(cosine, 0). hybrid: `fuse`.
     With `collapse`, memories sharing a dedupe key show once (the best-scoring one). With
     `min_similarity`, a memory that matches none of the query's words must have at least that
-    cosine to be returned (ranking alone fills every list, related or not)."""
+    cosine to be returned (ranking alone fills every list, related or not). `created_at`
+    answers the recency boost without building a whole `candidate` for every listed key."""
     kw_rank = ranks(keyword)
     sem_rank = ranks(semantic)
     similarity = {key: cosine for cosine, key in semantic}
@@ -123,7 +126,7 @@ def combine(
             kw_rank,
             sem_rank,
             coverage,
-            lambda key: candidate(key).created_at,
+            created_at or (lambda key: candidate(key).created_at),
             now=time.time() if now is None else now,
             semantic_weight=semantic_weight,
         )

@@ -63,6 +63,7 @@ class IndexedDoc:
     provider: str | None = None
     status: str = "ready"
     created_at: float = 0.0  # epoch seconds
+    occurred_at: float | None = None  # when it happened (epoch seconds); None: created_at
     dedupe_key: str | None = None  # canonical URL or content hash; equal keys collapse
     vector: np.ndarray | None = None  # float32 embedding; None while not embedded yet
 
@@ -74,8 +75,8 @@ class SearchFilters:
     kinds: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
     provider: str | None = None
-    since: float | None = None  # created_at >= since
-    until: float | None = None  # created_at < until
+    since: float | None = None  # occurred_at >= since (when it happened, not when saved)
+    until: float | None = None  # occurred_at < until
 
     def __post_init__(self) -> None:
         for name in ("kinds", "tags"):
@@ -147,6 +148,11 @@ class _Segment:
         self.statuses = [d.status for d in docs]
         self.dedupe = [d.dedupe_key for d in docs]
         self.created = np.fromiter((float(d.created_at) for d in docs), np.float64, n)
+        self.occurred = np.fromiter(
+            (float(d.created_at if d.occurred_at is None else d.occurred_at) for d in docs),
+            np.float64,
+            n,
+        )
         kind_codes, provider_codes = codes["kind"], codes["provider"]
         self.kind = np.fromiter(
             (kind_codes.setdefault(d.kind, len(kind_codes)) for d in docs), np.int32, n
@@ -376,9 +382,9 @@ class _Segment:
             code = codes["provider"].get(filters.provider, -1)
             mask &= self.provider == code
         if filters.since is not None:
-            mask &= self.created >= filters.since
+            mask &= self.occurred >= filters.since
         if filters.until is not None:
-            mask &= self.created < filters.until
+            mask &= self.occurred < filters.until
         if filters.tags is not None:
             tagged = np.zeros(self.n, dtype=bool)
             for tag in filters.tags:
@@ -399,6 +405,7 @@ class _Segment:
             provider=None,
             status=self.statuses[row],
             created_at=float(self.created[row]),
+            occurred_at=float(self.occurred[row]),
             dedupe_key=self.dedupe[row],
             vector=vec,
         )
@@ -406,6 +413,7 @@ class _Segment:
     def memory_bytes(self) -> int:
         arrays: list[np.ndarray | None] = [
             self.created,
+            self.occurred,
             self.kind,
             self.provider,
             self.alive,
@@ -594,6 +602,19 @@ class UserIndex:
             if seg is not None:
                 seg.close()
 
+    def admitted(self, memory_ids: Iterable[str], filters: SearchFilters | None) -> set[str]:
+        """Those of `memory_ids` that are indexed and pass `filters`."""
+        wanted = set(memory_ids)
+        found: set[str] = set()
+        for seg in self._segments():
+            mask = seg.allowed(filters, self._codes)
+            if seg is self._main:
+                rows = [(m, self._main_pos[m]) for m in wanted if m in self._main_pos]
+            else:
+                rows = [(m, row) for row, m in enumerate(seg.ids) if m in wanted]
+            found.update(m for m, row in rows if mask[row])
+        return found
+
     # -- searching ------------------------------------------------------------------------
 
     def _weighted_terms(
@@ -729,4 +750,5 @@ class UserIndex:
             now=now,
             semantic_weight=semantic_weight,
             min_similarity=min_similarity,
+            created_at=lambda key: float(segments[key[0]].created[key[1]]),
         )

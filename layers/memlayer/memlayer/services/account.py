@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, unquote_plus
+from urllib.parse import unquote_plus
 
 from pydantic import BaseModel
 
-from memlayer import dlq
+from memlayer import blobs, dlq
 from memlayer.ids import utcnow
 from memlayer.models import Limits, Timestamp, UsageCounts
 from memlayer.observability import logger
 from memlayer.services.limits import limits_of
 from memlayer.storage import get_store
+from memlayer.supabase_auth import delete_auth_user
 
 RECEIPT_KINDS = ("memories", "uploads", "jobs", "api_keys", "vectors", "connections", "captures")
 
@@ -44,9 +45,7 @@ async def me(user_id: str) -> Me:
 def user_prefixes(user_id: str) -> tuple[str, str]:
     """The S3 folders holding one user's objects (the user id is quoted, so no id can name
     another user's folder)."""
-    from memlayer.services.uploads import upload_prefix
-
-    return upload_prefix(user_id), f"exports/{quote(user_id, safe='')}/"
+    return blobs.upload_prefix(user_id), blobs.export_prefix(user_id)
 
 
 def mentions_user(body: str, user_id: str) -> bool:
@@ -82,8 +81,6 @@ async def erase(user_id: str) -> EraseReceipt:
     Kept: limits an admin set for the user (policy about the account, not the user's data),
     so erasing cannot lift a restriction. Messages still in the work queues carry only ids;
     their workers find nothing to act on and drop them."""
-    from memlayer import blobs
-
     store = get_store()
     profile = await store.get_profile(user_id)
     counts = await get_store().erase_user(user_id)
@@ -99,8 +96,6 @@ async def erase(user_id: str) -> EraseReceipt:
     deleted["other"] = sum(n for kind, n in counts.items() if kind not in RECEIPT_KINDS)
     deleted["files"] = files
     deleted["dead_letters"] = dead_letters
-    from memlayer.supabase_auth import delete_auth_user
-
     # Last: a failure here leaves the data erased and the erase repeatable.
     if await delete_auth_user(user_id):
         deleted["auth_user"] = 1

@@ -1,5 +1,5 @@
 """Admin: one user's usage and limits, per-user limit overrides, table and queue statistics,
-and the dead-letter queues (inspect, redrive). Routes are guarded by `memlayer.auth.admin`."""
+and the dead-letter queues (inspect, redrive). Routes are guarded by `memlayer.web.admin`."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 A key is shown once, when created. It carries scopes (`read`, or `read` + `write`), never the
 admin role, and cannot manage keys or erase the account (that needs a signed-in session:
 a leaked key must not be able to mint more keys or lock its owner out). Revoked or unknown
-keys answer 401. Another user's key is 404, like every other resource."""
+keys answer 401. Another user's key is 404, like every other resource. `authenticate` resolves
+any bearer credential (a Supabase JWT through `memlayer.auth`, or a key) to its Principal."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from memlayer.auth import API_KEY_PREFIX, Principal
+from memlayer.auth import API_KEY_PREFIX, Principal, verify_jwt
 from memlayer.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from memlayer.ids import is_id, new_id, utcnow
 from memlayer.models import Body, Timestamp
@@ -117,6 +118,19 @@ async def revoke_api_key(user_id: str, key_id: str) -> None:
     if not is_id(key_id) or not await get_store().revoke_api_key(user_id, key_id, utcnow()):
         raise NotFound("API key not found")
     logger.info("api key revoked", key_id=key_id)
+
+
+async def authenticate(authorization: str | None) -> Principal:
+    """The caller of an `Authorization: Bearer …` header: a JWT or an API key; 401 otherwise."""
+    if not authorization:
+        raise Unauthorized("missing bearer token")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("expected 'Authorization: Bearer <token>'")
+    if token.startswith(API_KEY_PREFIX):
+        return await authenticate_api_key(token)
+    return await verify_jwt(token)
 
 
 async def authenticate_api_key(token: str) -> Principal:

@@ -19,6 +19,7 @@ from memlayer.messages import CaptureFlush
 from memlayer.models import Body, Content, Source, UploadIds, truncate_stored
 from memlayer.observability import logger
 from memlayer.services import memories
+from memlayer.services.uploads import require_uploads
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.pipeline import PendingCapture
@@ -196,8 +197,6 @@ async def share(
     user_id: str, body: ShareIn, *, idempotency_key: str | None = None
 ) -> ShareAccepted:
     if body.upload_ids:
-        from memlayer.services.uploads import require_uploads
-
         await require_uploads(user_id, body.upload_ids)
     content = body.text or body.url or body.title or "Shared files"
     created = await memories.create(

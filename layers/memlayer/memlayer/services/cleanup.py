@@ -27,7 +27,7 @@ from memlayer import blobs, dlq
 from memlayer.ids import iso, new_id, utcnow
 from memlayer.models import MemoryRecord
 from memlayer.observability import count, logger
-from memlayer.services.uploads import upload_prefix
+from memlayer.services import captures, memories
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.accounts import EXPIRING_KINDS, AccountsStore
@@ -123,8 +123,6 @@ async def run_cleanup(now: datetime | None = None) -> dict[str, Any]:
 async def _unstick(record: MemoryRecord, now: datetime, report: dict[str, Any]) -> None:
     """Re-enqueues a stalled enrichment (the steps are idempotent); after `GIVE_UP_AFTER` the
     memory is marked failed with the reason instead, so it is never silently stuck."""
-    from memlayer.services import memories
-
     if record.job_id is None:
         return
     if record.updated_at < now - GIVE_UP_AFTER:
@@ -143,8 +141,6 @@ async def _flush_capture(
 ) -> None:
     if not await store.claim_expired_capture(capture, run_id, stamp, CLAIM_STALE_SECONDS):
         return  # another sweep has it, or it was paired or replaced meanwhile
-    from memlayer.services import captures
-
     if await captures.flush(
         capture.user_id, capture.provider, capture.conversation_id, capture.capture_id
     ):
@@ -163,7 +159,7 @@ async def _purge_upload(
     )
     if not claimed:
         return
-    files = await blobs.delete_prefix(upload_prefix(upload.user_id, upload.id))
+    files = await blobs.delete_prefix(blobs.upload_prefix(upload.user_id, upload.id))
     if await store.delete_upload_if_unchanged(
         upload.user_id, upload.id, upload.version, upload.status
     ):

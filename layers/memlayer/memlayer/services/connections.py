@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 from memlayer import push
-from memlayer.auth import authenticate
 from memlayer.errors import Unauthorized
 from memlayer.observability import logger
+from memlayer.services.api_keys import authenticate
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.pipeline import Connection

@@ -15,7 +15,6 @@ import tempfile
 import zipfile
 from datetime import datetime
 from typing import IO, Any
-from urllib.parse import quote
 
 from memlayer import blobs, queues
 from memlayer.errors import ServiceUnavailable
@@ -30,13 +29,6 @@ from memlayer.storage.uploads import UploadRecord
 
 EXPORT_FORMAT = "memlayer.export"
 EXPORT_VERSION = 1
-# Asked-for lifetime of a download URL. Signed with a Lambda role's temporary credentials it
-# stops working when they expire (hours), so `download_url` signs a fresh one on demand.
-DOWNLOAD_URL_SECONDS = 24 * 3600
-
-
-def export_key(user_id: str, job_id: str) -> str:
-    return f"exports/{quote(user_id, safe='')}/{job_id}.zip"
 
 
 async def start_export(user_id: str) -> JobRecord:
@@ -86,12 +78,12 @@ async def run_export(user_id: str, job_id: str) -> JobRecord | None:
         await jobs.notify(job)
         uploads = {u.id: u for u in await uploads_store().all_uploads(user_id)}
         exported_at = utcnow()
-        key = export_key(user_id, job_id)
+        key = blobs.export_key(user_id, job_id)
         with tempfile.TemporaryFile() as spool:
             await asyncio.to_thread(write_zip, spool, memories, uploads, exported_at)
             spool.seek(0)
             await blobs.put_file(key, spool, content_type="application/zip")
-        url = await download_url(user_id, job_id, exported_at=exported_at)
+        url = await jobs.download_url(user_id, job_id, exported_at=exported_at)
     except Exception as exc:
         logger.exception("export failed", job_id=job_id)
         return await jobs.advance(
@@ -99,16 +91,6 @@ async def run_export(user_id: str, job_id: str) -> JobRecord | None:
         )
     return await jobs.advance(
         job, "completed", f"exported {len(memories)} memories", download_url=url
-    )
-
-
-async def download_url(user_id: str, job_id: str, *, exported_at: datetime | None = None) -> str:
-    """A fresh presigned URL for a finished export (the job's stored one may have expired)."""
-    stamp = (exported_at or utcnow()).strftime("%Y%m%d")
-    return await blobs.presigned_get(
-        export_key(user_id, job_id),
-        expires_in=DOWNLOAD_URL_SECONDS,
-        filename=f"memlayer-export-{stamp}.zip",
     )
 
 

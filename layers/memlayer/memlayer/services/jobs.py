@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
-from memlayer import push
+from memlayer import blobs, push
 from memlayer.errors import NotFound
 from memlayer.ids import utcnow
 from memlayer.models import Job, JobRecord, JobStatus
 from memlayer.observability import logger
+from memlayer.services.connections import live_connections
 from memlayer.storage import get_store
 
 STAGE_PROGRESS: dict[JobStatus, float] = {
@@ -18,6 +20,20 @@ STAGE_PROGRESS: dict[JobStatus, float] = {
     "completed": 1.0,
     "failed": 1.0,
 }
+# Asked-for lifetime of an export's download URL. Signed with a Lambda role's temporary
+# credentials it stops working when they expire (hours), so `download_url` signs a fresh one on
+# demand.
+DOWNLOAD_URL_SECONDS = 24 * 3600
+
+
+async def download_url(user_id: str, job_id: str, *, exported_at: datetime | None = None) -> str:
+    """A fresh presigned URL for a finished export (the job's stored one may have expired)."""
+    stamp = (exported_at or utcnow()).strftime("%Y%m%d")
+    return await blobs.presigned_get(
+        blobs.export_key(user_id, job_id),
+        expires_in=DOWNLOAD_URL_SECONDS,
+        filename=f"memlayer-export-{stamp}.zip",
+    )
 
 
 async def get(user_id: str, job_id: str) -> Job:
@@ -27,9 +43,7 @@ async def get(user_id: str, job_id: str) -> Job:
     if record.kind == "export" and record.status == "completed":
         # Signed now, by this caller's credentials: a stored link may have outlived the
         # worker credentials that signed it.
-        from memlayer.services import export
-
-        url = await export.download_url(user_id, job_id, exported_at=record.updated_at)
+        url = await download_url(user_id, job_id, exported_at=record.updated_at)
         record = record.model_copy(update={"download_url": url})
     return Job.of(record)
 
@@ -64,8 +78,6 @@ async def notify(job: JobRecord) -> None:
     pruned, and a push failure never fails the pipeline."""
     store = get_store()
     try:
-        from memlayer.services.connections import live_connections
-
         connections = await live_connections(job.user_id)
         if not connections:
             return

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from memlayer import blobs, queues
 from memlayer.errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuotaExceeded
-from memlayer.ids import new_id, utcnow
+from memlayer.ids import is_id, new_id, utcnow
 from memlayer.messages import StageMessage
 from memlayer.models import (
     JobRecord,
@@ -22,6 +24,7 @@ from memlayer.models import (
     Source,
 )
 from memlayer.observability import logger
+from memlayer.pipeline.scrub import scrub
 from memlayer.services.limits import limits_for, quota_exceeded
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
@@ -60,8 +63,6 @@ def body_hash(body: Any) -> str:
 
 
 def scrubbed(text: str) -> tuple[str, dict[str, int]]:
-    from memlayer.pipeline.scrub import scrub
-
     result = scrub(text)
     if not get_settings().scrub_stored_content:
         return text, result.found
@@ -130,8 +131,6 @@ async def create(
 
 
 async def enqueue_enrichment(record: MemoryRecord, job_id: str) -> None:
-    from memlayer import queues
-
     try:
         await queues.send(
             "analyze", StageMessage(memory_id=record.id, user_id=record.user_id, job_id=job_id)
@@ -216,10 +215,19 @@ async def _patch_once(
 
 
 async def delete(user_id: str, memory_id: str) -> None:
-    """Deletes the memory and what was derived from it (vector, job, uploaded files)."""
+    """Deletes the memory and what was derived from it (vector, job, uploaded files).
+
+    The files go first: if deleting them fails, the memory is still there and the client's
+    retry finishes the job, instead of a memory gone and its files left with no owner."""
+    store = get_store()
+    current = await store.get_memory(user_id, memory_id)
+    if current is None:
+        raise NotFound("memory not found")
+    if current.upload_ids:
+        await delete_uploads(user_id, current.upload_ids)
     for _ in range(3):  # a background enrichment step may save between read and delete
         try:
-            record = await get_store().delete_memory(user_id, memory_id)
+            record = await store.delete_memory(user_id, memory_id)
             break
         except VersionConflict:
             continue
@@ -227,7 +235,24 @@ async def delete(user_id: str, memory_id: str) -> None:
         raise PreconditionFailed("memory changed concurrently; retry the delete")
     if record is None:
         raise NotFound("memory not found")
-    if record.upload_ids:
-        from memlayer.services.uploads import delete_uploads
+    attached_meanwhile = set(record.upload_ids) - set(current.upload_ids)
+    if attached_meanwhile:
+        await delete_uploads(user_id, sorted(attached_meanwhile))
 
-        await delete_uploads(user_id, record.upload_ids)
+
+async def delete_uploads(user_id: str, upload_ids: list[str]) -> int:
+    """Deletes these uploads of `user_id`: each one's own object (its exact key, never a
+    prefix), then the records. Ids that are not theirs or do not exist are ignored. Returns how
+    many records were addressed."""
+    ids = sorted({upload_id for upload_id in upload_ids if is_id(upload_id)})
+    if not ids:
+        return 0
+    store = get_store()
+    records = await asyncio.gather(*(store.get_upload(user_id, i) for i in ids))
+    keys = [
+        record.key
+        for record in records
+        if record is not None and blobs.parse_key(record.key) == (user_id, record.id)
+    ]
+    await blobs.delete_keys(keys)
+    return await store.delete_uploads(user_id, ids)

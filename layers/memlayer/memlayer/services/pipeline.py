@@ -13,12 +13,19 @@ from typing import Any
 
 import numpy as np
 
+from memlayer import queues
+from memlayer.ai.analysis import OfflineAnalyzer, get_analyzer
+from memlayer.ai.embeddings import get_embedder
 from memlayer.errors import ProviderError
 from memlayer.ids import utcnow
 from memlayer.messages import Delivery, StageMessage
 from memlayer.models import JobRecord, MemoryRecord, Usage, truncate_stored
 from memlayer.observability import count, logger
+from memlayer.pipeline.extract import extract_page
+from memlayer.pipeline.fetch import FetchError, fetch_url
+from memlayer.pipeline.scrub import scrub
 from memlayer.services import jobs
+from memlayer.services.memories import content_hash, scrubbed
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.base import StoredVector, VersionConflict
@@ -38,8 +45,6 @@ async def _current(message: StageMessage) -> tuple[MemoryRecord, JobRecord | Non
 
 # ------------------------------------------------------------------------------ analyze
 async def analyze(delivery: Delivery[StageMessage]) -> None:
-    from memlayer import queues
-
     current = await _current(delivery.message)
     if current is None:
         return
@@ -60,9 +65,6 @@ async def _enrich(record: MemoryRecord, *, final: bool) -> MemoryRecord:
         update.update(await _fetch_share(record, final=final))
     content = update.get("content", record.content)
     source = update.get("source", record.source)
-
-    from memlayer.ai.analysis import OfflineAnalyzer, get_analyzer
-    from memlayer.pipeline.scrub import scrub
 
     text_for_model = scrub(content).text
     existing_tags = await get_store().get_user_tags(record.user_id)
@@ -102,10 +104,6 @@ async def _fetch_share(record: MemoryRecord, *, final: bool) -> dict[str, Any]:
     """Fetches a shared URL; the memory's content becomes the user's note (if any) followed by
     the page's readable text. A failed fetch keeps what the user shared and records why."""
     settings = get_settings()
-    from memlayer.pipeline.extract import extract_page
-    from memlayer.pipeline.fetch import FetchError, fetch_url
-    from memlayer.services.memories import content_hash
-
     url = record.source.url or ""
     try:
         page = await fetch_url(
@@ -124,8 +122,6 @@ async def _fetch_share(record: MemoryRecord, *, final: bool) -> dict[str, Any]:
     note = record.content if record.content.strip() != url else None
     body = extracted.text or extracted.description or ""
     content = "\n\n".join(part for part in (note, extracted.title, body) if part) or url
-    from memlayer.services.memories import scrubbed
-
     content, secrets_found = scrubbed(truncate_stored(content, settings.max_content_bytes))
     source = record.source.model_copy(
         update={
@@ -178,8 +174,6 @@ async def embed(deliveries: list[Delivery[StageMessage]]) -> dict[int, Exception
     One record never fails another: deliveries for the same memory (SQS is at-least-once, and
     an edit during enrichment enqueues again) are handled once and share that outcome, and a
     failed write fails only the records it was for."""
-    from memlayer.ai.embeddings import get_embedder
-
     settings = get_settings()
     embedder = get_embedder(settings)
     failures: dict[int, Exception] = {}

@@ -5,18 +5,13 @@ tasks DLQ for inspection instead of vanishing."""
 from __future__ import annotations
 
 from memlayer.messages import CaptureFlush, ExportTask, ReembedTask
+from memlayer.services import captures, export, retrieval
 
 
 async def dispatch(task: CaptureFlush | ExportTask | ReembedTask) -> None:
     if isinstance(task, CaptureFlush):
-        from memlayer.services import captures
-
         await captures.flush(task.user_id, task.provider, task.conversation_id, task.capture_id)
     elif isinstance(task, ExportTask):
-        from memlayer.services import export
-
         await export.run_export(task.user_id, task.job_id)
     else:
-        from memlayer.services import retrieval
-
         await retrieval.reembed(task.user_id)

@@ -15,20 +15,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import io
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, unquote, unquote_plus
+from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, Field, field_validator
 
 from memlayer import blobs
 from memlayer.errors import NotFound, PayloadTooLarge, QuotaExceeded, ValidationFailed
-from memlayer.ids import is_id, new_id, utcnow
+from memlayer.ids import new_id, utcnow
 from memlayer.models import Body, Source, Timestamp, truncate_stored
 from memlayer.observability import logger
+from memlayer.pipeline.extract import extract_page
+from memlayer.services import memories
 from memlayer.services.limits import limits_of, quota_exceeded
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
@@ -46,8 +49,6 @@ _CONTENT_TYPE_ALIASES = {
 # A worker that took an upload and then vanished (crash, timeout) is presumed dead after this;
 # a redelivered message then takes the upload over.
 CLAIM_LEASE = timedelta(minutes=5)
-_KEY_RE = re.compile(r"^uploads/([^/]+)/([0-9A-HJKMNP-TV-Z]{26})/([^/]+)$")
-_MAX_SAFE_NAME = 120
 # A failed upload's object is deleted; every other state can still become (or is) a file.
 ATTACHABLE_STATUSES: frozenset[str] = frozenset({"awaiting", "received", "extracting", "completed"})
 
@@ -131,43 +132,6 @@ class Upload(BaseModel):
 # ---------------------------------------------------------------------------- keys
 
 
-def safe_filename(filename: str) -> str:
-    """The file name as it may appear in an object key: ASCII letters, digits, '.', '-', '_',
-    at most 120 characters, the extension kept."""
-    name = re.split(r"[\\/]", filename)[-1]
-    name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    stem, dot, ext = name.rpartition(".")
-    if not dot:
-        stem, ext = name, ""
-    ext = re.sub(r"[^A-Za-z0-9]+", "", ext)[:16]
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")
-    stem = stem[: _MAX_SAFE_NAME - len(ext) - 1].rstrip("._-") or "file"
-    return f"{stem}.{ext}" if ext else stem
-
-
-def upload_prefix(user_id: str, upload_id: str | None = None) -> str:
-    """The folder of one upload, or (`upload_id=None`) of all the user's uploads. Any other
-    id is refused: an empty one would name the user's whole folder."""
-    prefix = f"uploads/{quote(user_id, safe='')}/"
-    if upload_id is None:
-        return prefix
-    if not is_id(upload_id):
-        raise ValueError(f"not an upload id: {upload_id!r}")
-    return f"{prefix}{upload_id}/"
-
-
-def object_key(user_id: str, upload_id: str, filename: str) -> str:
-    return upload_prefix(user_id, upload_id) + safe_filename(filename)
-
-
-def parse_key(key: str) -> tuple[str, str] | None:
-    """(user id, upload id) of an upload's object key; None for any other key."""
-    match = _KEY_RE.match(key)
-    if match is None:
-        return None
-    return unquote(match.group(1)), match.group(2)
-
-
 def uploads_store() -> UploadsStore:
     """The store, as far as uploads go."""
     return get_store()
@@ -184,7 +148,7 @@ async def create_upload(user_id: str, body: UploadCreate) -> UploadTicket:
         )
     await _check_quota(user_id)
     upload_id = new_id()
-    key = object_key(user_id, upload_id, body.filename)
+    key = blobs.object_key(user_id, upload_id, body.filename)
     presigned = await blobs.presign_upload(
         key,
         content_type=body.content_type,
@@ -266,24 +230,6 @@ async def require_uploads(user_id: str, upload_ids: list[str]) -> list[UploadRec
     return found
 
 
-async def delete_uploads(user_id: str, upload_ids: list[str]) -> int:
-    """Deletes these uploads of `user_id`: each one's own object (its exact key, never a
-    prefix), then the records. Ids that are not theirs or do not exist are ignored. Returns how
-    many records were addressed."""
-    ids = sorted({upload_id for upload_id in upload_ids if is_id(upload_id)})
-    if not ids:
-        return 0
-    store = uploads_store()
-    records = await asyncio.gather(*(store.get_upload(user_id, i) for i in ids))
-    keys = [
-        record.key
-        for record in records
-        if record is not None and parse_key(record.key) == (user_id, record.id)
-    ]
-    await blobs.delete_keys(keys)
-    return await store.delete_uploads(user_id, ids)
-
-
 # ---------------------------------------------------------------------------- S3 events
 
 
@@ -299,8 +245,6 @@ def parse_s3_event(body: str) -> list[ObjectCreated]:
     S3 sends when notifications are configured, and other events, give none. Keys in S3
     notifications are URL-encoded (spaces as '+'); they are decoded here. Raises ValueError
     on a body that is not an S3 notification."""
-    import json
-
     try:
         message = json.loads(body)
     except ValueError as exc:
@@ -354,7 +298,7 @@ async def handle_object_created(
     if bucket != settings.uploads_bucket:
         logger.warning("object in another bucket ignored", bucket=bucket, key=key)
         return None
-    parsed = parse_key(key)
+    parsed = blobs.parse_key(key)
     if parsed is None:
         logger.info("object outside uploads ignored", key=key)
         return None
@@ -422,8 +366,6 @@ async def _fetch(record: UploadRecord) -> blobs.Blob:
 async def _create_memory(record: UploadRecord, blob: blobs.Blob, extracted: Extracted) -> str:
     """Writes the `file` memory (once: a redelivery finds the first one by its idempotency
     key); returns its id."""
-    from memlayer.services import memories
-
     text, truncated = _fit(extracted.text, get_settings().max_content_bytes)
     metadata: dict[str, Any] = {
         "upload_id": record.id,
@@ -463,7 +405,7 @@ async def _save(record: UploadRecord, **changes: Any) -> UploadRecord:
 async def _fail(record: UploadRecord, reason: str) -> UploadRecord:
     logger.info("upload failed", upload_id=record.id, reason=reason)
     try:
-        await blobs.delete_prefix(upload_prefix(record.user_id, record.id))
+        await blobs.delete_prefix(blobs.upload_prefix(record.user_id, record.id))
     except Exception:
         logger.exception("could not delete a failed upload's object", upload_id=record.id)
     days = get_settings().job_ttl_days
@@ -549,6 +491,7 @@ def _clean(text: str) -> str:
 
 
 def _pdf_text(data: bytes, budget: int) -> Extracted:
+    # lazy: pypdf (~0.4 s) is needed only by the extract worker, never on an HTTP cold start
     from pypdf import PdfReader
 
     try:
@@ -593,8 +536,6 @@ _MARKUP = re.compile(r"<\s*(?:!doctype|html|head|body|[a-z][a-z0-9-]*[\s/>])", r
 
 
 async def _html(html: str) -> Extracted:
-    from memlayer.pipeline.extract import extract_page
-
     if not _MARKUP.search(html[:65_536]):
         raise ExtractionFailed("the file was declared text/html but has no HTML markup")
     if inspect.iscoroutinefunction(extract_page):

@@ -11,6 +11,8 @@ from memlayer.storage.base import SearchIndex, Store
 
 @lru_cache(maxsize=1)
 def get_store() -> Store:
+    # lazy: a container loads only its configured backend (postgres.py pulls in asyncpg and
+    # numpy), and only on first use, not during init
     if get_settings().storage_backend == "supabase":
         from memlayer.storage.postgres import PostgresStore
 
@@ -22,6 +24,7 @@ def get_store() -> Store:
 
 @lru_cache(maxsize=1)
 def get_search_index() -> SearchIndex:
+    # lazy, as in `get_store`: the DynamoDB index pulls in numpy
     store = get_store()
     if get_settings().storage_backend == "supabase":
         from memlayer.storage.postgres import PostgresSearch, PostgresStore

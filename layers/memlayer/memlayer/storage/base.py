@@ -6,6 +6,7 @@ same suite against both."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -132,7 +133,23 @@ class SearchIndex(Protocol):
         limit: int,
         semantic_weight: float,
         min_similarity: float | None,
-    ) -> list[tuple[MemoryRecord, Hit]]: ...
+    ) -> list[tuple[MemoryRecord, Hit]]:
+        """Ranks what the last `refresh` of the user brought up to date."""
+        ...
+
+    async def turns_around(
+        self,
+        user_id: str,
+        memory_ids: Sequence[str],
+        *,
+        radius: int,
+        filters: SearchFilters | None,
+    ) -> dict[str, list[MemoryRecord]]:
+        """For each of `memory_ids` that is a turn of a conversation (memories sharing
+        `source.provider` and `source.conversation_id`), the turns from `radius` before it to
+        `radius` after it in conversation order (`occurred_at`, then id), itself included;
+        turns `filters` leave out are skipped. Reads what the last `search` read."""
+        ...
 
 
 __all__ = [

@@ -44,6 +44,7 @@ from memlayer.storage.pipeline import DynamoPipeline
 from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+TRANSACT_ATTEMPTS = 8
 # The last `tat` each rate key had here: which of take_rate's two writes to try first.
 _RATE_HINTS: dict[str, float] = {}
 _MAX_RATE_HINTS = 10_000
@@ -281,8 +282,9 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
 
     async def _transact(self, items: list[dict[str, Any]]) -> None:
         """A transaction, retried with jittered backoff while it only lost a race
-        (`TransactionConflict`: parallel writes to the same usage counters)."""
-        for attempt in range(6):
+        (`TransactionConflict`: parallel writes to the same usage counters). Eight attempts
+        (about 5 s of backoff at most) let a burst of a dozen writes by one user all finish."""
+        for attempt in range(TRANSACT_ATTEMPTS):
             try:
                 await self._run(self.client.transact_write_items, TransactItems=items)
                 return
@@ -290,7 +292,7 @@ class DynamoStore(DynamoPipeline, DynamoUploads, DynamoAccounts, DynamoBase):
                 codes = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
                 if "TransactionConflict" not in codes or codes & {"ConditionalCheckFailed"}:
                     raise
-                if attempt == 5:
+                if attempt == TRANSACT_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
 

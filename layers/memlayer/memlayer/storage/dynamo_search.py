@@ -13,19 +13,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from memlayer.ai.embeddings import Embedder, get_embedder
 from memlayer.models import MemoryRecord, SearchMode
+from memlayer.search import Hit, IndexedDoc, SearchFilters, UserIndex
 from memlayer.settings import get_settings
 from memlayer.storage.base import CHANGE_LOG_TTL, StoredVector
 from memlayer.storage.search_fields import request_reembed, search_fields
 
 if TYPE_CHECKING:
-    import numpy as np
-
-    from memlayer.search import Hit, SearchFilters
     from memlayer.storage.dynamo import DynamoStore
 
 CACHED_USERS = 16
@@ -43,22 +45,56 @@ class CachedIndex:
     generation: str  # PROFILE.generation: changes when the user is erased
     version: int  # PROFILE.data_version the index reflects
     synced_at: float  # epoch seconds when the last sync started reading
-    index: Any  # memlayer.search.UserIndex
+    index: UserIndex
     records: dict[str, MemoryRecord]
+    conversations: dict[Conversation, set[str]]  # the turns of each, unordered
+    # the turns of each in conversation order, sorted when first asked for after a change
+    turn_order: dict[Conversation, list[str]] = field(default_factory=dict)
 
 
 _cache: OrderedDict[str, CachedIndex] = OrderedDict()
 
+Conversation = tuple[str | None, str]  # (source.provider, source.conversation_id)
 
-def _embedder() -> Any:
-    from memlayer.ai.embeddings import get_embedder
 
+def _conversation(record: MemoryRecord) -> Conversation | None:
+    source = record.source
+    return (source.provider, source.conversation_id) if source.conversation_id else None
+
+
+def _conversations(records: Iterable[MemoryRecord]) -> dict[Conversation, set[str]]:
+    found: dict[Conversation, set[str]] = {}
+    for record in records:
+        key = _conversation(record)
+        if key is not None:
+            found.setdefault(key, set()).add(record.id)
+    return found
+
+
+def _move_turn(cached: CachedIndex, memory_id: str, record: MemoryRecord | None) -> None:
+    """Keeps `cached.conversations` in step with a memory changed (or deleted: None)."""
+    old = cached.records.get(memory_id)
+    old_key = _conversation(old) if old is not None else None
+    new_key = _conversation(record) if record is not None else None
+    for key in (old_key, new_key):  # its place in the order may have changed
+        if key is not None:
+            cached.turn_order.pop(key, None)
+    if old_key == new_key:
+        return
+    if old_key is not None:
+        turns = cached.conversations.get(old_key, set())
+        turns.discard(memory_id)
+        if not turns:
+            cached.conversations.pop(old_key, None)
+    if new_key is not None:
+        cached.conversations.setdefault(new_key, set()).add(memory_id)
+
+
+def _embedder() -> Embedder:
     return get_embedder(get_settings())
 
 
-def _doc(record: MemoryRecord, vector: np.ndarray | None) -> Any:
-    from memlayer.search import IndexedDoc
-
+def _doc(record: MemoryRecord, vector: np.ndarray | None) -> IndexedDoc:
     fields = search_fields(record)
     return IndexedDoc(
         memory_id=record.id,
@@ -69,18 +105,19 @@ def _doc(record: MemoryRecord, vector: np.ndarray | None) -> Any:
         provider=record.source.provider,
         status=record.status,
         created_at=record.created_at.timestamp(),
+        occurred_at=record.occurred_at.timestamp(),
         dedupe_key=fields.dedupe_key,
         vector=vector,
     )
 
 
-def _indexed(record: MemoryRecord, stored: StoredVector | None, space: str) -> tuple[Any, bool]:
+def _indexed(
+    record: MemoryRecord, stored: StoredVector | None, space: str
+) -> tuple[IndexedDoc, bool]:
     """The record as an `IndexedDoc`, with its vector only if it is from `space` and of the
     current content; and whether a ready memory lacks such a vector."""
     vector = None
     if stored and stored.space == space and stored.content_hash == record.content_hash:
-        import numpy as np  # imported on the first search, not at cold start
-
         vector = np.frombuffer(stored.vector, dtype="<f2").astype(np.float32)
     return _doc(record, vector), vector is None and record.status == "ready"
 
@@ -94,6 +131,7 @@ def _apply_changes(
     stale = 0
     for memory_id in changed:
         record = records.get(memory_id)
+        _move_turn(cached, memory_id, record)
         if record is None:  # deleted
             cached.index.remove(memory_id)
             cached.records.pop(memory_id, None)
@@ -124,7 +162,8 @@ class InMemorySearch:
         semantic_weight: float,
         min_similarity: float | None,
     ) -> list[tuple[MemoryRecord, Hit]]:
-        cached = await self.user_index(user_id)
+        # What `refresh` brought up to date (no second version read; the port's contract).
+        cached = _cache.get(user_id) or await self.user_index(user_id)
         hits = cached.index.search(
             query,
             vector,
@@ -135,6 +174,38 @@ class InMemorySearch:
             min_similarity=min_similarity,
         )
         return [(cached.records[h.memory_id], h) for h in hits if h.memory_id in cached.records]
+
+    async def turns_around(
+        self,
+        user_id: str,
+        memory_ids: Sequence[str],
+        *,
+        radius: int,
+        filters: SearchFilters | None,
+    ) -> dict[str, list[MemoryRecord]]:
+        # The index the last search read (no second version check): the turns come from the
+        # same state as the hits.
+        cached = _cache.get(user_id) or await self.user_index(user_id)
+        from memlayer.search.conversation import turn_window
+
+        records = cached.records
+        found: dict[str, list[MemoryRecord]] = {}
+        for memory_id in memory_ids:
+            record = records.get(memory_id)
+            key = _conversation(record) if record is not None else None
+            if key is None:
+                continue
+            turns = cached.turn_order.get(key)
+            if turns is None:
+                members = cached.conversations.get(key, ())
+                turns = sorted(members, key=lambda m: (records[m].occurred_at, m))
+                cached.turn_order[key] = turns
+            if filters is not None and not filters.empty:
+                admitted = cached.index.admitted(turns, filters)
+                turns = [m for m in turns if m in admitted]
+            if memory_id in turns:
+                found[memory_id] = [records[m] for m in turn_window(turns, memory_id, radius)]
+        return found
 
     async def user_index(self, user_id: str) -> CachedIndex:
         """The user's warm index, brought up to date with `PROFILE.data_version`: by applying
@@ -189,8 +260,6 @@ class InMemorySearch:
     async def _load(
         self, user_id: str, generation: str, version: int, synced_at: float
     ) -> CachedIndex:
-        from memlayer.search import UserIndex
-
         records, vectors = await asyncio.gather(
             self.store.all_memories(user_id), self.store.get_vectors(user_id)
         )
@@ -210,6 +279,7 @@ class InMemorySearch:
             synced_at,
             index,
             {r.id: r for r in records},
+            _conversations(records),
         )
         previous = _cache.pop(user_id, None)
         if previous is not None:

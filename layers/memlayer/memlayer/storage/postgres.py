@@ -4,7 +4,9 @@ infra/supabase/migrations (docs/data-model.md).
 Connections suit Lambda behind Supabase's transaction pooler (Supavisor, port 6543): asyncpg
 with no server-side prepared-statement cache, a pool of at most two connections per event
 loop (one warm container runs one loop), short timeouts, and one retry when a connection
-dropped under a statement (nothing commits then, so the retry cannot apply anything twice).
+dropped under a transaction. A drop can lose the reply to a COMMIT that went through, so every
+write is safe to run twice: creates insert `on conflict do nothing` and take "this very record
+is already there" as done (`_inserted`), the rest are upserts or conditional updates.
 
 Every operation on one user's data runs in a transaction as that user: `role authenticated`
 with the user's JWT claims, so row-level security, not only the `where user_id =` written here
@@ -23,12 +25,19 @@ import base64
 import binascii
 import json
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+import asyncpg
+import numpy as np
+
+from memlayer.ai.embeddings import get_embedder
 from memlayer.ids import id_ceiling, id_floor, is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, SearchMode, UsageCounts
+from memlayer.search import Hit, SearchFilters
+from memlayer.search.fusion import Candidate, combine
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import (
     ITEM_KINDS,
@@ -49,21 +58,27 @@ from memlayer.storage.errors import (
 from memlayer.storage.pipeline import Connection, PendingCapture
 from memlayer.storage.search_fields import request_reembed, search_fields
 from memlayer.storage.uploads import OPEN_STATUSES, UploadRecord
-
-if TYPE_CHECKING:
-    import asyncpg
-    import numpy as np
-
-    from memlayer.search import Hit, SearchFilters
+from memlayer.text import highlight_terms, query_terms
 
 T = TypeVar("T")
 IDEMPOTENCY_TTL = timedelta(hours=24)
 POOL_SIZE = 2
-# Below this many memories with vectors an exact scan beats the HNSW index (and is exact).
-EXACT_SCAN_BELOW = 20_000
-HNSW_EF_SEARCH = 100
+# The HNSW index answers for a user with at least EXACT_SCAN_BELOW memories who holds at least
+# HNSW_MIN_SHARE of the table; anyone else gets an exact scan of their own vectors. The index
+# is shared by all users: a filtered (iterative) scan wades through other users' vectors, so
+# its cost grows as the user's share shrinks, while an exact scan's grows with the user's
+# count (bench/postgres.py and the README measure both).
+EXACT_SCAN_BELOW = 5_000
+HNSW_MIN_SHARE = 0.25
+HNSW_EF_SEARCH = 100  # candidates per HNSW step (at least the depth); recall in the README
+KEYWORD_CANDIDATES = 1_000  # memories the keyword leg ranks per tier, at most
+HIGHLIGHT_LENGTH = 200  # characters of a hit's text around each highlighted term
 HNSW_DIMENSIONS = (384, 512, 768, 1024, 1536)  # the sizes the migrations index
 
+# A memory's vector columns are all set (from its current content) or all null.
+_NO_VECTOR = (
+    "embedding = null, embedding_dims = null, embedding_space = null, embedding_hash = null"
+)
 _MEMORY_COLUMNS = (
     "user_id, id, kind, status, version, provider, tags, search_tags, title, content,"
     " content_hash, created_at, updated_at, size_bytes, job_id, dedupe_key, record"
@@ -103,8 +118,6 @@ def _memory(text: str) -> MemoryRecord:
 
 def _halfvec(vector: bytes) -> str:
     """pgvector's text form of a stored float16 vector."""
-    import numpy as np
-
     return "[" + ",".join(map(repr, np.frombuffer(vector, "<f2").astype(float).tolist())) + "]"
 
 
@@ -125,6 +138,31 @@ def _decode_cursor(cursor: str) -> str:
     if not isinstance(memory_id, str) or not is_id(memory_id):
         raise InvalidCursor(cursor)
     return memory_id
+
+
+async def _inserted(
+    conn: Any,
+    insert: str,
+    values: tuple[Any, ...],
+    table: str,
+    record: MemoryRecord | UploadRecord | ApiKeyRecord,
+) -> bool:
+    """Runs `insert` (`... on conflict (user_id, id) do nothing returning 1`): True when it
+    inserted the row, False when the row holding the id is this very record (an earlier attempt
+    of the same create committed and its reply was lost with the connection: done). Another
+    record under the id is a `VersionConflict`."""
+    if await conn.fetchval(insert, *values) is not None:
+        return True
+    same = await conn.fetchval(
+        f"select record = $3::jsonb from memlayer.{table}"  # noqa: S608 (a fixed table name)
+        " where user_id = $1 and id = $2",
+        record.user_id,
+        record.id,
+        record.model_dump_json(),
+    )
+    if not same:
+        raise VersionConflict(record.id)
+    return False
 
 
 def _epoch(moment: datetime) -> int:
@@ -150,17 +188,15 @@ class PostgresStore:
 
     @classmethod
     def from_settings(cls) -> PostgresStore:
+        from memlayer import secrets
+
         settings = get_settings()
-        assert settings.database_url is not None  # settings require it for this backend
-        return cls(
-            settings.database_url.get_secret_value(), timeout=settings.database_timeout_seconds
-        )
+        dsn = secrets.value("database_url", settings)
+        assert dsn is not None  # settings require it (or its ARN) for this backend
+        return cls(dsn.get_secret_value(), timeout=settings.database_timeout_seconds)
 
     # ------------------------------------------------------------------ connections
     async def _pool(self) -> asyncpg.Pool:
-        # asyncpg is imported on first use: the DynamoDB backend never loads it.
-        import asyncpg
-
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is not None:
@@ -181,24 +217,33 @@ class PostgresStore:
                 self._pools[loop] = pool
         return pool
 
-    async def _run(self, user_id: str | None, op: Callable[[Any], Awaitable[T]]) -> T:
+    async def _run(
+        self,
+        user_id: str | None,
+        op: Callable[[Any], Awaitable[T]],
+        *,
+        settings: Mapping[str, str] | None = None,
+    ) -> T:
         """Runs `op(connection)` in one transaction as `user_id` (role authenticated with the
-        user's claims), or as service_role when `user_id` is None; once more on a connection
-        that dropped under it."""
-        import asyncpg
-
+        user's claims), or as service_role when `user_id` is None, with `settings` (GUCs) set
+        for the transaction in the same round trip; once more on a connection that dropped
+        under it."""
+        if user_id is None:
+            setup, params = ["set_config('role', 'service_role', true)"], []
+        else:
+            setup = [
+                "set_config('request.jwt.claims', $1, true)",
+                "set_config('role', 'authenticated', true)",
+            ]
+            params = [json.dumps({"sub": user_id, "role": "authenticated"})]
+        for name, value in (settings or {}).items():
+            params += [name, value]
+            setup.append(f"set_config(${len(params) - 1}, ${len(params)}, true)")
         for attempt in range(2):
             pool = await self._pool()
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    if user_id is None:
-                        await conn.execute("set local role service_role")
-                    else:
-                        await conn.execute(
-                            "select set_config('request.jwt.claims', $1, true),"
-                            " set_config('role', 'authenticated', true)",
-                            json.dumps({"sub": user_id, "role": "authenticated"}),
-                        )
+                    await conn.execute("select " + ", ".join(setup), *params)
                     return await op(conn)
             except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
                 if attempt == 1:
@@ -231,6 +276,18 @@ class PostgresStore:
         uid = record.user_id
 
         async def op(conn: Any) -> None:
+            # The row first: when it is there already, an earlier attempt of this create
+            # committed (and counted) and only its reply was lost.
+            if not await _inserted(
+                conn,
+                f"insert into memlayer.memories ({_MEMORY_COLUMNS})"  # noqa: S608
+                " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+                " $17::jsonb) on conflict (user_id, id) do nothing returning 1",
+                _memory_values(record),
+                "memories",
+                record,
+            ):
+                return
             if idempotency is not None:
                 claimed = await conn.fetchval(
                     "insert into memlayer.idempotency_keys"
@@ -282,12 +339,6 @@ class PostgresStore:
                 )
                 over_count = bool(limits.max_memories) and current >= limits.max_memories
                 raise LimitReached("max_memories" if over_count else "max_bytes", retry_after=3600)
-            await conn.execute(
-                f"insert into memlayer.memories ({_MEMORY_COLUMNS})"  # noqa: S608
-                " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-                " $17::jsonb)",
-                *_memory_values(record),
-            )
             if job is not None:
                 await self._put_job(conn, job)
 
@@ -372,8 +423,8 @@ class PostgresStore:
         uid = record.user_id
 
         async def op(conn: Any) -> None:
-            previous = await conn.fetchval(
-                "select size_bytes from memlayer.memories"
+            previous = await conn.fetchrow(
+                "select size_bytes, content_hash from memlayer.memories"
                 " where user_id = $1 and id = $2 and version = $3 for update",
                 uid,
                 record.id,
@@ -381,7 +432,7 @@ class PostgresStore:
             )
             if previous is None:
                 raise VersionConflict(record.id)
-            grown = saved.size_bytes - previous
+            grown = saved.size_bytes - previous["size_bytes"]
             fits = await conn.fetchval(
                 "update memlayer.profiles set bytes = bytes + $2 where user_id = $1"
                 " and ($3 = 0 or $2 <= 0 or bytes + $2 <= $3) returning 1",
@@ -391,8 +442,10 @@ class PostgresStore:
             )
             if fits is None:
                 raise LimitReached("max_bytes", retry_after=3600)
+            # A vector describes the content it was computed from: new content drops it.
+            stale = "" if previous["content_hash"] == saved.content_hash else _NO_VECTOR + ","
             await conn.execute(
-                "update memlayer.memories set (kind, status, version, provider, tags,"
+                f"update memlayer.memories set {stale} (kind, status, version, provider, tags,"  # noqa: S608
                 " search_tags, title, content, content_hash, created_at, updated_at, size_bytes,"
                 " job_id, dedupe_key, record) = ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
                 " $14, $15, $16, $17::jsonb) where user_id = $1 and id = $2",
@@ -574,7 +627,8 @@ class PostgresStore:
                 " embedding_dims = v.dims, embedding_space = v.space, embedding_hash = v.hash"
                 " from unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[])"
                 " as v(id, embedding, dims, space, hash)"
-                " where m.user_id = $1 and m.id = v.id",
+                # computed from content the memory no longer has: searched never, kept never
+                " where m.user_id = $1 and m.id = v.id and m.content_hash = v.hash",
                 user_id,
                 *columns,
             ),
@@ -584,8 +638,8 @@ class PostgresStore:
         await self._run(
             user_id,
             lambda conn: conn.execute(
-                "update memlayer.memories set embedding = null, embedding_dims = null,"
-                " embedding_space = null, embedding_hash = null where user_id = $1 and id = $2",
+                f"update memlayer.memories set {_NO_VECTOR}"  # noqa: S608
+                " where user_id = $1 and id = $2",
                 user_id,
                 memory_id,
             ),
@@ -743,18 +797,25 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ uploads
     async def put_upload(self, record: UploadRecord) -> None:
+        values = (
+            record.user_id,
+            record.id,
+            record.status,
+            record.version,
+            record.created_at,
+            record.purge_after,
+            record.model_dump_json(),
+        )
         await self._run(
             record.user_id,
-            lambda conn: conn.execute(
+            lambda conn: _inserted(
+                conn,
                 "insert into memlayer.uploads (user_id, id, status, version, created_at,"
-                " purge_after, record) values ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-                record.user_id,
-                record.id,
-                record.status,
-                record.version,
-                record.created_at,
-                record.purge_after,
-                record.model_dump_json(),
+                " purge_after, record) values ($1, $2, $3, $4, $5, $6, $7::jsonb)"
+                " on conflict (user_id, id) do nothing returning 1",
+                values,
+                "uploads",
+                record,
             ),
         )
 
@@ -842,15 +903,16 @@ class PostgresStore:
     _API_KEY_COLUMNS = "record::text as record, revoked, last_used_at"
 
     async def create_api_key(self, record: ApiKeyRecord, key_hash: str) -> None:
+        values = (record.user_id, record.id, key_hash, record.model_dump_json())
         await self._run(
             record.user_id,
-            lambda conn: conn.execute(
+            lambda conn: _inserted(
+                conn,
                 "insert into memlayer.api_keys (user_id, id, key_hash, record)"
-                " values ($1, $2, $3, $4::jsonb)",
-                record.user_id,
-                record.id,
-                key_hash,
-                record.model_dump_json(),
+                " values ($1, $2, $3, $4::jsonb) on conflict (user_id, id) do nothing returning 1",
+                values,
+                "api_keys",
+                record,
             ),
         )
 
@@ -1103,8 +1165,10 @@ class PostgresStore:
 class PostgresSearch:
     """The search port in SQL: the keyword leg ranks the weighted `search_doc` tsvector (GIN),
     the semantic leg orders by cosine distance on the halfvec column (HNSW, or an exact scan
-    for a user with few vectors), filters are `where` clauses, and search/fusion.py fuses the
-    two lists exactly as the in-memory index does. Always current; `refresh` only checks,
+    for a user with few memories), filters are `where` clauses, both legs run as one
+    statement (`_legs_sql`), and search/fusion.py fuses the two lists as the in-memory index
+    does. A search is four round trips: the transaction's settings, the query's lexemes, the
+    legs, the records of the hits. Always current; `refresh` only checks,
     once per user and embedding space in a container, for ready memories whose vectors are
     from another space (or none), and asks for them to be re-embedded."""
 
@@ -1141,120 +1205,231 @@ class PostgresSearch:
         semantic_weight: float,
         min_similarity: float | None,
     ) -> list[tuple[MemoryRecord, Hit]]:
-        from memlayer.search.fusion import Candidate, combine
-        from memlayer.text import query_terms
-
         if limit <= 0:
             return []
-        space = _embedding_space()
         depth = max(limit * 4 + 32, 100) if mode == "hybrid" else limit + limit + 32
-        where, args = _filter_sql(user_id, filters)
+        keyword = mode in ("hybrid", "keyword")
+        semantic = vector if mode in ("hybrid", "semantic") else None
+        space = _embedding_space()
 
-        async def op(conn: Any) -> tuple[list[Any], list[Any]]:
-            keyword: list[Any] = []
-            semantic: list[Any] = []
-            lexemes: list[str] = []
-            if mode in ("hybrid", "keyword"):
-                lexemes = await conn.fetchval(
-                    "select coalesce(array_agg(lexeme), '{}')"
-                    " from unnest(to_tsvector('english', $1))",
-                    query,
-                )
-            if lexemes:
-                sql = _KEYWORD_SQL.format(where=where, lex=len(args) + 1, depth=len(args) + 2)
-                keyword = await conn.fetch(sql, *args, lexemes, depth)
-            if mode in ("hybrid", "semantic") and vector is not None:
-                semantic = await self._semantic(conn, user_id, vector, space, where, args, depth)
-            return keyword, semantic
+        terms = query_terms(query)
 
-        keyword, semantic = await self.store._run(user_id, op)
-        records: dict[str, MemoryRecord] = {}
-        candidates: dict[str, Candidate] = {}
-        for row in (*keyword, *semantic):
-            if row["id"] not in records:
-                record = _memory(row["record"])
-                records[row["id"]] = record
-                candidates[row["id"]] = Candidate(
-                    record.id, record.content, record.created_at.timestamp(), row["dedupe_key"]
+        async def op(conn: Any) -> list[tuple[MemoryRecord, Hit]]:
+            # What shapes the statement: the query's lexemes (as the tsquery constants the
+            # planner estimates the GIN scans with) and the user's count and share of memories.
+            memories, rows_estimate, lexemes = await conn.fetchrow(
+                "select coalesce((select memories from memlayer.profiles where user_id = $1), 0),"
+                " (select reltuples from pg_class where oid = 'memlayer.memories'::regclass),"
+                " array(select lexeme from unnest(to_tsvector('english', $2)))",
+                user_id,
+                query if keyword else "",
+            )
+            share = memories / max(rows_estimate, memories, 1)  # reltuples: -1 before analyze
+            where, args = _filter_sql(user_id, filters)
+            sql = _legs_sql(
+                where,
+                args,
+                lexemes=lexemes,
+                depth=depth,
+                vector=semantic,
+                space=space,
+                hnsw=memories >= EXACT_SCAN_BELOW and share >= HNSW_MIN_SHARE,
+            )
+            if sql is None:
+                return []
+            rows = await conn.fetch(sql, *args)
+            keyword_rows = [row for row in rows if row["leg"] == "k"]
+            semantic_rows = [row for row in rows if row["leg"] == "s"]
+            # Fusion needs no text (highlights are made below, for the hits only).
+            candidates = {
+                row["id"]: Candidate(
+                    row["id"], "", row["created_at"].timestamp(), row["dedupe_key"]
                 )
-        hits = combine(
-            [(float(row["rank"]), row["id"]) for row in keyword],
-            [(float(row["similarity"]), row["id"]) for row in semantic],
-            candidates.__getitem__,
-            mode=mode,
-            coverage={row["id"]: float(row["coverage"]) for row in keyword},
-            terms=query_terms(query),
-            limit=limit,
-            semantic_weight=semantic_weight,
-            min_similarity=min_similarity,
+                for row in rows
+            }
+            hits = combine(
+                [(float(row["score"]), row["id"]) for row in keyword_rows],
+                [(float(row["score"]), row["id"]) for row in semantic_rows],
+                candidates.__getitem__,
+                mode=mode,
+                coverage={row["id"]: float(row["coverage"]) for row in keyword_rows},
+                terms=terms,
+                limit=limit,
+                highlights=False,
+                semantic_weight=semantic_weight,
+                min_similarity=min_similarity,
+            )
+            found = await conn.fetch(
+                "select id, record::text from memlayer.memories"
+                " where user_id = $1 and id = any($2)",
+                user_id,
+                [hit.memory_id for hit in hits],
+            )
+            records = {row[0]: _memory(row[1]) for row in found}
+            return [
+                (
+                    records[hit.memory_id],
+                    replace(
+                        hit,
+                        highlights=highlight_terms(
+                            records[hit.memory_id].content, set(terms), HIGHLIGHT_LENGTH
+                        ),
+                    ),
+                )
+                for hit in hits
+            ]
+
+        # relaxed_order: the index scan goes on until `depth` rows pass the filters (the
+        # statement re-sorts what it returns); ef_search bounds the candidates per step.
+        settings = {
+            "hnsw.ef_search": str(max(HNSW_EF_SEARCH, depth)),
+            "hnsw.iterative_scan": "relaxed_order",
+        }
+        return await self.store._run(
+            user_id, op, settings=settings if semantic is not None else None
         )
-        return [(records[hit.memory_id], hit) for hit in hits]
 
-    async def _semantic(
+    async def turns_around(
         self,
-        conn: Any,
         user_id: str,
-        vector: np.ndarray,
-        space: str,
-        where: str,
-        args: list[Any],
-        depth: int,
-    ) -> list[Any]:
-        dims = int(vector.shape[0])
+        memory_ids: Sequence[str],
+        *,
+        radius: int,
+        filters: SearchFilters | None,
+    ) -> dict[str, list[MemoryRecord]]:
+        if not memory_ids or radius < 0:
+            return {}
+        where, args = _filter_sql(user_id, filters)
         n = len(args)
-        params = [*args, _query_halfvec(vector), space, depth]
-        candidates = await conn.fetchval(
-            "select count(*) from memlayer.memories where user_id = $1 and embedding_dims = $2"
-            " and embedding_space = $3",
-            user_id,
-            dims,
-            space,
+        sql = _TURNS_SQL.format(where=where, ids=n + 1, radius=n + 2)
+        rows = await self.store._run(
+            user_id, lambda conn: conn.fetch(sql, *args, list(memory_ids), radius)
         )
-        if dims in HNSW_DIMENSIONS and candidates >= EXACT_SCAN_BELOW:
-            # relaxed_order: the index keeps scanning until enough rows pass the filters.
-            await conn.execute(
-                f"set local hnsw.ef_search = {max(HNSW_EF_SEARCH, depth)};"
-                " set local hnsw.iterative_scan = relaxed_order"
+        found: dict[str, list[MemoryRecord]] = {}
+        for row in rows:
+            found.setdefault(row["hit_id"], []).append(_memory(row["record"]))
+        return {hit: turns for hit, turns in found.items() if any(t.id == hit for t in turns)}
+
+
+def _tsquery_lexeme(lexeme: str) -> str:
+    """A lexeme as tsquery input, taken verbatim (quoted, its quotes and backslashes escaped)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _legs_sql(
+    where: str,
+    args: list[Any],
+    *,
+    lexemes: list[str],
+    depth: int,
+    vector: np.ndarray | None,
+    space: str,
+    hnsw: bool,
+) -> str | None:
+    """Both legs as one statement (one round trip), appending its arguments to `args`: rows
+    (leg 'k' or 's', nth, score, coverage, id, created_at, dedupe_key) best first per leg.
+
+    Keyword leg: candidates are the newest KEYWORD_CANDIDATES memories holding every query
+    lexeme (GIN), and only when fewer than `depth` hold them all, as many more holding some;
+    they are ranked by ts_rank_cd (cover density, length-normalized: BM25's stand-in), so
+    the work is bounded however many memories share a common word. Coverage is the share of
+    the query's lexemes a memory holds. Semantic leg: cosine distance on the halfvec column,
+    through the HNSW index for a user with many memories (`hnsw`), else an exact scan of the
+    user's rows. Only narrow columns come back: the search reads the records of its hits.
+    All of it reads memlayer.search_memories, the caller's rows (see its migration: through
+    the table, row-level security would keep the GIN index out of the keyword leg)."""
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    ctes: list[str] = []
+    selects: list[str] = []
+    narrow = "id, created_at, dedupe_key"
+    if lexemes:
+        terms = [_tsquery_lexeme(lexeme) for lexeme in lexemes]
+        every, some = arg(" & ".join(terms)), arg(" | ".join(terms))
+        cap, limit = arg(KEYWORD_CANDIDATES), arg(depth)
+        newest = (
+            f"select {narrow}, search_doc from memlayer.search_memories"  # noqa: S608
+            " where {where} and {match}"
+            f" order by id desc limit {cap}"
+        )
+        ctes.append(
+            "kw_every as materialized ("
+            + newest.format(where=where, match=f"search_doc @@ {every}::tsquery")
+            + ")"
+        )
+        pool = f"select {narrow}, search_doc from kw_every"  # noqa: S608
+        if len(terms) > 1:
+            ctes.append(
+                "kw_some as ("  # noqa: S608
+                + newest.format(
+                    where=where,
+                    match=f"search_doc @@ {some}::tsquery and not search_doc @@ {every}::tsquery"  # noqa: S608
+                    f" and (select count(*) from kw_every) < {limit}",
+                )
+                + ")"
             )
-            distance = f"(embedding::halfvec({dims}) <=> ${n + 1}::halfvec({dims}))"
+            pool += f" union all select {narrow}, search_doc from kw_some"  # noqa: S608
+        ctes.append(
+            f"keyword as (select {narrow}, search_doc, rank,"  # noqa: S608
+            " row_number() over (order by rank desc, id) as nth from ("
+            f"select {narrow}, search_doc, ts_rank_cd(search_doc, {some}::tsquery, 1) as rank"
+            f" from ({pool}) pool order by rank desc, id limit {limit}) best)"
+        )
+        selects.append(
+            "select 'k' as leg, nth, rank as score,"  # noqa: S608
+            f" (select count(*) from unnest({arg(terms)}::tsquery[]) t"
+            f" where search_doc @@ t)::float8 / {len(terms)} as coverage, {narrow} from keyword"
+        )
+    if vector is not None:
+        dims = int(vector.shape[0])
+        query_vector = arg(_query_halfvec(vector))
+        if hnsw and dims in HNSW_DIMENSIONS:
+            distance = f"embedding::halfvec({dims}) <=> {query_vector}::halfvec({dims})"
         else:  # not the index's expression: the planner scans the user's rows exactly
-            distance = f"(embedding <=> ${n + 1}::halfvec)"
-        # Rank on the narrow columns first; the wide record is read for the winners only.
-        return list(
-            await conn.fetch(
-                f"select m.id, m.record::text as record, m.dedupe_key,"  # noqa: S608
-                f" 1 - best.distance as similarity from (select id, {distance} as distance"
-                f" from memlayer.memories where {where} and embedding_dims = {dims}"
-                f" and embedding_space = ${n + 2} and embedding_hash = content_hash"
-                f" order by distance limit ${n + 3}) best"
-                " join memlayer.memories m on m.user_id = $1 and m.id = best.id"
-                " order by best.distance, m.id",
-                *params,
-            )
+            distance = f"embedding <=> {query_vector}::halfvec"
+        ctes.append(
+            f"semantic as (select {narrow}, distance,"  # noqa: S608
+            " row_number() over (order by distance, id) as nth from ("
+            f"select {narrow}, {distance} as distance from memlayer.search_memories"
+            f" where {where}"
+            f" and embedding_dims = {dims} and embedding_space = {arg(space)}"
+            f" order by distance limit {arg(depth)}) nearest)"
         )
+        selects.append(
+            "select 's' as leg, nth, 1 - distance as score, null::float8 as coverage,"  # noqa: S608
+            f" {narrow} from semantic"
+        )
+    if not selects:
+        return None
+    return "with " + ", ".join(ctes) + " " + " union all ".join(selects) + " order by leg, nth"
 
 
-# The keyword leg: ts_rank_cd (cover density: repeated terms count, saturating) with length
-# normalization (1: divided by 1 + log of the document length) stands in for BM25; coverage is
-# the share of the query's terms a memory contains. Ranked on `search_doc` first; the wide
-# record is read for the winners only.
-_KEYWORD_SQL = (
-    "with q as (select to_tsquery('simple', string_agg(quote_literal(l), ' | ')) as query"
-    " from unnest(${lex}::text[]) l),"
-    " best as (select id, ts_rank_cd(search_doc, q.query, 1) as rank from memlayer.memories, q"
-    " where {where} and search_doc @@ q.query order by rank desc, id limit ${depth})"
-    " select m.id, m.record::text as record, m.dedupe_key, best.rank,"
-    " (select count(*) from unnest(${lex}::text[]) l"
-    "  where m.search_doc @@ to_tsquery('simple', quote_literal(l)))::float"
-    "  / cardinality(${lex}::text[]) as coverage"
-    " from best join memlayer.memories m on m.user_id = $1 and m.id = best.id"
-    " order by best.rank desc, m.id"
+# The turns around each hit: the `radius` before it and itself with the `radius` after it, on
+# the conversation index, among the turns that pass the filters (`{where}` names the inner
+# table's columns). A hit the filters leave out is dropped by the caller.
+_TURNS_SQL = (
+    "with hit as (select id, provider, conversation_id, occurred_at from memlayer.memories"
+    " where user_id = $1 and id = any(${ids}::text[]) and conversation_id is not null)"
+    " select hit.id as hit_id, turn.record from hit cross join lateral ("
+    " (select id, occurred_at, record::text as record from memlayer.memories"
+    "  where {where} and conversation_id = hit.conversation_id"
+    "  and provider is not distinct from hit.provider"
+    "  and (occurred_at, id) < (hit.occurred_at, hit.id)"
+    "  order by occurred_at desc, id desc limit ${radius})"
+    " union all"
+    " (select id, occurred_at, record::text as record from memlayer.memories"
+    "  where {where} and conversation_id = hit.conversation_id"
+    "  and provider is not distinct from hit.provider"
+    "  and (occurred_at, id) >= (hit.occurred_at, hit.id)"
+    "  order by occurred_at, id limit ${radius} + 1)"
+    " ) turn order by hit.id, turn.occurred_at, turn.id"
 )
 
 
 def _embedding_space() -> str:
-    from memlayer.ai.embeddings import get_embedder
-
     space: str = get_embedder(get_settings()).space
     return space
 
@@ -1277,7 +1452,7 @@ def _filter_sql(user_id: str, filters: SearchFilters | None) -> tuple[str, list[
         if filters.provider is not None:
             conditions.append(f"provider = {arg(filters.provider)}")
         if filters.since is not None:
-            conditions.append(f"created_at >= {arg(_at(filters.since))}")
+            conditions.append(f"occurred_at >= {arg(_at(filters.since))}")
         if filters.until is not None:
-            conditions.append(f"created_at < {arg(_at(filters.until))}")
+            conditions.append(f"occurred_at < {arg(_at(filters.until))}")
     return " and ".join(conditions), args

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memlayer import queues
 from memlayer.messages import ReembedTask
 from memlayer.models import MemoryRecord
 from memlayer.observability import logger
+from memlayer.pipeline.extract import normalize_url
 
 _reembed_requested: set[tuple[str, str]] = set()
 
@@ -20,15 +22,12 @@ class SearchFields:
 
 
 def search_fields(record: MemoryRecord) -> SearchFields:
-    from memlayer.pipeline.extract import normalize_url
-    from memlayer.services.memories import content_hash
-
     analysis = record.analysis
     url = record.source.canonical_url or record.source.url
     return SearchFields(
         title=(analysis.title if analysis else None) or record.source.title,
         tags=tuple(dict.fromkeys([*record.tags, *(analysis.tags if analysis else [])])),
-        dedupe_key=normalize_url(url) if url else content_hash(record.content),
+        dedupe_key=normalize_url(url) if url else record.content_hash,
     )
 
 
@@ -38,8 +37,6 @@ async def request_reembed(user_id: str, space: str, stale: int) -> None:
     user and space in a container."""
     if (user_id, space) in _reembed_requested:
         return
-    from memlayer import queues
-
     logger.info("re-embedding memories from an older vector space", stale=stale)
     await queues.send("tasks", ReembedTask(user_id=user_id))
     _reembed_requested.add((user_id, space))

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from memlayer.ids import is_id
 from memlayer.models import Timestamp
 from memlayer.storage.dynamo_base import DynamoBase, _n, _s, user_pk
+from memlayer.storage.errors import VersionConflict
 
 UploadStatus = Literal["awaiting", "received", "extracting", "completed", "failed"]
 OPEN_STATUSES: frozenset[str] = frozenset({"awaiting", "received", "extracting"})
@@ -112,8 +113,6 @@ class DynamoUploads(DynamoBase):
         return self._upload_of(item) if item else None
 
     async def update_upload(self, record: UploadRecord, *, expected_version: int) -> UploadRecord:
-        from memlayer.storage.base import VersionConflict  # base imports this module
-
         saved = record.model_copy(update={"version": expected_version + 1})
         try:
             await self._run(
