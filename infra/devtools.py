@@ -44,11 +44,13 @@ def event_with_token(path: str) -> str:
     `make invoke` feeds the function)."""
     from pathlib import Path
 
+    from memlayer import secrets
     from memlayer.auth.jwt import mint_dev_token
-    from memlayer.settings import get_settings
 
     text = Path(path).read_text()
-    secret = get_settings().supabase_jwt_secret
+    # The environment's secret, or (inside a running local cloud) the one it moved into its
+    # Secrets Manager, as the functions read it.
+    secret = secrets.value("supabase_jwt_secret")
     if secret is not None and "DEV_TOKEN" in text:
         token = mint_dev_token(secret.get_secret_value(), DEV_USER, admin=True)
         text = text.replace("DEV_TOKEN", token)

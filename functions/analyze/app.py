@@ -2,20 +2,16 @@
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from memlayer.messages import parse_stage
 from memlayer.services import enrichment
-from memlayer.worker import each, receive_count, sqs_batch_handler
+from memlayer.worker import delivery, sqs_worker
 
 
 async def _analyze(record: SQSRecord) -> None:
-    delivery = enrichment.Delivery(enrichment.parse_message(record.body), receive_count(record))
     try:
-        await enrichment.analyze(delivery)
+        await enrichment.analyze(delivery(record, parse_stage))
     except enrichment.SupersededError:
         return
 
 
-async def process(records: list[SQSRecord]) -> dict[str, Exception]:
-    return await each(records, _analyze)
-
-
-handler = sqs_batch_handler(process)
+handler = sqs_worker(_analyze)

@@ -5,17 +5,16 @@ the event (CleanupDLQ, alarmed)."""
 import asyncio
 from typing import Any
 
-from memlayer.observability import get_metrics, logger, traced
+from memlayer.observability import flush_metrics, logger, traced
 from memlayer.services.cleanup import run_cleanup
 
 
 def _run(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.info("cleanup scheduled", schedule=event.get("resources") or event.get("source"))
-    metrics = get_metrics()
     try:
         report = asyncio.run(run_cleanup())
     finally:
-        metrics.flush_metrics()
+        flush_metrics()  # under the metrics lock, like the workers
     return report
 
 

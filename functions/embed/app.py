@@ -2,24 +2,20 @@
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from memlayer.messages import parse_stage
 from memlayer.services import enrichment
-from memlayer.worker import receive_count, sqs_batch_handler
+from memlayer.worker import BatchCall, RecordHandler, delivery, sqs_batch_worker
 
 
-async def process(records: list[SQSRecord]) -> dict[str, Exception]:
-    failures: dict[str, Exception] = {}
-    readable: list[tuple[SQSRecord, enrichment.Delivery]] = []
-    for record in records:
-        try:
-            message = enrichment.parse_message(record.body)
-        except enrichment.PoisonMessage as exc:
-            failures[record.message_id] = exc
-            continue
-        readable.append((record, enrichment.Delivery(message, receive_count(record))))
-    failed = await enrichment.embed([delivery for _, delivery in readable])
-    for position, exc in failed.items():
-        failures[readable[position][0].message_id] = exc
-    return failures
+def _per_batch(size: int) -> RecordHandler:
+    """Each record submits its delivery to the batch's one `enrichment.embed` call and fails (or
+    not) with its own outcome; an unreadable record drops out of the call."""
+    batch = BatchCall(size, enrichment.embed)
+
+    async def _embed(record: SQSRecord) -> None:
+        await batch.submit(lambda: delivery(record, parse_stage))
+
+    return _embed
 
 
-handler = sqs_batch_handler(process)
+handler = sqs_batch_worker(_per_batch)

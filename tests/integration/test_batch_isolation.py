@@ -1,6 +1,6 @@
 """One record never fails another: an embed batch that carries the same memory twice (SQS is
-at-least-once; an edit during enrichment enqueues again) next to other users' messages, and
-a batch where one user's vector write fails."""
+at-least-once; an edit during enrichment enqueues again) next to other users' messages, a
+batch where one user's vector write fails, and unreadable records among good ones."""
 
 from __future__ import annotations
 
@@ -134,3 +134,38 @@ def test_a_failing_write_fails_only_its_own_records(cloud: Any, three_users: Any
     # the redelivery, once DynamoDB recovers, finishes the first user's memory
     assert cloud.invoke("embed", embed_event([messages[0]])) == {"batchItemFailures": []}
     assert first.http.get(f"/v1/memories/{made[0][1]['id']}").json()["status"] == "ready"
+
+
+def test_an_unreadable_record_fails_alone_in_every_worker(cloud: Any, three_users: Any) -> None:
+    """A body that does not parse is poison the same way in every worker: reported by its own
+    message id (so only it is redelivered, on its way to the DLQ), never failing its batch."""
+    first, second, _ = three_users
+    made = [(first, create(first, "Embedded next to poison")), (second, create(second, "Also"))]
+    cloud.drain(timeout=60)
+    for owner, memory in made:
+        back_to_analyzed(owner.user_id, memory["id"])
+    good = [
+        json.dumps(
+            {"memory_id": memory["id"], "user_id": owner.user_id, "job_id": memory["job_id"]}
+        )
+        for owner, memory in made
+    ]
+    event = embed_event([{}, {}, {}])
+    for record, body in zip(event["Records"], [good[0], "{not json", good[1]], strict=True):
+        record["body"] = body
+
+    assert cloud.invoke("embed", event) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    for owner, memory in made:
+        assert owner.http.get(f"/v1/memories/{memory['id']}").json()["status"] == "ready"
+
+    tasks = embed_event([{}, {}, {}])
+    bodies = [
+        json.dumps({"type": "reembed", "user_id": first.user_id}),  # nothing to re-embed
+        json.dumps({"type": "no-such-task", "user_id": first.user_id}),
+        "[]",
+    ]
+    for record, body in zip(tasks["Records"], bodies, strict=True):
+        record["body"] = body
+    assert cloud.invoke("tasks", tasks) == {
+        "batchItemFailures": [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-2"}]
+    }

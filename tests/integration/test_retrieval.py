@@ -202,7 +202,7 @@ def test_a_new_embedding_space_is_reembedded_not_mixed(
         assert [i["memory"]["id"] for i in first] == [memory_id]
         cloud.drain(timeout=30)  # type: ignore[attr-defined]
         new_space = _spaces(cloud, user.user_id)
-        assert new_space == {"hash:hash-v1:128"} != old_space
+        assert new_space == {"hash:hash-v2:128"} != old_space
         semantic = search(user, "tide tables", mode="semantic")
         assert [i["memory"]["id"] for i in semantic] == [memory_id]
     finally:

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from memlayer.ai import embeddings as emb
 from memlayer.ai.embeddings import (
     HashEmbedder,
     LocalEmbedder,
@@ -26,6 +25,7 @@ from memlayer.ai.embeddings import (
 from memlayer.ai.resilience import CircuitBreaker
 from memlayer.errors import ProviderError
 from memlayer.settings import Settings
+from memlayer.text import count_tokens
 
 FAST_RETRY = {"retry-after-ms": "1"}
 
@@ -126,7 +126,7 @@ def test_openai_truncates_oversized_inputs():
     fake = FakeOpenAI()
     asyncio.run(fake.embedder(8).embed(["word " * 20_000]))
     sent = fake.bodies[0]["input"][0]
-    assert len(sent) < 100_000 and emb.estimate_tokens(sent) <= OpenAIEmbedder.MAX_TOKENS_PER_INPUT
+    assert len(sent) < 100_000 and count_tokens(sent) <= OpenAIEmbedder.MAX_TOKENS_PER_INPUT
 
 
 def test_openai_429_then_success_is_retried():
@@ -185,7 +185,7 @@ def test_hash_embedder_is_deterministic_normalised_and_lexical():
     assert sims[0, 1] > 0.3
     assert sims[0, 1] > sims[0, 2] + 0.25
     assert abs(sims[1, 2]) < 0.2
-    assert HashEmbedder(256).space == "hash:hash-v1:256"
+    assert HashEmbedder(256).space == "hash:hash-v2:256"
 
 
 def test_hash_embedder_typos_and_word_forms_stay_close():

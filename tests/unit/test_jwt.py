@@ -666,8 +666,12 @@ def test_jwks_unreachable(rsa_key: Any, clock: FakeClock, caplog: pytest.LogCapt
     url = dead.url
     dead.stop()
     verifier = JwtVerifier(jwks_url=url, audience=AUD, http_timeout_seconds=2, clock=clock)
-    with caplog.at_level(logging.WARNING, logger="memlayer.auth.jwt"):
+    powertools = logging.getLogger("memlayer")  # the Powertools Logger's own logger
+    powertools.addHandler(caplog.handler)
+    try:
         err = rejected(verifier, sign(claims(), rsa_key, "RS256", "rsa-1"))
+    finally:
+        powertools.removeHandler(caplog.handler)
     assert err.detail == "token verification unavailable"
     assert "127.0.0.1" not in str(err.detail)
     assert any("JWKS fetch" in r.getMessage() for r in caplog.records)

@@ -1,4 +1,4 @@
-"""memlayer.search.context: token counting and the chat-context block."""
+"""memlayer.search.context: the chat-context block, and the token counts it is fitted with."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ import re
 
 import pytest
 
-from memlayer.search import context as ctx
-from memlayer.search.context import (
-    ContextCandidate,
-    build_context,
-    count_tokens,
-    estimate_tokens,
-)
+from memlayer import text as text_module
+from memlayer.search.context import ContextCandidate, build_context
+from memlayer.text import count_tokens, estimate_tokens
 
 SAMPLES = [
     "The quick brown fox jumps over the lazy dog. It was a sunny afternoon in late September.",
@@ -60,7 +56,7 @@ def test_estimate_is_never_below_real_bpe_counts():
 
 
 def test_count_tokens_uses_exact_counter_when_available():
-    if ctx.token_counter_name() == "cl100k_base":
+    if text_module.token_counter_name() == "cl100k_base":
         toktok = pytest.importorskip("toktok")
         assert count_tokens(SAMPLES[0]) == toktok.batch_count([SAMPLES[0]], "cl100k_base")[0]
     else:
@@ -192,8 +188,8 @@ def test_duplicate_and_blank_memories_are_ignored():
 
 
 def test_context_budget_holds_with_the_estimator_too(monkeypatch):
-    monkeypatch.setattr(ctx, "_exact_counter", lambda: None)
-    assert ctx.token_counter_name() == "estimate"
+    monkeypatch.setattr(text_module, "_exact_counter", lambda: None)
+    assert text_module.token_counter_name() == "estimate"
     for budget in (60, 200, 900):
         block = build_context("garden", _memories(), provider="claude", max_tokens=budget)
         assert block.tokens == estimate_tokens(block.context) <= budget

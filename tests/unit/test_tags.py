@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from memlayer.ai.tags import TagIndex, normalize_tag, reconcile_tags, singularize
+from memlayer.ai.tags import TagIndex, normalize_tag, reconcile_tags
+from memlayer.text import singular
 
 
 @pytest.mark.parametrize(
@@ -29,7 +30,7 @@ def test_normalize_tag(raw, expected):
 
 
 @pytest.mark.parametrize(
-    ("plural", "singular"),
+    ("plural", "expected"),
     [
         ("apis", "api"),
         ("libraries", "library"),
@@ -40,8 +41,8 @@ def test_normalize_tag(raw, expected):
         ("css", "css"),
     ],
 )
-def test_singularize(plural, singular):
-    assert singularize(plural) == singular
+def test_singular(plural, expected):
+    assert singular(plural) == expected
 
 
 EXISTING = [

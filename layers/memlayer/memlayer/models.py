@@ -27,6 +27,7 @@ from pydantic_core import to_json
 
 from memlayer.ai.analysis import Analysis
 from memlayer.ai.tags import normalize_tag
+from memlayer.text import truncate
 
 Kind = Literal["note", "prompt", "response", "exchange", "share", "file"]
 MemoryStatus = Literal["pending", "processing", "ready", "failed"]
@@ -91,16 +92,7 @@ def stored_size(text: str) -> int:
 
 def truncate_stored(text: str, limit: int) -> str:
     """The longest prefix of `text` whose stored size is at most `limit`."""
-    if stored_size(text) <= limit:
-        return text
-    low, high = 0, min(len(text), limit)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if stored_size(text[:middle]) <= limit:
-            low = middle
-        else:
-            high = middle - 1
-    return text[:low]
+    return truncate(text, limit, stored_size)
 
 
 ShortText = Annotated[str, Field(max_length=2_000)]

@@ -1,12 +1,13 @@
-"""SQS sends (data access). Messages carry ids, never content."""
+"""SQS sends (data access): the typed messages of `memlayer.messages`, as JSON."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 from memlayer import aws
+from memlayer.messages import QueueMessage
 from memlayer.settings import get_settings
 
 QueueName = Literal["analyze", "embed", "tasks"]
@@ -21,18 +22,18 @@ def queue_url(queue: QueueName) -> str:
     }[queue]
 
 
-async def send(queue: QueueName, message: dict[str, Any], *, delay_seconds: int = 0) -> None:
+async def send(queue: QueueName, message: QueueMessage, *, delay_seconds: int = 0) -> None:
     await asyncio.to_thread(
         aws.client("sqs").send_message,
         QueueUrl=queue_url(queue),
-        MessageBody=json.dumps(message, separators=(",", ":")),
+        MessageBody=message.model_dump_json(),
         DelaySeconds=max(0, min(900, delay_seconds)),
     )
 
 
-async def send_batch(queue: QueueName, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def send_batch(queue: QueueName, messages: Sequence[QueueMessage]) -> list[QueueMessage]:
     """Sends in batches of 10; returns the messages SQS did not accept."""
-    failed: list[dict[str, Any]] = []
+    failed: list[QueueMessage] = []
 
     def run() -> None:
         for start in range(0, len(messages), 10):
@@ -40,8 +41,7 @@ async def send_batch(queue: QueueName, messages: list[dict[str, Any]]) -> list[d
             resp = aws.client("sqs").send_message_batch(
                 QueueUrl=queue_url(queue),
                 Entries=[
-                    {"Id": str(i), "MessageBody": json.dumps(m, separators=(",", ":"))}
-                    for i, m in enumerate(chunk)
+                    {"Id": str(i), "MessageBody": m.model_dump_json()} for i, m in enumerate(chunk)
                 ],
             )
             failed.extend(chunk[int(f["Id"])] for f in resp.get("Failed", []))

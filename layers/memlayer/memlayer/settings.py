@@ -9,6 +9,10 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The offline hashing embedder's recipe (ai/embeddings.py: HashEmbedder); a new recipe is a new
+# name, so vectors made by the old one are re-embedded instead of compared.
+HASH_MODEL = "hash-v2"
+
 
 class ConfigurationError(RuntimeError):
     pass
@@ -154,7 +158,7 @@ class Settings(BaseSettings):
         """Names the vector space; vectors from another space are re-embedded, never mixed."""
         provider = self.resolved_embeddings_provider
         model = {"openai": self.embedding_model, "local": self.local_embedding_model}.get(
-            provider, "hash-v1"
+            provider, HASH_MODEL
         )
         dims = self.embedding_dimensions if provider != "local" else 0
         return f"{provider}:{model}:{dims}"

@@ -1,49 +1,80 @@
-"""The shared shape of an SQS worker: one event loop per container, Powertools'
-`BatchProcessor` + `process_partial_response` so only failed messages are retried
-(`ReportBatchItemFailures`), and metrics flushed per invocation."""
+"""The shared shape of an SQS worker: Powertools' `AsyncBatchProcessor` +
+`async_process_partial_response` run one record handler per message, concurrently, and own
+each record's outcome: a handler that raises fails its message alone (reported by message id,
+`ReportBatchItemFailures`, so only it is redelivered). Every worker reads its body the same way
+(`delivery`: a body that does not parse is a `PoisonMessage`) and knows the same "last
+delivery". Metrics are flushed per invocation."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
+    AsyncBatchProcessor,
     EventType,
-    process_partial_response,
+    async_process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.base import FailureResponse
+from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from memlayer import secrets
+from memlayer.messages import Delivery, PoisonMessage
 from memlayer.observability import flush_metrics, logger, traced
 from memlayer.runloop import run
 
-__all__ = ["each", "receive_count", "run", "sqs_batch_handler"]
+__all__ = ["BatchCall", "RecordHandler", "delivery", "sqs_batch_worker", "sqs_worker"]
+
+T = TypeVar("T")
+Item = TypeVar("Item")
+RecordHandler = Callable[[SQSRecord], Awaitable[None]]
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-BatchFn = Callable[[list[SQSRecord]], Coroutine[Any, Any, dict[str, Exception]]]
+def delivery(record: SQSRecord, parse: Callable[[str], T]) -> Delivery[T]:
+    """The record's body read by `parse`; a body `parse` refuses (ValueError: bad JSON, a
+    pydantic validation error) is poison."""
+    try:
+        message = parse(record.body)
+    except ValueError as exc:
+        raise PoisonMessage(f"unreadable message: {exc}") from None
+    return Delivery(message, int(record.attributes.approximate_receive_count or 1))
 
 
-def sqs_batch_handler(process: BatchFn) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """Builds a Lambda handler: `process` gets the whole batch (so it can batch provider calls)
-    and returns the failures by message id; those, and only those, are reported back."""
+class _Processor(AsyncBatchProcessor):
+    """AsyncBatchProcessor on the thread's long-lived event loop (memlayer.runloop). Outside
+    Lambda, Powertools runs each batch in a fresh `asyncio.run` loop, which would strand the
+    clients this container caches on its loop (the local cloud runs functions on threads)."""
+
+    def async_process(self) -> list[tuple[Any, ...]]:
+        async def every_record() -> list[tuple[Any, ...]]:
+            return list(
+                await asyncio.gather(*(self._async_process_record(r) for r in self.records))
+            )
+
+        return run(every_record())
+
+    def failure_handler(self, record: SQSRecord, exception: ExceptionInfo) -> FailureResponse:
+        error = exception[1]
+        logger.warning(
+            "message failed", message_id=record.message_id, error=f"{type(error).__name__}: {error}"
+        )
+        return super().failure_handler(record, exception)
+
+
+def sqs_batch_worker(per_batch: Callable[[int], RecordHandler]) -> Handler:
+    """A Lambda handler whose record handler is made per invocation by `per_batch(number of
+    records)`, for workers whose records share one call (see `BatchCall`)."""
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        records = [SQSRecord(raw) for raw in event.get("Records", [])]
         secrets.refresh()  # before the loop runs, so no record waits on Secrets Manager
-        failures = run(process(records))
-
-        def record_handler(record: SQSRecord) -> None:
-            failure = failures.get(record.message_id)
-            if failure is not None:
-                raise failure
-
         try:
-            return process_partial_response(  # type: ignore[return-value]
+            return async_process_partial_response(  # type: ignore[return-value]
                 event=event,
-                record_handler=record_handler,
-                processor=BatchProcessor(event_type=EventType.SQS),
+                record_handler=per_batch(len(event.get("Records", []))),
+                processor=_Processor(event_type=EventType.SQS),
                 context=context,
             )
         finally:
@@ -52,24 +83,55 @@ def sqs_batch_handler(process: BatchFn) -> Callable[[dict[str, Any], Any], dict[
     return traced(handler)
 
 
-async def each(
-    records: list[SQSRecord], step: Callable[[SQSRecord], Awaitable[None]]
-) -> dict[str, Exception]:
-    """Runs `step` for every record concurrently; an exception fails that record alone."""
-    outcomes = await asyncio.gather(*(step(record) for record in records), return_exceptions=True)
-    failures: dict[str, Exception] = {}
-    for record, outcome in zip(records, outcomes, strict=True):
-        if isinstance(outcome, Exception):
-            logger.warning(
-                "message failed",
-                message_id=record.message_id,
-                error=f"{type(outcome).__name__}: {outcome}",
-            )
-            failures[record.message_id] = outcome
-        elif isinstance(outcome, BaseException):
-            raise outcome
-    return failures
+def sqs_worker(record_handler: RecordHandler) -> Handler:
+    """A Lambda handler that runs `record_handler` for every record of the batch."""
+    return sqs_batch_worker(lambda _: record_handler)
 
 
-def receive_count(record: SQSRecord) -> int:
-    return int(record.attributes.approximate_receive_count or 1)
+class BatchCall(Generic[Item]):
+    """One call over the items of a whole batch, made from record handlers that run
+    concurrently: each handler `submit`s its record's item and gets back that item's own
+    outcome (it raises that item's exception, or returns). The call runs once every one of the
+    batch's `size` records has submitted or failed before it could; `call` returns the
+    failures by the items' positions in the list it was given."""
+
+    def __init__(
+        self, size: int, call: Callable[[list[Item]], Awaitable[dict[int, Exception]]]
+    ) -> None:
+        self._size = size
+        self._call = call
+        self._withdrawn = 0
+        self._items: list[Item] = []
+        self._outcomes: list[asyncio.Future[None]] = []
+        self._running: asyncio.Task[None] | None = None  # referenced, so it is not collected
+
+    async def submit(self, make_item: Callable[[], Item]) -> None:
+        """Adds `make_item()` (a record that fails to make one drops out of the call, with
+        that failure) and waits for its outcome."""
+        try:
+            item = make_item()
+        except BaseException:
+            self._withdrawn += 1
+            self._maybe_run()
+            raise
+        outcome = asyncio.get_running_loop().create_future()
+        self._items.append(item)
+        self._outcomes.append(outcome)
+        self._maybe_run()
+        await outcome
+
+    def _maybe_run(self) -> None:
+        if self._items and len(self._items) + self._withdrawn == self._size:
+            self._running = asyncio.ensure_future(self._run(self._items, self._outcomes))
+
+    async def _run(self, items: Sequence[Item], outcomes: Sequence[asyncio.Future[None]]) -> None:
+        try:
+            failures = await self._call(list(items))
+        except Exception as exc:  # the call itself failed: every item with it
+            failures = dict.fromkeys(range(len(items)), exc)
+        for position, outcome in enumerate(outcomes):
+            failure = failures.get(position)
+            if failure is None:
+                outcome.set_result(None)
+            else:
+                outcome.set_exception(failure)

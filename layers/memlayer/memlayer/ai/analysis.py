@@ -19,7 +19,6 @@ Failure contract of `AnthropicAnalyzer.analyze` (the caller, the SQS analyze wor
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections import Counter
@@ -32,17 +31,6 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from memlayer import secrets
-from memlayer.ai._text import (
-    STOPWORDS,
-    clean_whitespace,
-    neutralize_tags,
-    split_sentences,
-    strip_markdown,
-    tokenize,
-    truncate_middle,
-    truncate_words,
-    word_set,
-)
 from memlayer.ai.clients import provider_client
 from memlayer.ai.resilience import (
     CircuitBreaker,
@@ -51,13 +39,25 @@ from memlayer.ai.resilience import (
     call_deadline,
     call_provider,
 )
-from memlayer.ai.tags import TagIndex, normalize_tag, reconcile_tags, singularize, span_key
+from memlayer.ai.tags import TagIndex, normalize_tag, reconcile_tags, span_key
 from memlayer.errors import ProviderError
+from memlayer.observability import logger
+from memlayer.text import (
+    FILLER_WORDS,
+    clean_whitespace,
+    name_tokens,
+    neutralize_tags,
+    singular,
+    split_sentences,
+    strip_markdown,
+    truncate_middle,
+    truncate_words,
+    word_set,
+)
 
 if TYPE_CHECKING:
     from memlayer.settings import Settings
 
-log = logging.getLogger(__name__)
 
 Category = Literal[
     "technology",
@@ -240,7 +240,7 @@ _CATEGORY_KEYWORDS: dict[str, frozenset[str]] = {
     ),
 }
 _CATEGORY_STEMS = {
-    category: frozenset(singularize(word) for word in words)
+    category: frozenset(singular(word) for word in words)
     for category, words in _CATEGORY_KEYWORDS.items()
 }
 _HOST_CATEGORY = {
@@ -297,12 +297,12 @@ class _Terms:
 
 
 def _collect_terms(text: str, title: str, *, span_keys: bool = False) -> _Terms:
-    tokens = tokenize(text)
-    title_stems = {singularize(t) for t in tokenize(title)}
-    lead_stems = {singularize(t) for t in tokens[:40]}
+    tokens = name_tokens(text)
+    title_stems = {singular(t) for t in name_tokens(title)}
+    lead_stems = {singular(t) for t in tokens[:40]}
 
     def usable(token: str) -> bool:
-        if token in STOPWORDS or token.isdigit():
+        if token in FILLER_WORDS or token.isdigit():
             return False
         return len(token) >= 3 or token in _SHORT_TERMS
 
@@ -312,7 +312,7 @@ def _collect_terms(text: str, title: str, *, span_keys: bool = False) -> _Terms:
     keys: Counter[str] = Counter()
     previous: str | None = None
     for position, token in enumerate(tokens):
-        stem = singularize(token)
+        stem = singular(token)
         if span_keys:
             for span in (1, 2, 3):
                 if position + 1 >= span:
@@ -406,7 +406,7 @@ def _offline_category(stems: Counter[str], url: str | None) -> tuple[str, int]:
 
 
 def _offline_sentiment(text: str) -> str:
-    tokens = tokenize(text[:20000].replace("n't", " not"))
+    tokens = name_tokens(text[:20000].replace("n't", " not"))
     positive = negative = 0
     for i, token in enumerate(tokens):
         polarity = 1 if token in _POSITIVE else -1 if token in _NEGATIVE else 0
@@ -691,7 +691,7 @@ class AnthropicAnalyzer:
         input_tokens: int = 0,
         output_tokens: int = 0,
     ) -> AnalysisOutcome:
-        log.warning("analysis fell back to offline", extra={"reason": reason, "model": self.model})
+        logger.warning("analysis fell back to offline", reason=reason, model=self.model)
         analysis = self._fallback.analyze_sync(
             text, title_hint=title_hint, url=url, existing_tags=index
         )
@@ -770,7 +770,7 @@ class AnthropicAnalyzer:
                 data["tags"] = reconcile_tags(tags, index, limit=MAX_TAGS)
             analysis = Analysis.model_validate({**data, "model": message.model or self.model})
         except (TypeError, ValueError, ValidationError) as exc:
-            log.warning("malformed analysis tool output: %s", str(exc)[:500])
+            logger.warning("malformed analysis tool output", error=str(exc)[:500])
             return self._offline(
                 text, "malformed_output", title_hint=title_hint, url=url, index=index, **spent
             )

@@ -14,30 +14,27 @@ passages of the first memories. Provider failures never raise from here.
 from __future__ import annotations
 
 import html
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 from memlayer import secrets
-from memlayer.ai._text import (
-    STOPWORDS,
+from memlayer.ai.clients import Provider, provider_client
+from memlayer.ai.resilience import PerLoop, breaker_for, call_deadline, call_provider
+from memlayer.errors import ProviderError
+from memlayer.observability import logger
+from memlayer.text import (
     clean_whitespace,
     neutralize_tags,
     split_sentences,
     tokenize,
     truncate_words,
 )
-from memlayer.ai.clients import Provider, provider_client
-from memlayer.ai.resilience import PerLoop, breaker_for, call_deadline, call_provider
-from memlayer.ai.tags import singularize
-from memlayer.errors import ProviderError
 
 if TYPE_CHECKING:
     from memlayer.settings import Settings
 
-log = logging.getLogger(__name__)
 
 OFFLINE_MODEL = "offline-v1"
 MAX_MEMORIES = 8
@@ -134,7 +131,7 @@ def build_chat_prompt(message: str, memories: Sequence[ContextMemory]) -> str:
 
 
 def _terms(text: str) -> set[str]:
-    return {singularize(t) for t in tokenize(text) if t not in STOPWORDS and len(t) > 2}
+    return {t for t in tokenize(text) if len(t) > 2}
 
 
 def best_passage(text: str, query: str, *, limit: int = QUOTE_CHARS) -> str:
@@ -299,7 +296,7 @@ async def grounded_answer(
             ),
         )
     except ProviderError as exc:
-        log.warning("chat fell back to offline", extra={"reason": exc.reason, "provider": provider})
+        logger.warning("chat fell back to offline", reason=exc.reason, provider=provider)
         return offline_answer(message, chosen, reason=exc.reason)
     if not text.strip():
         return offline_answer(message, chosen, reason="empty_response")

@@ -21,9 +21,7 @@ import importlib.util
 import json
 import math
 import os
-import re
 import threading
-import unicodedata
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -34,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memlayer import secrets
-from memlayer.ai._text import STOPWORDS
 from memlayer.ai.clients import provider_client
 from memlayer.ai.resilience import (
     CircuitBreaker,
@@ -43,13 +40,12 @@ from memlayer.ai.resilience import (
     call_deadline,
     call_provider,
 )
-from memlayer.ai.tags import singularize
 from memlayer.errors import ProviderError
+from memlayer.settings import HASH_MODEL
+from memlayer.text import content_terms, count_tokens, truncate
 
 if TYPE_CHECKING:
     from memlayer.settings import Settings
-
-HASH_MODEL = "hash-v1"
 
 
 def l2_normalize(matrix: np.ndarray) -> np.ndarray:
@@ -88,7 +84,6 @@ class Embedder(ABC):
 # Feature hashing (offline)
 # --------------------------------------------------------------------------------------------
 
-_HASH_WORD = re.compile(r"[^\W_]+(?:[.+#][^\W_]+)*[+#]*", re.UNICODE)
 _HASH_CACHE_LIMIT = 200_000
 _EMPTY_TEXT = "\x00empty"  # one fixed unit vector for texts with no words
 
@@ -97,14 +92,6 @@ def _stable_hash(feature: str) -> int:
     return int.from_bytes(
         hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little"
     )
-
-
-def _hash_stem(word: str) -> str:
-    if len(word) > 5 and word.endswith("ing"):
-        word = word[:-3]
-    elif len(word) > 4 and word.endswith("ed"):
-        word = word[:-2]
-    return singularize(word)
 
 
 _MIX_A = np.uint64(0x9E3779B97F4A7C15)
@@ -124,14 +111,15 @@ def _mix_pairs(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 class HashEmbedder(Embedder):
     """Deterministic offline embeddings by signed feature hashing.
 
-    Features of a text: stemmed words (weight 1), character trigrams of each word (0.5 spread
+    Features of a text: its search terms without filler words (`memlayer.text.content_terms`:
+    folded, Snowball-stemmed; weight 1), character trigrams of each word (0.5 spread
     over the word's trigrams, so typos and word forms still overlap) and adjacent word pairs
     (0.5), each with sublinear term frequency (1 + ln tf). Words are hashed with BLAKE2b (stable
     across processes and Python versions, unlike `hash()`), pairs by mixing their words'
     hashes; a hash gives an index (mod dimensions) and a sign (top bit). Lexically similar
     texts get high cosine similarity; it knows no synonyms.
 
-    `hash-v1` names this exact recipe: changing any of it must change the version (and so the
+    `HASH_MODEL` names this exact recipe: changing any of it must change the version (and so the
     embedding space), because stored vectors would no longer be comparable.
     """
 
@@ -150,7 +138,6 @@ class HashEmbedder(Embedder):
             raise ValueError("dimensions must be at least 8")
         self.dimensions = dimensions
         self.space = space or f"hash:{HASH_MODEL}:{dimensions}"
-        self._stem_cache: dict[str, str] = {}
         self._word_cache: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
         self._dims = np.uint64(dimensions)
         self._lock = threading.Lock()
@@ -177,18 +164,8 @@ class HashEmbedder(Embedder):
         self._word_cache[stem] = entry
         return entry
 
-    def _stem(self, word: str) -> str:
-        stem = self._stem_cache.get(word)
-        if stem is None:
-            stem = _hash_stem(word)
-            if len(self._stem_cache) >= _HASH_CACHE_LIMIT:
-                self._stem_cache.clear()
-            self._stem_cache[word] = stem
-        return stem
-
     def stems(self, text: str) -> list[str]:
-        folded = unicodedata.normalize("NFKC", text[: self.MAX_CHARS]).casefold()
-        return [self._stem(w) for w in _HASH_WORD.findall(folded) if w not in STOPWORDS]
+        return content_terms(text[: self.MAX_CHARS])
 
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed_sync([text])[0]
@@ -259,26 +236,11 @@ class HashEmbedder(Embedder):
 # --------------------------------------------------------------------------------------------
 
 
-def estimate_tokens(text: str) -> int:
-    """A deliberately high token estimate without a tokenizer: ~3 ASCII characters per token,
-    1.5 tokens per other character (CJK and the like)."""
-    ascii_chars = sum(1 for c in text if c < "\x80") if not text.isascii() else len(text)
-    return math.ceil(ascii_chars / 3 + (len(text) - ascii_chars) * 1.5)
-
-
-def _fit_tokens(text: str, limit: int) -> str:
-    estimate = estimate_tokens(text)
-    while estimate > limit and text:
-        text = text[: max(1, int(len(text) * limit / estimate * 0.95))]
-        estimate = estimate_tokens(text)
-    return text
-
-
 class OpenAIEmbedder(Embedder):
     """OpenAI embeddings (`text-embedding-3-*` with `dimensions`)."""
 
     MAX_INPUTS_PER_REQUEST = 2048
-    MAX_TOKENS_PER_REQUEST = 250_000  # the API allows 300k; our estimate is rough
+    MAX_TOKENS_PER_REQUEST = 250_000  # the API allows 300k; our count may be the estimate
     MAX_TOKENS_PER_INPUT = 8_000  # the models accept 8192
     EMPTY_PLACEHOLDER = "(empty)"  # the API rejects empty strings
 
@@ -323,7 +285,7 @@ class OpenAIEmbedder(Embedder):
         batches: list[list[str]] = [[]]
         tokens = 0
         for text in texts:
-            cost = estimate_tokens(text)
+            cost = count_tokens(text)
             current = batches[-1]
             too_many = len(current) >= self.MAX_INPUTS_PER_REQUEST
             if current and (too_many or tokens + cost > self.MAX_TOKENS_PER_REQUEST):
@@ -364,7 +326,9 @@ class OpenAIEmbedder(Embedder):
         if not texts:
             return self._empty()
         prepared = [
-            _fit_tokens(t, self.MAX_TOKENS_PER_INPUT) if t and t.strip() else self.EMPTY_PLACEHOLDER
+            truncate(t, self.MAX_TOKENS_PER_INPUT, count_tokens)
+            if t and t.strip()
+            else self.EMPTY_PLACEHOLDER
             for t in texts
         ]
         parts = [await self._request(batch) for batch in self._batches(prepared)]

@@ -12,6 +12,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+from memlayer.text import singular, singular_forms
+
 MAX_TAG_LENGTH = 64
 
 _SEPARATORS = re.compile(r"[\s_/\\|,;:]+")
@@ -22,45 +24,6 @@ _HYPHENS = re.compile(r"-{2,}")
 _LOOSE_DOTS = re.compile(r"\.(?![a-z0-9])")
 _KEY_DROP = re.compile(r"[-.]")
 _DIGIT = re.compile(r"\d")
-
-# Words whose trailing "s" is not a plural.
-_NOT_PLURAL = frozenset(
-    {
-        "analysis",
-        "axis",
-        "aws",
-        "bias",
-        "business",
-        "chaos",
-        "class",
-        "css",
-        "dns",
-        "express",
-        "gas",
-        "glass",
-        "gps",
-        "ios",
-        "js",
-        "kubernetes",
-        "less",
-        "lens",
-        "macos",
-        "news",
-        "nodejs",
-        "physics",
-        "process",
-        "progress",
-        "redis",
-        "sass",
-        "series",
-        "species",
-        "status",
-        "tennis",
-        "success",
-        "windows",
-    }
-)
-_NOT_PLURAL_ENDINGS = ("ss", "us", "ics", "ous", "sis")
 
 
 def normalize_tag(tag: str, *, max_length: int = MAX_TAG_LENGTH) -> str:
@@ -76,24 +39,6 @@ def normalize_tag(tag: str, *, max_length: int = MAX_TAG_LENGTH) -> str:
     return text
 
 
-def singularize(word: str) -> str:
-    """A light English singular: enough to make "apis"/"api" or "libraries"/"library" meet."""
-    return _singular_forms(word)[0]
-
-
-def _singular_forms(word: str) -> tuple[str, ...]:
-    """Plausible singulars of `word`, most likely first ("caches" → "cache", "cach")."""
-    if len(word) <= 3 or word in _NOT_PLURAL or not word.endswith("s"):
-        return (word,)
-    if word.endswith(_NOT_PLURAL_ENDINGS):
-        return (word,)
-    if word.endswith("ies") and len(word) > 4:
-        return (word[:-3] + "y", word[:-1])
-    if word.endswith(("sses", "xes", "zes", "ches", "shes")):
-        return (word[:-2], word[:-1])
-    return (word[:-1],)
-
-
 def _keys(tag: str) -> tuple[str, ...]:
     """Spelling-insensitive identities of a tag: normalised, separators and dots gone, the last
     word made singular (a few candidates when the plural is ambiguous)."""
@@ -101,7 +46,7 @@ def _keys(tag: str) -> tuple[str, ...]:
     if not parts:
         return ()
     head = "".join(parts[:-1])
-    return tuple(dict.fromkeys(head + form for form in _singular_forms(parts[-1])))
+    return tuple(dict.fromkeys(head + form for form in singular_forms(parts[-1])))
 
 
 def span_key(tokens: list[str]) -> str:
@@ -110,7 +55,7 @@ def span_key(tokens: list[str]) -> str:
     parts = [p for token in tokens for p in token.replace(".", "").split("-") if p]
     if not parts:
         return ""
-    return "".join(parts[:-1]) + _singular_forms(parts[-1])[0]
+    return "".join(parts[:-1]) + singular(parts[-1])
 
 
 def tag_key(tag: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import re
 import time
@@ -26,11 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from memlayer.errors import Unauthorized
+from memlayer.observability import logger
 
 if TYPE_CHECKING:
     from memlayer.settings import Settings
 
-logger = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = frozenset({"HS256", "RS256", "ES256"})
 _ASYMMETRIC_KTY = {"RS256": "RSA", "ES256": "EC"}
@@ -100,8 +99,8 @@ class JwtVerifier:
 
         if self._admin_path[:1] == ("user_metadata",):
             logger.warning(
-                "admin_role_claim %r is under user_metadata, which users can edit themselves",
-                admin_role_claim,
+                "admin_role_claim is under user_metadata, which users can edit themselves",
+                admin_role_claim=admin_role_claim,
             )
         if not (self._secret or self._jwks_url):
             logger.warning("no JWT secret or JWKS URL configured; every token will be rejected")
@@ -185,7 +184,7 @@ class JwtVerifier:
         except jwt.InvalidSignatureError as exc:
             raise Unauthorized("invalid token signature") from exc
         except jwt.InvalidKeyError as exc:
-            logger.error("configured JWT key rejected by the %s verifier: %s", alg, exc)
+            logger.error("configured JWT key rejected by its verifier", alg=alg, error=str(exc))
             raise Unauthorized("invalid token") from exc
         except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
             _reject_debug("token rejected: %s", exc)
@@ -273,17 +272,16 @@ class JwtVerifier:
         except Exception as exc:  # anything here must become a 401, never a 500
             self._last_fetch_failed = True
             logger.warning(
-                "JWKS fetch from %s failed: %s: %s",
-                self._jwks_url,
-                type(exc).__name__,
-                exc,
+                "JWKS fetch failed",
+                url=self._jwks_url,
+                error=f"{type(exc).__name__}: {exc}",
                 exc_info=not isinstance(exc, httpx.HTTPError | _JwksError | TimeoutError),
             )
             return
         self._keys = keys
         self._fetched_at = self._attempted_at
         self._last_fetch_failed = False
-        logger.info("fetched %d JWKS signing key(s) from %s", len(keys), self._jwks_url)
+        logger.info("fetched JWKS signing keys", keys=len(keys), url=self._jwks_url)
 
     async def _fetch(self, url: str) -> dict[str, _SigningKey]:
         async with (
@@ -342,7 +340,7 @@ def _parse_jwks(document: Any) -> dict[str, _SigningKey]:
         try:
             key = _load_public_key(jwk, alg)
         except Exception as exc:
-            logger.warning("skipping unusable JWKS key %r: %s", kid, exc)
+            logger.warning("skipping an unusable JWKS key", kid=kid, error=str(exc))
             continue
         keys[kid] = _SigningKey(alg=alg, key=key)
     if not keys:
@@ -369,7 +367,7 @@ def _load_public_key(jwk: dict[str, Any], alg: str) -> Any:
 
 
 def _reject_debug(message: str, *args: Any) -> None:
-    logger.debug("JWT rejected: " + message, *args)
+    logger.debug("JWT rejected", reason=message % args if args else message)
 
 
 def mint_dev_token(

@@ -8,16 +8,16 @@ Nothing here raises on bad input: garbage HTML gives empty text and `None` metad
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from memlayer.observability import logger
+
 if TYPE_CHECKING:
     from lxml.html import HtmlElement
 
-logger = logging.getLogger(__name__)
 
 MAX_TITLE_CHARS = 500
 MAX_DESCRIPTION_CHARS = 2_000
@@ -164,7 +164,7 @@ def _main_text(html: str, url: str) -> tuple[str, dict[str, str | None]]:
             include_links=False,
         )
     except Exception:  # trafilatura on hostile markup: degrade to no text, never fail capture
-        logger.warning("trafilatura failed on %s", url, exc_info=True)
+        logger.warning("trafilatura failed", url=url, exc_info=True)
         return "", {}
     if document is None:
         return "", {}

@@ -1,9 +1,9 @@
 """In-memory ranking of one user's memories: keyword (BM25), semantic (exact cosine) and hybrid
-(reciprocal-rank fusion), plus highlighting and chat-context assembly. No storage here: the
-storage layer loads `IndexedDoc`s and the caller caches the built `UserIndex` per user."""
+(reciprocal-rank fusion), plus chat-context assembly; the text analysis and highlighting are
+memlayer.text. No storage here: the storage layer loads `IndexedDoc`s and the caller caches the
+built `UserIndex` per user."""
 
 from memlayer.search.index import Hit, IndexedDoc, SearchFilters, SearchMode, UserIndex
-from memlayer.search.text import highlight, tokenize
 
 __all__ = [
     "Hit",
@@ -11,6 +11,4 @@ __all__ = [
     "SearchFilters",
     "SearchMode",
     "UserIndex",
-    "highlight",
-    "tokenize",
 ]

@@ -1,161 +1,17 @@
-"""Token counting and the memory-context block prepended to a chat prompt.
-
-Token counts: `count_tokens` is exact for OpenAI's cl100k_base when the `toktok` package
-(toktok-rs on PyPI: a Rust BPE with cl100k/o200k compiled into the wheel, so it needs no
-download; imports in ~5 ms, loads the encoding in ~0.3 s once per process) is installed.
-Without it, `estimate_tokens` is used: a deliberately high estimate built from the BPE
-pretokenizer's piece classes (see its docstring), checked against cl100k_base and o200k_base
-on English prose, code, URLs and Chinese/Japanese/Korean text. Claude's tokenizer is not
-public; leave some headroom in `max_tokens` when the block goes to Claude.
+"""The memory-context block prepended to a chat prompt, fitted to a token budget
+(`memlayer.text.count_tokens`: exact cl100k_base with toktok installed, else a deliberately high
+estimate; Claude's tokenizer is not public, so leave some headroom in `max_tokens` for Claude).
 """
 
 from __future__ import annotations
 
 import html
-import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 
-from memlayer.search.text import query_terms, tokenize, words
-
-# --------------------------------------------------------------------------------------------
-# token counting
-# --------------------------------------------------------------------------------------------
-
-_CJK_CHARS = (
-    "\u1100-\u11ff\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf"
-    "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff00-\uffef"
-)
-_PIECES = re.compile(
-    rf"(?P<cjk>[{_CJK_CHARS}]+)"
-    r"|(?P<alpha>[A-Za-z]+)"
-    r"|(?P<digit>[0-9]+)"
-    r"|(?P<space> (?=[^\s0-9]))"
-    r"|(?P<ws>\s+)"
-    r"|(?P<other>.)",
-    re.DOTALL,
-)
-_CASE_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
-
-
-def _cjk_cost(run: str) -> int:
-    """Tokens charged for a CJK run. cl100k spends ~1.3 a character on common Chinese text
-    (1-3 each), ~1.1 on kana, ~1.6 on Hangul (1-3 each); o200k less."""
-    weight = 0.0
-    for ch in run:
-        if "\u3040" <= ch <= "\u30ff":
-            weight += 1.5  # kana
-        elif "\uac00" <= ch <= "\ud7ff" or ch <= "\u11ff" or "\ua960" <= ch <= "\ua97f":
-            weight += 2.5  # Hangul syllables and jamo
-        else:
-            weight += 2.0  # Han, CJK punctuation, full-width forms
-    return math.ceil(weight)
-
-
-def _lower_cost(part: str) -> int:
-    n = len(part)
-    if n <= 3:
-        return 1
-    vowels = sum(part.count(v) for v in "aeiouy")
-    return math.ceil(n / 2) if vowels * 5 < n else math.ceil(n / 3)
-
-
-def _alpha_cost(run: str) -> int:
-    """Tokens charged for a run of ASCII letters, by case part (see `estimate_tokens`)."""
-    if run.islower():
-        return _lower_cost(run)
-    cost = 0
-    for part in _CASE_PARTS.findall(run):
-        n = len(part)
-        if part.isupper():
-            cost += 1 if n == 1 else math.ceil(n / 2)
-        elif part[0].isupper():
-            cost += max(1, math.ceil(n / 2.5))
-        else:
-            cost += _lower_cost(part)
-    return cost
-
-
-def estimate_tokens(text: str) -> int:
-    """A token count meant never to be below what cl100k_base or o200k_base give.
-
-    It walks the text in the pieces BPE pretokenizers cut it into (a token never crosses a
-    piece) and charges each piece what BPE spends on such pieces at worst in practice:
-    - ASCII letter runs, split at case changes ("getHTTPCode" -> get, HTTP, Code): lowercase
-      one token up to 3 letters, else one per 3 letters (English averages 4-5 letters a
-      token); acronyms one per 2 letters; Capitalized words (often names) one per 2.5;
-    - digit runs: one token per 3 digits, exactly what both encodings do;
-    - a single space before a letter or symbol is free (it merges into the next piece);
-      other whitespace costs one per newline plus one per 4 other characters;
-    - other ASCII characters (punctuation, symbols): one each (a byte is at most one token);
-    - CJK: 1.5 a kana, 2 a Han character or CJK symbol, 2.5 a Hangul syllable;
-    - any other character (accented letters, Cyrillic, emoji): its UTF-8 byte count, the
-      most BPE can ever spend on it.
-    Plus a margin of 1 + 1 per 8 letter runs for the odd name or code. Measured on ~330k
-    chunks (lines, paragraphs, whole files) of English prose, Python code, URLs and the
-    Chinese/Japanese/Korean samples shipped with CPython, it is 1.5-2x the cl100k count and
-    never below cl100k or o200k; it is not a proof for arbitrary strings (random letters,
-    base64), where BPE can spend up to a token per byte."""
-    if not text:
-        return 0
-    total = 1
-    runs = 0
-    for m in _PIECES.finditer(text):
-        kind = m.lastgroup
-        piece = m.group()
-        if kind == "alpha":
-            total += _alpha_cost(piece)
-            runs += 1
-        elif kind == "digit":
-            total += math.ceil(len(piece) / 3)
-        elif kind == "space":
-            continue
-        elif kind == "ws":
-            newlines = piece.count("\n")
-            total += newlines + math.ceil((len(piece) - newlines) / 4)
-            if text[m.end() : m.end() + 1].isdigit():
-                total += 1  # the space before a number is a token of its own
-        elif kind == "cjk":
-            total += _cjk_cost(piece)
-        else:
-            total += 1 if piece.isascii() else len(piece.encode("utf-8"))
-    return total + runs // 8
-
-
-@lru_cache(maxsize=1)
-def _exact_counter() -> Callable[[str], int] | None:
-    try:
-        import toktok
-
-        toktok.batch_count(["probe"], "cl100k_base")
-    except Exception:  # not installed or unusable: fall back to the estimate
-        return None
-
-    def count(text: str) -> int:
-        return int(toktok.batch_count([text], "cl100k_base", threads=1)[0])
-
-    return count
-
-
-def token_counter_name() -> str:
-    """ "cl100k_base" when counts are exact, else "estimate"."""
-    return "cl100k_base" if _exact_counter() is not None else "estimate"
-
-
-def count_tokens(text: str) -> int:
-    """Tokens in `text`: exact cl100k_base with toktok installed, else `estimate_tokens`."""
-    if not text:
-        return 0
-    exact = _exact_counter()
-    return exact(text) if exact is not None else estimate_tokens(text)
-
-
-# --------------------------------------------------------------------------------------------
-# the context block
-# --------------------------------------------------------------------------------------------
+from memlayer.text import count_tokens, query_terms, tokenize, words
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
-from memlayer.search.text import highlight_terms
+from memlayer.text import highlight_terms
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
 K = TypeVar("K", bound=Hashable)

@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 
 from memlayer.search.fusion import Candidate, Hit, SearchMode, combine, ranks
-from memlayer.search.text import query_terms, tokenize
+from memlayer.text import query_terms, tokenize
 
 _Ranked = list[tuple[float, int, int]]  # (score, segment, row), best first
 VectorStore = Literal["int8", "float32"]

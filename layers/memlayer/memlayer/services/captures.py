@@ -11,6 +11,7 @@ from __future__ import annotations
 from memlayer import queues
 from memlayer.api.captures import CaptureIn, CaptureResult, ShareAccepted, ShareIn
 from memlayer.ids import iso, new_id, utcnow
+from memlayer.messages import CaptureFlush
 from memlayer.models import Source, truncate_stored
 from memlayer.observability import logger
 from memlayer.services import memories
@@ -49,13 +50,12 @@ async def _hold_prompt(user_id: str, body: CaptureIn) -> CaptureResult:
     try:
         await queues.send(
             "tasks",
-            {
-                "type": "capture.flush",
-                "user_id": user_id,
-                "provider": body.provider,
-                "conversation_id": body.conversation_id,
-                "capture_id": pending.capture_id,
-            },
+            CaptureFlush(
+                user_id=user_id,
+                provider=body.provider,
+                conversation_id=body.conversation_id,
+                capture_id=pending.capture_id,
+            ),
             delay_seconds=settings.capture_pair_window_seconds,
         )
     except Exception:

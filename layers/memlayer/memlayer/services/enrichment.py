@@ -1,19 +1,17 @@
 """The enrichment pipeline: analyze (fetch, extract, scrub, LLM analysis) then embed.
 
-Messages carry `{memory_id, user_id, job_id}`. Each step is idempotent: it checks the memory's
-state first (`analyzed_hash`, `embedded_hash` against `content_hash`), so a redelivered message
-changes nothing twice. A retryable provider failure raises (SQS redelivers); on the last
-delivery the step falls back (offline analysis) or records the reason, so nothing is stuck and
-nothing is lost."""
+Messages are `memlayer.messages.StageMessage`s (`{memory_id, user_id, job_id}`). Each step is
+idempotent: it checks the memory's state first (`analyzed_hash`, `embedded_hash` against
+`content_hash`), so a redelivered message changes nothing twice. A retryable provider failure
+raises (SQS redelivers); on the last delivery the step falls back (offline analysis) or records
+the reason, so nothing is stuck and nothing is lost."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
 
 from memlayer import queues
 from memlayer.ai.analysis import OfflineAnalyzer, get_analyzer
@@ -23,6 +21,7 @@ from memlayer.content.fetch import FetchError, fetch_url
 from memlayer.content.scrub import scrub
 from memlayer.errors import ProviderError
 from memlayer.ids import utcnow
+from memlayer.messages import Delivery, StageMessage
 from memlayer.models import JobRecord, MemoryRecord, Usage, truncate_stored
 from memlayer.observability import count, logger
 from memlayer.services import jobs
@@ -32,33 +31,6 @@ from memlayer.storage import get_store
 from memlayer.storage.base import StoredVector, VersionConflict
 
 EMBED_TEXT_CHARS = 8_000
-
-
-class StageMessage(BaseModel):
-    memory_id: str
-    user_id: str
-    job_id: str
-
-
-class PoisonMessage(Exception):
-    """A message that can never succeed; it goes to the DLQ after its retries."""
-
-
-def parse_message(body: str) -> StageMessage:
-    try:
-        return StageMessage.model_validate_json(body)
-    except ValidationError as exc:
-        raise PoisonMessage(f"unreadable message: {exc.error_count()} errors") from None
-
-
-@dataclass(frozen=True)
-class Delivery:
-    message: StageMessage
-    receive_count: int
-
-    @property
-    def final(self) -> bool:
-        return self.receive_count >= get_settings().queue_max_receives
 
 
 async def _current(message: StageMessage) -> tuple[MemoryRecord, JobRecord | None] | None:
@@ -72,7 +44,7 @@ async def _current(message: StageMessage) -> tuple[MemoryRecord, JobRecord | Non
 
 
 # ------------------------------------------------------------------------------ analyze
-async def analyze(delivery: Delivery) -> None:
+async def analyze(delivery: Delivery[StageMessage]) -> None:
     current = await _current(delivery.message)
     if current is None:
         return
@@ -81,7 +53,7 @@ async def analyze(delivery: Delivery) -> None:
         if job is not None:
             job = await jobs.advance(job, "analyzing", "reading and analyzing")
         record = await _enrich(record, final=delivery.final)
-    await queues.send("embed", delivery.message.model_dump())
+    await queues.send("embed", delivery.message)
     if job is not None and job.status != "embedding":
         await jobs.advance(job, "embedding", "computing embeddings")
 
@@ -196,7 +168,7 @@ def embedding_text(record: MemoryRecord) -> str:
     return "\n".join(parts)[:EMBED_TEXT_CHARS]
 
 
-async def embed(deliveries: list[Delivery]) -> dict[int, Exception]:
+async def embed(deliveries: list[Delivery[StageMessage]]) -> dict[int, Exception]:
     """Embeds a whole SQS batch with one provider call. Returns the failures by position.
 
     One record never fails another: deliveries for the same memory (SQS is at-least-once, and

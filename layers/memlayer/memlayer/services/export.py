@@ -20,6 +20,7 @@ from memlayer import blobs, queues
 from memlayer.api.memories import Memory
 from memlayer.errors import ServiceUnavailable
 from memlayer.ids import iso, new_id, utcnow
+from memlayer.messages import ExportTask
 from memlayer.models import JobRecord, MemoryRecord, display_title
 from memlayer.observability import logger
 from memlayer.services import jobs
@@ -45,7 +46,7 @@ async def start_export(user_id: str) -> JobRecord:
     )
     await get_store().put_job(job)
     try:
-        await queues.send("tasks", {"type": "export", "user_id": user_id, "job_id": job.id})
+        await queues.send("tasks", ExportTask(user_id=user_id, job_id=job.id))
     except Exception:
         logger.exception("export not queued", job_id=job.id)
         await jobs.advance(job, "failed", "export failed", error="the export could not be queued")

@@ -14,6 +14,7 @@ from memlayer.api.memories import Memory, MemoryPage, MemoryPatch
 from memlayer.content.scrub import scrub
 from memlayer.errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuotaExceeded
 from memlayer.ids import is_id, new_id, utcnow
+from memlayer.messages import StageMessage
 from memlayer.models import JobRecord, Kind, ListQuery, MemoryRecord, Source
 from memlayer.observability import logger
 from memlayer.services.limits import limits_for, quota_exceeded
@@ -124,7 +125,7 @@ async def create(
 async def enqueue_enrichment(record: MemoryRecord, job_id: str) -> None:
     try:
         await queues.send(
-            "analyze", {"memory_id": record.id, "user_id": record.user_id, "job_id": job_id}
+            "analyze", StageMessage(memory_id=record.id, user_id=record.user_id, job_id=job_id)
         )
     except Exception:
         # The memory is durable; the cleanup sweep re-enqueues pending memories.

@@ -26,6 +26,7 @@ from memlayer.api.retrieval import (
 )
 from memlayer.errors import ProviderError
 from memlayer.ids import utcnow
+from memlayer.messages import StageMessage
 from memlayer.models import MemoryRecord, display_title
 from memlayer.observability import logger
 from memlayer.search import Hit, SearchFilters
@@ -57,7 +58,7 @@ async def reembed(user_id: str) -> int:
     space = _embedder().space
     records = await get_store().all_memories(user_id)
     messages = [
-        {"memory_id": r.id, "user_id": user_id, "job_id": r.job_id}
+        StageMessage(memory_id=r.id, user_id=user_id, job_id=r.job_id)
         for r in records
         if r.job_id and r.embedding_space != space and r.status in ("ready", "processing")
     ]

@@ -39,7 +39,6 @@ from memlayer.ids import id_ceiling, id_floor, is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.search import Hit, SearchFilters
 from memlayer.search.fusion import Candidate, SearchMode, combine
-from memlayer.search.text import highlight_terms, query_terms
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import (
     ITEM_KINDS,
@@ -61,6 +60,7 @@ from memlayer.storage.errors import (
 )
 from memlayer.storage.search_fields import request_reembed, search_fields
 from memlayer.storage.uploads import OPEN_STATUSES, UploadRecord
+from memlayer.text import highlight_terms, query_terms
 
 T = TypeVar("T")
 IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from memlayer import queues
 from memlayer.content.extract import normalize_url
+from memlayer.messages import ReembedTask
 from memlayer.models import MemoryRecord, display_title
 from memlayer.observability import logger
 
@@ -37,5 +38,5 @@ async def request_reembed(user_id: str, space: str, stale: int) -> None:
     if (user_id, space) in _reembed_requested:
         return
     logger.info("re-embedding memories from an older vector space", stale=stale)
-    await queues.send("tasks", {"type": "reembed", "user_id": user_id})
+    await queues.send("tasks", ReembedTask(user_id=user_id))
     _reembed_requested.add((user_id, space))
