@@ -17,7 +17,7 @@ def thread_loop() -> asyncio.AbstractEventLoop:
     loop = getattr(_local, "loop", None)
     if loop is None or loop.is_closed():
         loop = _local.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
+    asyncio.set_event_loop(loop)  # again each time: an `asyncio.run` in between unsets it
     return loop
 
 
