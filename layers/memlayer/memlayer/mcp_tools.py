@@ -206,8 +206,8 @@ TOOLS: dict[str, ToolSpec] = {
                 "limit": "How many results (1-100, default 10).",
                 "mode": "'hybrid' (default), 'keyword' or 'semantic'.",
                 "filters": (
-                    "Optional: kind (note, prompt, response, exchange, share, file), tags (all "
-                    "must match), provider, since/until (ISO 8601)."
+                    "Optional: kind (note, prompt, response, exchange, share, file), tags (any one "
+                    "matching is enough), provider, since/until (ISO 8601)."
                 ),
                 "expand": (
                     "Also list the turns around the best results in their conversation "
