@@ -75,3 +75,41 @@ def in_process_aws(**env: str) -> Iterator[tuple[Any, dict[str, str]]]:
         urls = {role: sqs.create_queue(QueueName=role)["QueueUrl"] for role in QUEUE_ENV}
         os.environ.update({QUEUE_ENV[role]: url for role, url in urls.items()})
         yield stack, urls
+
+
+async def write_ready_memories(user_id: str, records: list[Any]) -> list[Any]:
+    """Writes `user_id`'s memory records straight into the table, `ready` with their
+    embeddings (the configured embedder's), and sets the profile's counters: a fast seed for
+    search benches, bypassing the API and the workers. Returns the records as stored."""
+    import numpy as np
+
+    from memlayer import aws
+    from memlayer.ai.embeddings import get_embedder
+    from memlayer.settings import get_settings
+    from memlayer.storage import get_store
+    from memlayer.storage.base import StoredVector
+
+    store: Any = get_store()
+    embedder = get_embedder(get_settings())
+    records = [r.model_copy(update={"embedding_space": embedder.space}) for r in records]
+    vectors = await embedder.embed([r.content for r in records])
+    store._batch_write([{"PutRequest": {"Item": store._memory_item(r)}} for r in records])
+    await store.put_vectors(
+        user_id,
+        [
+            StoredVector(r.id, embedder.space, r.content_hash, np.asarray(v, "<f2").tobytes())
+            for r, v in zip(records, vectors, strict=True)
+        ],
+    )
+    aws.client("dynamodb").update_item(
+        TableName=store.table,
+        Key={"PK": {"S": f"USER#{user_id}"}, "SK": {"S": "PROFILE"}},
+        UpdateExpression="SET memories = :n, #b = :z, data_version = :one",
+        ExpressionAttributeNames={"#b": "bytes"},
+        ExpressionAttributeValues={
+            ":n": {"N": str(len(records))},
+            ":z": {"N": "0"},
+            ":one": {"N": "1"},
+        },
+    )
+    return records

@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         POWERTOOLS_METRICS_NAMESPACE="bench",
     ):
         from bench.coldstart import _event
-        from bench.retrieval.refresh import USER
-        from bench.retrieval.refresh import _seed as seed
+        from bench.retrieval.refresh import USER, seed
         from memlayer.auth.jwt import mint_dev_token
         from memlayer.runloop import run
         from memlayer.settings import get_settings

@@ -95,40 +95,6 @@ def _turns(n: int) -> tuple[list[Any], list[str]]:
     return records[:n], questions
 
 
-async def _seed(records: list[Any]) -> None:
-    import numpy as np
-
-    from memlayer import aws
-    from memlayer.ai.embeddings import get_embedder
-    from memlayer.settings import get_settings
-    from memlayer.storage import get_store
-    from memlayer.storage.base import StoredVector
-
-    store: Any = get_store()
-    embedder = get_embedder(get_settings())
-    records[:] = [r.model_copy(update={"embedding_space": embedder.space}) for r in records]
-    vectors = await embedder.embed([r.content for r in records])
-    store._batch_write([{"PutRequest": {"Item": store._memory_item(r)}} for r in records])
-    await store.put_vectors(
-        USER,
-        [
-            StoredVector(r.id, embedder.space, r.content_hash, np.asarray(v, "<f2").tobytes())
-            for r, v in zip(records, vectors, strict=True)
-        ],
-    )
-    aws.client("dynamodb").update_item(
-        TableName=store.table,
-        Key={"PK": {"S": f"USER#{USER}"}, "SK": {"S": "PROFILE"}},
-        UpdateExpression="SET memories = :n, #b = :z, data_version = :one",
-        ExpressionAttributeNames={"#b": "bytes"},
-        ExpressionAttributeValues={
-            ":n": {"N": str(len(records))},
-            ":z": {"N": "0"},
-            ":one": {"N": "1"},
-        },
-    )
-
-
 def _pct(values: list[float], q: float) -> float:
     import numpy as np
 
@@ -136,6 +102,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def _measure(n: int, query_count: int) -> dict[str, Any]:
+    from bench.inprocess import write_ready_memories
     from memlayer import aws
     from memlayer.api.retrieval import SearchIn
     from memlayer.search.timeexpr import resolve
@@ -144,7 +111,7 @@ async def _measure(n: int, query_count: int) -> dict[str, Any]:
 
     records, questions = _turns(n)
     started = time.perf_counter()
-    await _seed(records)
+    records[:] = await write_ready_memories(USER, records)
     seed_seconds = time.perf_counter() - started
     index: Any = get_search_index()  # the DynamoDB backend's InMemorySearch
     t0 = time.perf_counter()

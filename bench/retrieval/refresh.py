@@ -43,21 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _seed(n: int) -> None:
-    import numpy as np
-
-    from memlayer import aws
-    from memlayer.ai.embeddings import HashEmbedder
+async def seed(n: int) -> None:
+    """`n` ready notes of USER on six topics, written straight into the table."""
+    from bench.inprocess import write_ready_memories
     from memlayer.ids import new_id, utcnow
     from memlayer.models import MemoryRecord
     from memlayer.services.memories import content_hash
-    from memlayer.settings import get_settings
-    from memlayer.storage import get_store
-    from memlayer.storage.base import StoredVector
 
-    store: Any = get_store()
-    settings = get_settings()
-    embedder = HashEmbedder(settings.embedding_dimensions, space=settings.embedding_space)
     topics = ["kubernetes", "sourdough", "tax return", "marathon", "rust lifetimes", "lisbon"]
     now = utcnow()
     records = []
@@ -75,25 +67,9 @@ async def _seed(n: int) -> None:
                 updated_at=now,
                 content_hash=content_hash(text),
                 size_bytes=len(text),
-                embedding_space=embedder.space,
             )
         )
-    vectors = await embedder.embed([r.content for r in records])
-    store._batch_write([{"PutRequest": {"Item": store._memory_item(r)}} for r in records])
-    await store.put_vectors(
-        USER,
-        [
-            StoredVector(r.id, embedder.space, r.content_hash, np.asarray(v, "<f2").tobytes())
-            for r, v in zip(records, vectors, strict=True)
-        ],
-    )
-    aws.client("dynamodb").update_item(
-        TableName=store.table,
-        Key={"PK": {"S": f"USER#{USER}"}, "SK": {"S": "PROFILE"}},
-        UpdateExpression="SET memories = :n, #b = :z, data_version = :one",
-        ExpressionAttributeNames={"#b": "bytes"},
-        ExpressionAttributeValues={":n": {"N": str(n)}, ":z": {"N": "0"}, ":one": {"N": "1"}},
-    )
+    await write_ready_memories(USER, records)
 
 
 async def _measure(n: int, rounds: int) -> dict[str, Any]:
@@ -105,7 +81,7 @@ async def _measure(n: int, rounds: int) -> dict[str, Any]:
 
     index: Any = get_search_index()  # the DynamoDB backend's InMemorySearch
     started = time.perf_counter()
-    await _seed(n)
+    await seed(n)
     seed_seconds = time.perf_counter() - started
     calls = {"n": 0}
 
