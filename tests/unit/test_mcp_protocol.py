@@ -1,6 +1,9 @@
 """memlayer.mcp_protocol on the wire, both protocol eras: what a client may send and what it gets
-back (status, JSON-RPC result or error). The tools behind it are a small in-test `Tools`; the
-real ones, over HTTP with the SDK's own client, are tests/integration/test_mcp.py's."""
+back (status, JSON-RPC result or error), and the same requests answered by the official SDK's
+own server (a dev dependency) for comparison: the same status and body, except where the SDK's
+answer to a malformed request is not JSON-RPC's (checked on their own above). The tools behind
+both are a small in-test `Tools`; the real ones, over HTTP with the SDK's own client, are
+tests/integration/test_mcp.py's."""
 
 from __future__ import annotations
 
@@ -275,3 +278,123 @@ def test_modern_notifications_are_acknowledged_at_a_served_version_only() -> Non
 def test_a_modern_body_must_be_one_request() -> None:
     status, body = post([], {"mcp-protocol-version": MODERN})
     assert status == 400 and body["error"]["code"] == mcp_protocol.INVALID_REQUEST
+
+
+# ------------------------------------------------------------------ against the SDK's own server
+
+MODERN_HEADERS = {"mcp-protocol-version": MODERN}
+HANDSHAKE_HEADERS = {"mcp-protocol-version": "2025-11-25"}
+
+
+def _modern_case(method: str, params: dict[str, Any] | None = None, **headers: str) -> Any:
+    routing = {**MODERN_HEADERS, "mcp-method": method, **headers}
+    return request(method, {**(params or {}), "_meta": META}), routing
+
+
+SAME_AS_SDK: dict[str, tuple[Any, dict[str, str]]] = {
+    "initialize 2025-11-25": (initialize("2025-11-25"), {}),
+    "initialize 2024-11-05": (initialize("2024-11-05"), {}),
+    "initialize unknown": (initialize("1999-01-01"), {}),
+    "initialize bad params": (request("initialize", {}), {}),
+    "ping": (request("ping", id="p"), HANDSHAKE_HEADERS),
+    "notification": ({"jsonrpc": "2.0", "method": "notifications/initialized"}, {}),
+    "posted reply": ({"jsonrpc": "2.0", "id": 1, "result": {}}, HANDSHAKE_HEADERS),
+    "tools/list": (request("tools/list"), HANDSHAKE_HEADERS),
+    "tools/call": (request("tools/call", {"name": "echo", "arguments": {"a": 1}}), {}),
+    "unknown tool": (request("tools/call", {"name": "nope"}), HANDSHAKE_HEADERS),
+    "call without name": (request("tools/call", {}), HANDSHAKE_HEADERS),
+    "unknown method": (request("prompts/list"), HANDSHAKE_HEADERS),
+    "not acceptable": (request("ping"), {"accept": "text/html"}),
+    "2026 discover": _modern_case("server/discover"),
+    "2026 tools/list": _modern_case("tools/list"),
+    "2026 tools/call": _modern_case(
+        "tools/call", {"name": "echo", "arguments": {"a": 1}}, **{"mcp-name": "echo"}
+    ),
+    "2026 unknown tool": _modern_case("tools/call", {"name": "zz"}, **{"mcp-name": "zz"}),
+    "2026 ping": _modern_case("ping"),
+    "2026 initialize": _modern_case("initialize"),
+    "2026 no envelope": (request("tools/list"), {**MODERN_HEADERS, "mcp-method": "tools/list"}),
+    "2026 method mismatch": _modern_case("tools/list", **{"mcp-method": "tools/call"}),
+    "2026 name mismatch": _modern_case("tools/call", {"name": "echo"}, **{"mcp-name": "x"}),
+    "2026 unsupported": (
+        request(
+            "tools/list",
+            {"_meta": {**META, "io.modelcontextprotocol/protocolVersion": "2030-01-01"}},
+        ),
+        {"mcp-protocol-version": "2030-01-01", "mcp-method": "tools/list"},
+    ),
+    "2026 notification": ({"jsonrpc": "2.0", "method": "notifications/cancelled"}, MODERN_HEADERS),
+    "2026 batch": ([], MODERN_HEADERS),
+}
+
+
+def _sdk_post(message: Any, headers: dict[str, str]) -> tuple[int, Any]:
+    """The same POST answered by the official SDK's server (stateless, JSON responses)."""
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from mcp.shared.exceptions import MCPError
+
+    tools = EchoTools()
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult.model_validate({"tools": tools.list()})
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        try:
+            result = await tools.call(params.name, params.arguments or {})
+        except McpError as exc:
+            raise MCPError(exc.code, exc.message, exc.data) from None
+        return types.CallToolResult.model_validate(result)
+
+    sdk_server: Server[Any] = Server(
+        SERVER.name,
+        version=SERVER.version,
+        title=SERVER.title,
+        description=SERVER.description,
+        instructions=SERVER.instructions,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+    pairs = {**HEADERS, **headers}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/mcp",
+        "raw_path": b"/mcp",
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "http_version": "1.1",
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 1),
+        "headers": [(k.encode(), v.encode()) for k, v in pairs.items()],
+    }
+    body = json.dumps(message).encode()
+    delivered: list[bool] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if delivered:
+            await asyncio.Future()  # no disconnect while the answer is being written
+        delivered.append(True)
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def exchange() -> None:
+        manager = StreamableHTTPSessionManager(app=sdk_server, json_response=True, stateless=True)
+        async with manager.run():
+            await manager.handle_request(scope, receive, send)
+
+    asyncio.run(exchange())
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(raw) if raw else None
+
+
+@pytest.mark.parametrize("case", sorted(SAME_AS_SDK))
+def test_answers_as_the_sdks_own_server(case: str) -> None:
+    message, headers = SAME_AS_SDK[case]
+    assert post(message, headers) == _sdk_post(message, headers)
