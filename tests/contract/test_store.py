@@ -166,6 +166,41 @@ def test_memories_round_trip_list_save_and_delete(backend: Backend) -> None:
     backend.run(test)
 
 
+def test_list_since_until_compare_when_it_happened(backend: Backend) -> None:
+    """A chat imported today that happened a week ago is in that week's window, not today's;
+    filtered pages still join up, newest saved first."""
+    store = backend.store
+    uid = _user()
+
+    async def test() -> None:
+        now = datetime.now(UTC)
+        saved = [
+            _memory(uid, f"note {i}", created_at=now - timedelta(hours=3 - i)) for i in range(3)
+        ]
+        imported = _memory(uid, "an imported chat turn").model_copy(
+            update={"occurred_at": now - timedelta(days=7)}
+        )
+        for record in [*saved, imported]:
+            await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+
+        week_ago, _ = await store.list_memories(
+            uid, ListQuery(since=now - timedelta(days=8), until=now - timedelta(days=6))
+        )
+        assert [r.id for r in week_ago] == [imported.id]
+        today, _ = await store.list_memories(uid, ListQuery(since=now - timedelta(days=1)))
+        assert [r.id for r in today] == [r.id for r in reversed(saved)]
+        first, cursor = await store.list_memories(
+            uid, ListQuery(limit=2, since=now - timedelta(days=1))
+        )
+        rest, end = await store.list_memories(
+            uid, ListQuery(limit=2, since=now - timedelta(days=1), cursor=cursor)
+        )
+        assert [r.id for r in first + rest] == [r.id for r in reversed(saved)]
+        assert end is None
+
+    backend.run(test)
+
+
 def test_jobs_and_a_late_worker(backend: Backend) -> None:
     store = backend.store
     uid = _user()

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from memlayer import aws
-from memlayer.ids import id_ceiling, id_floor, is_id, new_id
+from memlayer.ids import id_floor, is_id, new_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import DynamoAccounts
@@ -324,13 +324,12 @@ class DynamoStore(
     async def list_memories(
         self, user_id: str, query: ListQuery
     ) -> tuple[list[MemoryRecord], str | None]:
-        low = memory_sk(id_floor(query.since)) if query.since else "MEM#"
-        high = memory_sk(id_ceiling(query.until)) if query.until else "MEM#~"
+        # Newest saved first (the sort key); `since`/`until` compare when a memory happened,
+        # which is not in the key (an imported chat happened long before it was saved), so
+        # they are checked on each record as the pages come.
+        low, high = "MEM#", "MEM#~"
         if query.cursor:
-            start = decode_cursor(query.cursor, "MEM#")
-            high = min(high, start)
-            if high <= low:
-                return [], None
+            high = decode_cursor(query.cursor, "MEM#")
         request: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "PK = :pk AND SK BETWEEN :lo AND :hi",
@@ -359,24 +358,32 @@ class DynamoStore(
         if names:
             request["ExpressionAttributeNames"] = names
         # One extra item tells whether another page exists.
-        request["Limit"] = query.limit + 1 if not filters else max(4 * query.limit, 100)
-        found: list[MemoryRecord] = []
-        for item in await self._run(self._query_until, request=request, want=query.limit + 1):
-            if query.cursor and item["SK"]["S"] == high:
-                continue  # the cursor item itself was on the previous page
-            found.append(self._memory_of(item))
+        selective = filters or query.since or query.until
+        request["Limit"] = max(4 * query.limit, 100) if selective else query.limit + 1
+        found = await self._run(
+            self._list_until, request=request, query=query, skip=high if query.cursor else None
+        )
         page = found[: query.limit]
         next_cursor = encode_cursor(memory_sk(page[-1].id)) if len(found) > query.limit else None
         return page, next_cursor
 
-    def _query_until(self, request: dict[str, Any], want: int) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def _list_until(
+        self, request: dict[str, Any], query: ListQuery, skip: str | None
+    ) -> list[MemoryRecord]:
+        found: list[MemoryRecord] = []
         for page in self._pages(request):
-            items.extend(page)
-            # +1 covers the cursor item that BETWEEN includes and the caller drops.
-            if len(items) >= want + 1:
+            for item in page:
+                if item["SK"]["S"] == skip:
+                    continue  # the cursor item itself was on the previous page
+                record = self._memory_of(item)
+                if query.since and record.occurred_at < query.since:
+                    continue
+                if query.until and record.occurred_at > query.until:
+                    continue
+                found.append(record)
+            if len(found) > query.limit:
                 break
-        return items
+        return found
 
     async def all_memories(self, user_id: str) -> list[MemoryRecord]:
         items = await self._run(self._query_all, user_id=user_id, prefix="MEM#")

@@ -35,7 +35,7 @@ import numpy as np
 
 from memlayer import secrets
 from memlayer.ai.embeddings import get_embedder
-from memlayer.ids import id_ceiling, id_floor, is_id
+from memlayer.ids import is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.search import Hit, SearchFilters
 from memlayer.search.fusion import Candidate, SearchMode, combine
@@ -380,10 +380,10 @@ class PostgresStore:
             args.append(value)
             return f"${len(args)}"
 
-        if query.since:
-            conditions.append(f"id >= {arg(id_floor(query.since))}")
+        if query.since:  # when it happened, not when it was saved (the order)
+            conditions.append(f"occurred_at >= {arg(query.since)}")
         if query.until:
-            conditions.append(f"id <= {arg(id_ceiling(query.until))}")
+            conditions.append(f"occurred_at <= {arg(query.until)}")
         if query.cursor:
             conditions.append(f"id < {arg(_decode_cursor(query.cursor))}")
         for column, value in (
