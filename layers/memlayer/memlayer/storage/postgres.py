@@ -1243,7 +1243,7 @@ class PostgresSearch:
             # Fusion needs no text (highlights are made below, for the hits only).
             candidates = {
                 row["id"]: Candidate(
-                    row["id"], "", row["created_at"].timestamp(), row["dedupe_key"]
+                    row["id"], "", row["occurred_at"].timestamp(), row["dedupe_key"]
                 )
                 for row in rows
             }
@@ -1327,7 +1327,7 @@ def _legs_sql(
     hnsw: bool,
 ) -> str | None:
     """Both legs as one statement (one round trip), appending its arguments to `args`: rows
-    (leg 'k' or 's', nth, score, coverage, id, created_at, dedupe_key) best first per leg.
+    (leg 'k' or 's', nth, score, coverage, id, occurred_at, dedupe_key) best first per leg.
 
     Keyword leg: candidates are the newest KEYWORD_CANDIDATES memories holding every query
     lexeme (GIN), and only when fewer than `depth` hold them all, as many more holding some;
@@ -1345,7 +1345,7 @@ def _legs_sql(
 
     ctes: list[str] = []
     selects: list[str] = []
-    narrow = "id, created_at, dedupe_key"
+    narrow = "id, occurred_at, dedupe_key"
     if lexemes:
         terms = [_tsquery_lexeme(lexeme) for lexeme in lexemes]
         every, some = arg(" & ".join(terms)), arg(" | ".join(terms))
