@@ -48,6 +48,7 @@ from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 TRANSACT_ATTEMPTS = 8
+_MAX_KNOWN_SIZES = 10_000
 # The last `tat` each rate key had here: which of take_rate's two writes to try first.
 _RATE_HINTS: dict[str, float] = {}
 _MAX_RATE_HINTS = 10_000
@@ -69,6 +70,10 @@ class DynamoStore(
     DynamoBase,
 ):
     backend = "dynamodb"
+
+    def __init__(self, table_name: str, client: Any) -> None:
+        super().__init__(table_name, client)
+        self._known_sizes: dict[tuple[str, str, int], int] = {}
 
     @classmethod
     def from_settings(cls) -> DynamoStore:
@@ -101,6 +106,16 @@ class DynamoStore(
     @staticmethod
     def _memory_of(item: dict[str, Any]) -> MemoryRecord:
         return MemoryRecord.model_validate_json(item["data"]["S"])
+
+    def _remember_size(self, record: MemoryRecord) -> MemoryRecord:
+        """Notes the size a memory has at its version. A version is written once (each write
+        bumps it, ids are never reused), so `save_memory` of a record read or written here
+        knows the stored size for its usage delta without reading the memory again; the
+        write's condition on the version makes sure the stored copy is that one."""
+        if len(self._known_sizes) >= _MAX_KNOWN_SIZES:
+            self._known_sizes.clear()
+        self._known_sizes[(record.user_id, record.id, record.version)] = record.size_bytes
+        return record
 
     def _change_put(self, user_id: str, memory_id: str) -> dict[str, Any]:
         """A change-log entry, written in the same transaction as the memory change, so a
@@ -161,7 +176,8 @@ class DynamoStore(
         ]
         items = await self._run(self._batch_get, pk=user_pk(user_id), sort_keys=keys)
         records = {
-            r.id: r for r in (self._memory_of(i) for i in items if i["SK"]["S"].startswith("MEM#"))
+            r.id: self._remember_size(r)
+            for r in (self._memory_of(i) for i in items if i["SK"]["S"].startswith("MEM#"))
         }
         vectors = [self._vector_of(i) for i in items if i["SK"]["S"].startswith("VEC#")]
         return records, {v.memory_id: v for v in vectors}
@@ -270,6 +286,7 @@ class DynamoStore(
             )
         try:
             await self._transact(items)
+            self._remember_size(record)
         except self.client.exceptions.TransactionCanceledException as exc:
             failed = {
                 position
@@ -319,7 +336,7 @@ class DynamoStore(
         if not is_id(memory_id):
             return None
         item = await self._get(user_pk(user_id), memory_sk(memory_id))
-        return self._memory_of(item) if item else None
+        return self._remember_size(self._memory_of(item)) if item else None
 
     async def list_memories(
         self, user_id: str, query: ListQuery
@@ -394,9 +411,12 @@ class DynamoStore(
     ) -> MemoryRecord:
         """Writes `record` if the stored version is still `expected_version`; the stored copy
         gets version + 1. Storage accounting follows any change in size."""
-        previous = await self.get_memory(record.user_id, record.id)
-        if previous is None or previous.version != expected_version:
-            raise VersionConflict(record.id)
+        previous_size = self._known_sizes.get((record.user_id, record.id, expected_version))
+        if previous_size is None:
+            previous = await self.get_memory(record.user_id, record.id)
+            if previous is None or previous.version != expected_version:
+                raise VersionConflict(record.id)
+            previous_size = previous.size_bytes
         saved = record.model_copy(update={"version": expected_version + 1})
         items: list[dict[str, Any]] = [
             {
@@ -411,7 +431,7 @@ class DynamoStore(
                 "Update": self._usage_update(
                     record.user_id,
                     memories=0,
-                    size=saved.size_bytes - previous.size_bytes,
+                    size=saved.size_bytes - previous_size,
                     max_bytes=max_bytes,
                 )
             },
@@ -426,7 +446,7 @@ class DynamoStore(
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 raise LimitReached("max_bytes", retry_after=3600) from None
             raise  # still losing races after the retries: transient
-        return saved
+        return self._remember_size(saved)
 
     async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
         """Deletes the memory with its vector and job in one transaction."""
