@@ -342,3 +342,52 @@ def test_messages_past_the_retention_period_are_not_received(sqs):
     message.sent_timestamp = int(time.time() * 1000)
     message.visible_at = 0  # the refused receive still marked it received
     assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "old"
+
+
+def test_items_are_serialized_as_moto_serializes_them(dynamodb):
+    from moto.core.serialize import BaseJSONSerializer
+
+    item = {
+        "PK": {"S": "U#1"},
+        "SK": {"S": "ALL"},
+        "empty": {"S": ""},
+        "n": {"N": "12.50"},
+        "b": {"B": b"\x00\x01binary"},
+        "ss": {"SS": ["a", "b"]},
+        "ns": {"NS": ["1", "2.5"]},
+        "bs": {"BS": [b"x", b"\xff"]},
+        "m": {"M": {"inner": {"S": "v"}, "deep": {"M": {"l": {"L": [{"N": "1"}, {"B": b"y"}]}}}}},
+        "l": {"L": [{"S": "one"}, {"NULL": True}, {"BOOL": False}, {"M": {}}, {"L": []}]},
+        "null": {"NULL": True},
+        "yes": {"BOOL": True},
+    }
+    dynamodb.put_item(TableName=TABLE, Item=item)
+    _put(dynamodb, "U#1", "OTHER", note="x")
+    key = {"PK": {"S": "U#1"}, "SK": {"S": "ALL"}}
+    calls = [
+        lambda: dynamodb.get_item(TableName=TABLE, Key=key, ConsistentRead=True),
+        lambda: dynamodb.batch_get_item(
+            RequestItems={TABLE: {"Keys": [key, {"PK": {"S": "U#1"}, "SK": {"S": "OTHER"}}]}}
+        ),
+        lambda: _query(dynamodb, "PK = :pk", {":pk": "U#1"}),
+        lambda: dynamodb.update_item(
+            TableName=TABLE,
+            Key=key,
+            UpdateExpression="SET n2 = :v",
+            ReturnValues="ALL_NEW",
+            ExpressionAttributeValues={":v": {"L": [{"SS": ["z"]}]}},
+        ),
+    ]
+    patched = BaseJSONSerializer._serialize_type_structure
+    for call in calls:
+        fast = call()
+        BaseJSONSerializer._serialize_type_structure = patched._original  # moto's own
+        try:
+            slow = call()
+        finally:
+            BaseJSONSerializer._serialize_type_structure = patched
+        for answer in (fast, slow):
+            if isinstance(answer, dict):
+                answer.pop("ResponseMetadata", None)
+        assert fast == slow
+    assert _get(dynamodb, "U#1", "ALL") == {**item, "n2": {"L": [{"SS": ["z"]}]}}
