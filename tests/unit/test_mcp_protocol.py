@@ -113,7 +113,7 @@ def test_requests_are_served_without_a_handshake_any_instance_answers() -> None:
         200,
         {"jsonrpc": "2.0", "id": "a", "result": {}},
     )
-    status, body = post(request("tools/list"))  # no version header: 2025-03-26 is assumed
+    status, body = post(request("tools/list"))  # no version header: the spec assumes 2025-03-26
     assert body["result"] == {"tools": EchoTools().list()}
     status, body = post(request("tools/call", {"name": "echo", "arguments": {"x": 1}}), version)
     assert status == 200 and body["result"]["structuredContent"] == {"x": 1}

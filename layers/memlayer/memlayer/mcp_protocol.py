@@ -24,8 +24,6 @@ from typing import Any, Protocol
 
 HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 MODERN_VERSIONS = ("2026-07-28",)
-# The spec's assumption for a handshake-era request without an MCP-Protocol-Version header.
-DEFAULT_VERSION = "2025-03-26"
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -158,13 +156,15 @@ async def answer(
     version = folded.get(VERSION_HEADER)
     if version is not None and version not in HANDSHAKE_VERSIONS:
         return await _modern(server, tools, pairs, folded, message)
-    return await _handshake_era(server, tools, version or DEFAULT_VERSION, message)
+    # No header (the spec then assumes 2025-03-26) or a handshake version: the answers' shapes
+    # are the same for all of them.
+    return await _handshake_era(server, tools, message)
 
 
 # ------------------------------------------------------------------ 2024-11-05 … 2025-11-25
 
 
-async def _handshake_era(server: Server, tools: Tools, version: str, message: Any) -> Answer:
+async def _handshake_era(server: Server, tools: Tools, message: Any) -> Answer:
     """Stateless: every request is served as if the handshake had happened (any instance
     answers any request); `initialize` negotiates the version the client then sends."""
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
