@@ -4,11 +4,11 @@ handshake (2024-11-05 … 2025-11-25) and the per-request envelope of 2026-07-28
 `params._meta` carrying the version, routing headers checked against the body).
 
 Written here rather than served by the official SDK (PyPI `mcp`) because the SDK cannot meet
-the function's cold-start budget: importing its server builds the pydantic models of three
-protocol revisions, ≈0.9x the whole baseline app's init by itself, and 1.55x with the rest of
-the SDK, against a budget of 1.25x for the entire function (`python -m bench.coldstart`,
-`mcp_sdk_import`). The wire behaviour follows the SDK's server (codes, messages, HTTP statuses)
-and is checked with the SDK's own client in both eras (tests/integration/test_mcp.py).
+the function's cold-start budget of 1.25x the bare FastAPI app: importing its server costs
+≈1.2x that app's whole init by itself, most of it building the pydantic models of three
+protocol revisions (`python -m bench.coldstart`: `mcp_sdk_import` against `mcp`). The wire
+behaviour is the SDK's server's (codes, messages, HTTP statuses; tests/unit/test_mcp_protocol.py
+compares the two) and the SDK's own client drives it in both eras (tests/integration/test_mcp.py).
 
 Pure: bytes and headers in, a status and bytes out; what the tools do is the `Tools` given."""
 
