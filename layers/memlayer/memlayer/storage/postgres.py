@@ -87,6 +87,19 @@ _MEMORY_COLUMNS = (
 )
 
 
+def _literal(text: str) -> str:
+    """`text` as an SQL string constant: an E'' string escapes its backslashes and quotes the
+    same way whatever `standard_conforming_strings` says (text never holds NUL)."""
+    return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: none. Everything memlayer sets is transaction-local
+    (`set_config(…, true)`), it holds no session locks, cursors or LISTENs, and asyncpg rolls
+    back an open transaction itself; the default `RESET ALL …` was a round trip per
+    operation (and through the transaction pooler it reaches some other server session)."""
+
+
 def _normalize_tag(tag: str) -> str:
     return " ".join(tag.strip().lower().split())
 
@@ -215,6 +228,7 @@ class PostgresStore:
                     timeout=self.timeout,
                     command_timeout=self.timeout,
                     max_inactive_connection_lifetime=300,
+                    reset=_keep_session,
                 )
                 self._pools[loop] = pool
         return pool
@@ -228,25 +242,35 @@ class PostgresStore:
     ) -> T:
         """Runs `op(connection)` in one transaction as `user_id` (role authenticated with the
         user's claims), or as service_role when `user_id` is None, with `settings` (GUCs) set
-        for the transaction in the same round trip; once more on a connection that dropped
-        under it."""
+        for the transaction; once more on a connection that dropped under it.
+
+        One simple-protocol query opens the transaction and sets all of it: one round trip
+        where a transaction block and a parametrized statement took three (asyncpg without a
+        statement cache prepares each statement in a round trip of its own)."""
         if user_id is None:
-            setup, params = ["set_config('role', 'service_role', true)"], []
+            local = {"role": "service_role"}
         else:
-            setup = [
-                "set_config('request.jwt.claims', $1, true)",
-                "set_config('role', 'authenticated', true)",
-            ]
-            params = [json.dumps({"sub": user_id, "role": "authenticated"})]
-        for name, value in (settings or {}).items():
-            params += [name, value]
-            setup.append(f"set_config(${len(params) - 1}, ${len(params)}, true)")
+            claims = json.dumps({"sub": user_id, "role": "authenticated"})
+            local = {"request.jwt.claims": claims, "role": "authenticated"}
+        local.update(settings or {})
+        begin = "begin; select " + ", ".join(
+            f"set_config({_literal(name)}, {_literal(value)}, true)"
+            for name, value in local.items()
+        )
         for attempt in range(2):
             pool = await self._pool()
             try:
-                async with pool.acquire() as conn, conn.transaction():
-                    await conn.execute("select " + ", ".join(setup), *params)
-                    return await op(conn)
+                async with pool.acquire() as conn:
+                    try:
+                        await conn.execute(begin)
+                        result = await op(conn)
+                    except BaseException:
+                        # (a dropped connection rolled back already)
+                        if not conn.is_closed() and conn.is_in_transaction():
+                            await conn.execute("rollback")
+                        raise
+                    await conn.execute("commit")
+                    return result
             except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
                 if attempt == 1:
                     raise
