@@ -12,12 +12,13 @@ import json
 import random
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from memlayer import aws
 from memlayer.ids import id_floor, is_id, new_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.settings import get_settings
+from memlayer.storage import index_snapshot
 from memlayer.storage.accounts import DynamoAccounts
 from memlayer.storage.base import CHANGE_LOG_TTL, IdempotencyClaim, Profile, StoredVector
 from memlayer.storage.captures import DynamoCaptures
@@ -52,6 +53,12 @@ _MAX_KNOWN_SIZES = 10_000
 # The last `tat` each rate key had here: which of take_rate's two writes to try first.
 _RATE_HINTS: dict[str, float] = {}
 _MAX_RATE_HINTS = 10_000
+
+
+class IndexVersion(NamedTuple):
+    generation: str  # PROFILE.generation: new after an erase
+    version: int  # PROFILE.data_version: bumped by every memory write
+    memories: int  # PROFILE.memories
 
 
 def _remember_rate(key: str, tat: float) -> None:
@@ -449,7 +456,8 @@ class DynamoStore(
         return self._remember_size(saved)
 
     async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
-        """Deletes the memory with its vector and job in one transaction."""
+        """Deletes the memory with its vector and job in one transaction, then the user's
+        search index snapshot."""
         record = await self.get_memory(user_id, memory_id)
         if record is None:
             return None
@@ -483,6 +491,9 @@ class DynamoStore(
             if "ConditionalCheckFailed" in reasons:
                 raise VersionConflict(memory_id) from None
             raise  # still losing races after the retries: transient
+        # The search index's snapshot would still hold the memory's text (a search never
+        # returns it: the change log removes it on load); the next full load writes a new one.
+        await index_snapshot.discard(user_id)
         return record
 
     # ------------------------------------------------------------------ usage
@@ -506,15 +517,16 @@ class DynamoStore(
             ),
         )
 
-    async def index_version(self, user_id: str) -> tuple[str, int]:
-        """(generation, data_version) of the user's memories, for the warm search index:
-        data_version is bumped by every memory write; the generation is set when the profile
-        is first written, so after an erase (which deletes it) a cached index of the erased
-        data cannot pass for current even where data_version lands on the same number."""
+    async def index_version(self, user_id: str) -> IndexVersion:
+        """The generation, data_version and memory count of the user's memories, for the warm
+        search index: data_version is bumped by every memory write; the generation is set when
+        the profile is first written, so after an erase (which deletes it) a cached index of the
+        erased data cannot pass for current even where data_version lands on the same number."""
         item = await self._get(user_pk(user_id), PROFILE_SK) or {}
-        return (
+        return IndexVersion(
             item.get("generation", {}).get("S", ""),
             int(item.get("data_version", {}).get("N", 0)),
+            int(item.get("memories", {}).get("N", 0)),
         )
 
     async def set_limits(self, user_id: str, limits: dict[str, int]) -> Profile:
