@@ -104,6 +104,29 @@ def test_least_privilege_on_the_table() -> None:
         assert not role.allows("dynamodb:DeleteTable", table), lid
 
 
+def test_search_index_snapshots_are_reachable_only_where_they_are_used() -> None:
+    bucket = ARN("UploadsBucket")
+    snapshot = f"{bucket}/index/u%40x/snapshot"
+    searchers = {"RetrievalFunction", "McpFunction"}
+    for lid, role in ROLES.items():
+        assert role.allows("s3:PutObject", snapshot) == (lid in searchers), lid
+    for lid in searchers:
+        assert ROLES[lid].allows("s3:GetObject", snapshot), lid
+    # A memory delete discards the snapshot; an erase deletes the user's whole folder.
+    for lid in ("MemoriesFunction", "McpFunction", "AccountFunction", "RetrievalFunction"):
+        assert ROLES[lid].allows("s3:DeleteObject", snapshot), lid
+    assert ROLES["AccountFunction"].allows("s3:ListBucket", bucket)
+    retrieval = ROLES["RetrievalFunction"]
+    assert not retrieval.allows("s3:GetObject", f"{bucket}/uploads/u/01/file.txt")
+    assert not retrieval.allows("s3:ListBucket", bucket)  # no listing of users' folders
+    variables = RESOURCES["RetrievalFunction"]["Properties"]["Environment"]["Variables"]
+    assert _refs(variables["UPLOADS_BUCKET"]) == {"UploadsBucket"}
+    rules = RESOURCES["UploadsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {"Prefix": "index/", "ExpirationInDays": 7} in [
+        {k: r.get(k) for k in ("Prefix", "ExpirationInDays")} for r in rules
+    ]
+
+
 def test_pushes_are_allowed_where_progress_is_sent() -> None:
     api = STACK.ws_apis["WebSocketApi"]
     connections = f"arn:aws:execute-api:us-east-1:123456789012:{api.api_id}/{api.stage}"

@@ -12,12 +12,13 @@ import json
 import random
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from memlayer import aws
 from memlayer.ids import id_floor, is_id, new_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.settings import get_settings
+from memlayer.storage import index_snapshot
 from memlayer.storage.accounts import DynamoAccounts
 from memlayer.storage.base import CHANGE_LOG_TTL, IdempotencyClaim, Profile, StoredVector
 from memlayer.storage.captures import DynamoCaptures
@@ -48,9 +49,16 @@ from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 TRANSACT_ATTEMPTS = 8
+_MAX_KNOWN_SIZES = 10_000
 # The last `tat` each rate key had here: which of take_rate's two writes to try first.
 _RATE_HINTS: dict[str, float] = {}
 _MAX_RATE_HINTS = 10_000
+
+
+class IndexVersion(NamedTuple):
+    generation: str  # PROFILE.generation: new after an erase
+    version: int  # PROFILE.data_version: bumped by every memory write
+    memories: int  # PROFILE.memories
 
 
 def _remember_rate(key: str, tat: float) -> None:
@@ -69,6 +77,10 @@ class DynamoStore(
     DynamoBase,
 ):
     backend = "dynamodb"
+
+    def __init__(self, table_name: str, client: Any) -> None:
+        super().__init__(table_name, client)
+        self._known_sizes: dict[tuple[str, str, int], int] = {}
 
     @classmethod
     def from_settings(cls) -> DynamoStore:
@@ -101,6 +113,16 @@ class DynamoStore(
     @staticmethod
     def _memory_of(item: dict[str, Any]) -> MemoryRecord:
         return MemoryRecord.model_validate_json(item["data"]["S"])
+
+    def _remember_size(self, record: MemoryRecord) -> MemoryRecord:
+        """Notes the size a memory has at its version. A version is written once (each write
+        bumps it, ids are never reused), so `save_memory` of a record read or written here
+        knows the stored size for its usage delta without reading the memory again; the
+        write's condition on the version makes sure the stored copy is that one."""
+        if len(self._known_sizes) >= _MAX_KNOWN_SIZES:
+            self._known_sizes.clear()
+        self._known_sizes[(record.user_id, record.id, record.version)] = record.size_bytes
+        return record
 
     def _change_put(self, user_id: str, memory_id: str) -> dict[str, Any]:
         """A change-log entry, written in the same transaction as the memory change, so a
@@ -161,7 +183,8 @@ class DynamoStore(
         ]
         items = await self._run(self._batch_get, pk=user_pk(user_id), sort_keys=keys)
         records = {
-            r.id: r for r in (self._memory_of(i) for i in items if i["SK"]["S"].startswith("MEM#"))
+            r.id: self._remember_size(r)
+            for r in (self._memory_of(i) for i in items if i["SK"]["S"].startswith("MEM#"))
         }
         vectors = [self._vector_of(i) for i in items if i["SK"]["S"].startswith("VEC#")]
         return records, {v.memory_id: v for v in vectors}
@@ -270,6 +293,7 @@ class DynamoStore(
             )
         try:
             await self._transact(items)
+            self._remember_size(record)
         except self.client.exceptions.TransactionCanceledException as exc:
             failed = {
                 position
@@ -319,7 +343,7 @@ class DynamoStore(
         if not is_id(memory_id):
             return None
         item = await self._get(user_pk(user_id), memory_sk(memory_id))
-        return self._memory_of(item) if item else None
+        return self._remember_size(self._memory_of(item)) if item else None
 
     async def list_memories(
         self, user_id: str, query: ListQuery
@@ -394,9 +418,12 @@ class DynamoStore(
     ) -> MemoryRecord:
         """Writes `record` if the stored version is still `expected_version`; the stored copy
         gets version + 1. Storage accounting follows any change in size."""
-        previous = await self.get_memory(record.user_id, record.id)
-        if previous is None or previous.version != expected_version:
-            raise VersionConflict(record.id)
+        previous_size = self._known_sizes.get((record.user_id, record.id, expected_version))
+        if previous_size is None:
+            previous = await self.get_memory(record.user_id, record.id)
+            if previous is None or previous.version != expected_version:
+                raise VersionConflict(record.id)
+            previous_size = previous.size_bytes
         saved = record.model_copy(update={"version": expected_version + 1})
         items: list[dict[str, Any]] = [
             {
@@ -411,7 +438,7 @@ class DynamoStore(
                 "Update": self._usage_update(
                     record.user_id,
                     memories=0,
-                    size=saved.size_bytes - previous.size_bytes,
+                    size=saved.size_bytes - previous_size,
                     max_bytes=max_bytes,
                 )
             },
@@ -426,10 +453,11 @@ class DynamoStore(
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 raise LimitReached("max_bytes", retry_after=3600) from None
             raise  # still losing races after the retries: transient
-        return saved
+        return self._remember_size(saved)
 
     async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
-        """Deletes the memory with its vector and job in one transaction."""
+        """Deletes the memory with its vector and job in one transaction, then the user's
+        search index snapshot."""
         record = await self.get_memory(user_id, memory_id)
         if record is None:
             return None
@@ -463,6 +491,9 @@ class DynamoStore(
             if "ConditionalCheckFailed" in reasons:
                 raise VersionConflict(memory_id) from None
             raise  # still losing races after the retries: transient
+        # The search index's snapshot would still hold the memory's text (a search never
+        # returns it: the change log removes it on load); the next full load writes a new one.
+        await index_snapshot.discard(user_id)
         return record
 
     # ------------------------------------------------------------------ usage
@@ -486,15 +517,16 @@ class DynamoStore(
             ),
         )
 
-    async def index_version(self, user_id: str) -> tuple[str, int]:
-        """(generation, data_version) of the user's memories, for the warm search index:
-        data_version is bumped by every memory write; the generation is set when the profile
-        is first written, so after an erase (which deletes it) a cached index of the erased
-        data cannot pass for current even where data_version lands on the same number."""
+    async def index_version(self, user_id: str) -> IndexVersion:
+        """The generation, data_version and memory count of the user's memories, for the warm
+        search index: data_version is bumped by every memory write; the generation is set when
+        the profile is first written, so after an erase (which deletes it) a cached index of the
+        erased data cannot pass for current even where data_version lands on the same number."""
         item = await self._get(user_pk(user_id), PROFILE_SK) or {}
-        return (
+        return IndexVersion(
             item.get("generation", {}).get("S", ""),
             int(item.get("data_version", {}).get("N", 0)),
+            int(item.get("memories", {}).get("N", 0)),
         )
 
     async def set_limits(self, user_id: str, limits: dict[str, int]) -> Profile:
