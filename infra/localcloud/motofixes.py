@@ -563,11 +563,16 @@ def patch_moto_dynamodb_expressions() -> None:
     """UpdateItem was the costliest part of a transaction (two thirds of its time): moto
     parses each update expression twice per call (the handler and the backend) and its
     validators rebuild their node-type map for every node they visit. The parse is
-    remembered per expression string (the validator works on its own deep copy of the tree,
-    so the remembered tree never changes) and each validator's map is built once."""
+    remembered per expression string (the validator works on its own copy of the tree, so the
+    remembered tree never changes) and each validator's map is built once. That copy was a
+    `copy.deepcopy` (a quarter of an UpdateItem): the tree is nodes (`type`, `children`,
+    `parent`) over strings and numbers, so it is cloned node by node, parents pointing into
+    the clone as deepcopy's would; any other tree is deep-copied as before."""
+    import copy
     import functools
 
-    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
     if getattr(UpdateExpressionParser.make, "_localcloud", False):
@@ -595,8 +600,54 @@ def patch_moto_dynamodb_expressions() -> None:
                 return processor(node)
         return None
 
+    leaf_types = (str, int, float, bool, type(None))
+
+    def clone_tree(tree: Any) -> Any:
+        if not isinstance(tree, Node) or tree.parent is not None:
+            return copy.deepcopy(tree)
+        clones: dict[int, Any] = {}
+        originals: list[Any] = []
+
+        def clone(node: Any) -> Any:
+            if id(node) in clones:
+                return clones[id(node)]
+            new = object.__new__(type(node))
+            clones[id(node)] = new
+            originals.append(node)
+            attrs = dict(node.__dict__)
+            children = attrs.get("children")
+            if children is not None:
+                if type(children) is not list:
+                    raise TypeError
+                copied = []
+                for child in children:
+                    if isinstance(child, Node):
+                        copied.append(clone(child))
+                    elif type(child) in leaf_types:
+                        copied.append(child)
+                    else:
+                        raise TypeError
+                attrs["children"] = copied
+            if set(attrs) - {"type", "children", "parent"}:
+                raise TypeError
+            new.__dict__.update(attrs)
+            return new
+
+        try:
+            root = clone(tree)
+            for node in originals:
+                parent = node.parent
+                if parent is not None and id(parent) not in clones:
+                    raise TypeError  # points outside the tree: deepcopy would copy it too
+                clones[id(node)].parent = None if parent is None else clones[id(parent)]
+        except TypeError:
+            return copy.deepcopy(tree)
+        return root
+
     make._localcloud = True  # type: ignore[attr-defined]
+    clone_tree._original = validators.deepcopy  # type: ignore[attr-defined]
     UpdateExpressionParser.make = classmethod(make)  # type: ignore[method-assign,assignment]
+    validators.deepcopy = clone_tree
     DepthFirstTraverser.nodes_to_be_processed = nodes_to_be_processed  # type: ignore[method-assign]
     DepthFirstTraverser.process = process  # type: ignore[method-assign]
 

@@ -276,6 +276,67 @@ def test_a_remembered_update_expression_applies_to_each_item_with_its_own_values
         assert refused.value.response["Error"]["Code"] == "ValidationException"
 
 
+def test_update_expressions_validated_on_a_cloned_tree_do_what_moto_does(dynamodb):
+    from moto.dynamodb.parsing import validators
+
+    base = {
+        "n": {"N": "5"},
+        "l": {"L": [{"S": "a"}, {"N": "1"}]},
+        "m": {"M": {"note": {"S": "x"}, "deep": {"M": {"k": {"N": "2"}}}}},
+        "ss": {"SS": ["a", "b"]},
+        "gone": {"S": "bye"},
+    }
+    updates = [
+        ("SET n = n + :one, #x = :s", {"#x": "renamed"}),
+        ("SET l = list_append(l, :l), m.note = :s REMOVE gone", None),
+        ("SET m.deep.k = if_not_exists(m.deep.k, :one) + :one, l[0] = :s", None),
+        ("ADD n :one, ss :ss SET fresh = if_not_exists(fresh, :s)", None),
+        ("DELETE ss :del", None),
+        ("SET l = list_append(:l, l) REMOVE l[1], m.deep", None),
+        ("SET n = n - :one, a1 = :one, a2 = :s", None),
+        ("SET n = :one SET m = :one", None),  # refused: two SET clauses
+        ("SET PK = :s", None),  # refused: a key attribute
+        ("SET absent.path = :s", None),  # refused: the path does not exist
+    ]
+    values = {
+        ":one": {"N": "1"},
+        ":s": {"S": "v"},
+        ":l": {"L": [{"S": "z"}]},
+        ":ss": {"SS": ["c"]},
+        ":del": {"SS": ["a"]},
+    }
+    patched = validators.deepcopy
+
+    def run(sk: str) -> list[Any]:
+        dynamodb.put_item(TableName=TABLE, Item={"PK": {"S": "U#1"}, "SK": {"S": sk}, **base})
+        outcomes: list[Any] = []
+        for expression, names in updates:
+            used = {k: v for k, v in values.items() if k in expression}
+            try:
+                dynamodb.update_item(
+                    TableName=TABLE,
+                    Key={"PK": {"S": "U#1"}, "SK": {"S": sk}},
+                    UpdateExpression=expression,
+                    ExpressionAttributeValues=used,
+                    **({"ExpressionAttributeNames": names} if names else {}),
+                )
+                item = _get(dynamodb, "U#1", sk)
+                assert item is not None
+                outcomes.append({k: v for k, v in item.items() if k != "SK"})
+            except ClientError as exc:
+                outcomes.append(exc.response["Error"])
+        return outcomes
+
+    fast = run("CLONED")
+    validators.deepcopy = patched._original  # moto's own deep copy
+    try:
+        slow = run("DEEPCOPIED")
+    finally:
+        validators.deepcopy = patched
+    assert fast == slow
+    assert sum("Code" in outcome for outcome in fast) == 3  # the refusals are refused
+
+
 # ------------------------------------------------------------------------------------- SQS
 
 
