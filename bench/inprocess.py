@@ -79,12 +79,15 @@ def in_process_aws(**env: str) -> Iterator[tuple[Any, dict[str, str]]]:
 
 async def write_ready_memories(user_id: str, records: list[Any]) -> list[Any]:
     """Writes `user_id`'s memory records straight into the table, `ready` with their
-    embeddings (the configured embedder's), and sets the profile's counters: a fast seed for
-    search benches, bypassing the API and the workers. Returns the records as stored."""
+    embeddings (the configured embedder's), and sets the profile's counters and generation (as
+    the first create would: without it the next real write sets one, and every warm index
+    takes that for an erase and reloads): a fast seed for search benches, bypassing the API
+    and the workers. Returns the records as stored."""
     import numpy as np
 
     from memlayer import aws
     from memlayer.ai.embeddings import get_embedder
+    from memlayer.ids import new_id
     from memlayer.settings import get_settings
     from memlayer.storage import get_store
     from memlayer.storage.base import StoredVector
@@ -104,12 +107,16 @@ async def write_ready_memories(user_id: str, records: list[Any]) -> list[Any]:
     aws.client("dynamodb").update_item(
         TableName=store.table,
         Key={"PK": {"S": f"USER#{user_id}"}, "SK": {"S": "PROFILE"}},
-        UpdateExpression="SET memories = :n, #b = :z, data_version = :one",
+        UpdateExpression=(
+            "SET memories = :n, #b = :z, data_version = :one, "
+            "generation = if_not_exists(generation, :gen)"
+        ),
         ExpressionAttributeNames={"#b": "bytes"},
         ExpressionAttributeValues={
             ":n": {"N": str(len(records))},
             ":z": {"N": "0"},
             ":one": {"N": "1"},
+            ":gen": {"S": new_id()},
         },
     )
     return records

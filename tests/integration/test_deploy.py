@@ -104,6 +104,29 @@ def test_least_privilege_on_the_table() -> None:
         assert not role.allows("dynamodb:DeleteTable", table), lid
 
 
+def test_search_index_snapshots_are_reachable_only_where_they_are_used() -> None:
+    bucket = ARN("UploadsBucket")
+    snapshot = f"{bucket}/index/u%40x/snapshot"
+    searchers = {"RetrievalFunction", "McpFunction"}
+    for lid, role in ROLES.items():
+        assert role.allows("s3:PutObject", snapshot) == (lid in searchers), lid
+    for lid in searchers:
+        assert ROLES[lid].allows("s3:GetObject", snapshot), lid
+    # A memory delete discards the snapshot; an erase deletes the user's whole folder.
+    for lid in ("MemoriesFunction", "McpFunction", "AccountFunction", "RetrievalFunction"):
+        assert ROLES[lid].allows("s3:DeleteObject", snapshot), lid
+    assert ROLES["AccountFunction"].allows("s3:ListBucket", bucket)
+    retrieval = ROLES["RetrievalFunction"]
+    assert not retrieval.allows("s3:GetObject", f"{bucket}/uploads/u/01/file.txt")
+    assert not retrieval.allows("s3:ListBucket", bucket)  # no listing of users' folders
+    variables = RESOURCES["RetrievalFunction"]["Properties"]["Environment"]["Variables"]
+    assert _refs(variables["UPLOADS_BUCKET"]) == {"UploadsBucket"}
+    rules = RESOURCES["UploadsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {"Prefix": "index/", "ExpirationInDays": 7} in [
+        {k: r.get(k) for k in ("Prefix", "ExpirationInDays")} for r in rules
+    ]
+
+
 def test_pushes_are_allowed_where_progress_is_sent() -> None:
     api = STACK.ws_apis["WebSocketApi"]
     connections = f"arn:aws:execute-api:us-east-1:123456789012:{api.api_id}/{api.stage}"
@@ -275,6 +298,33 @@ def test_supabase_backend_reads_its_database_url_and_service_key_from_secrets() 
         resolve(stack.resolver.resources["DatabaseUrlSecret"]["Properties"]["SecretString"])
         == (SUPABASE_PARAMS["DatabaseUrl"])
     )
+
+
+def test_the_table_and_the_rights_on_it_exist_only_for_dynamodb() -> None:
+    table = ARN("Table")
+    assert STACK.resolver.resource_exists("Table")
+    # every function reaches storage (health describes the table, the rest read it)
+    assert {
+        lid
+        for lid, r in ROLES.items()
+        if r.allows("dynamodb:Query", table) or r.allows("dynamodb:DescribeTable", table)
+    } == set(ROLES)
+    assert {f.environment["TABLE_NAME"] for f in STACK.functions.values()} == {
+        STACK.resolver.resolve({"Ref": "Table"})
+    }
+    stack = build_stack(ROOT / "template.yaml", SUPABASE_PARAMS)
+    roles, warnings = stack_roles(stack, {})
+    assert warnings == []
+    assert not stack.resolver.resource_exists("Table")
+    assert not stack.resolver.condition("UsesDynamoDB")
+    assert RAW["Outputs"]["TableName"]["Condition"] == "UsesDynamoDB"
+    actions = ["GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "Scan", "DescribeTable"]
+    for lid, role in roles.items():
+        # the ARN the table has in the DynamoDB stack: nothing grants any right on it
+        for action in actions:
+            assert not role.allows(f"dynamodb:{action}", table), (lid, action)
+            assert not role.allows(f"dynamodb:{action}", f"{table}/index/GSI1"), (lid, action)
+    assert {f.environment["TABLE_NAME"] for f in stack.functions.values()} == {""}
 
 
 def test_dynamodb_backend_has_no_database_secret() -> None:

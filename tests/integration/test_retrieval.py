@@ -324,7 +324,7 @@ def test_a_warm_index_never_outlives_an_erase(cloud: object, user: User) -> None
     cloud.drain(timeout=30)  # type: ignore[attr-defined]
     # data_version restarts after an erase; even where it lands on the cached number again,
     # the profile's new generation keeps the erased memories out
-    _, version = asyncio.run(get_store().index_version(user.user_id))  # type: ignore[attr-defined]
+    version = asyncio.run(get_store().index_version(user.user_id)).version  # type: ignore[attr-defined]
     retrieval._cache[user.user_id].version = version
     assert _ids(search(user, "secret plan", mode="keyword")) == []
     assert _ids(search(user, "fresh start", mode="keyword")) == [fresh]

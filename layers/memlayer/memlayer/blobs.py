@@ -1,7 +1,8 @@
 """Object storage (data access): the uploads bucket, `settings.uploads_bucket`.
 
 Uploads land under `uploads/<user>/<upload_id>/<file name>` through a presigned form; exports
-are written under `exports/<user>/<job_id>.zip` and handed out as presigned GET URLs. boto3 is
+are written under `exports/<user>/<job_id>.zip` and handed out as presigned GET URLs; the search
+index's snapshot of a user is `index/<user>/snapshot` (storage/index_snapshot.py). boto3 is
 synchronous, so every call (presigning too: the first one may fetch credentials) runs in a
 worker thread.
 
@@ -103,6 +104,15 @@ def parse_key(key: str) -> tuple[str, str] | None:
 def export_prefix(user_id: str) -> str:
     """The folder of the user's export zips."""
     return f"exports/{quote(user_id, safe='')}/"
+
+
+def index_prefix(user_id: str) -> str:
+    """The folder of the user's search index snapshot."""
+    return f"index/{quote(user_id, safe='')}/"
+
+
+def index_snapshot_key(user_id: str) -> str:
+    return f"{index_prefix(user_id)}snapshot"
 
 
 def export_key(user_id: str, job_id: str) -> str:

@@ -70,7 +70,8 @@ def sqs_batch_worker(per_batch: Callable[[int], RecordHandler]) -> Handler:
     records)`, for workers whose records share one call (see `BatchCall`)."""
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        secrets.refresh()  # before the loop runs, so no record waits on Secrets Manager
+        # before the loop runs, so no record waits on Secrets Manager
+        secrets.refresh(context.function_name)
         try:
             return async_process_partial_response(  # type: ignore[return-value]
                 event=event,

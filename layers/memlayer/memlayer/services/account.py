@@ -24,10 +24,10 @@ async def me(user_id: str) -> Me:
     return Me(user_id=user_id, usage=profile.usage, limits=limits_of(profile))
 
 
-def user_prefixes(user_id: str) -> tuple[str, str]:
-    """The S3 folders holding one user's objects (the user id is quoted, so no id can name
-    another user's folder)."""
-    return blobs.upload_prefix(user_id), blobs.export_prefix(user_id)
+def user_prefixes(user_id: str) -> tuple[str, str, str]:
+    """The S3 folders holding one user's objects: uploads, exports, the search index's
+    snapshot (the user id is quoted, so no id can name another user's folder)."""
+    return blobs.upload_prefix(user_id), blobs.export_prefix(user_id), blobs.index_prefix(user_id)
 
 
 def mentions_user(body: str, user_id: str) -> bool:
@@ -56,7 +56,8 @@ def mentions_user(body: str, user_id: str) -> bool:
 
 async def erase(user_id: str) -> EraseReceipt:
     """Deletes every record of the user (memories, vectors, jobs, uploads, API keys,
-    connections, pending captures, counters), their objects in S3, their dead-lettered
+    connections, pending captures, counters), their objects in S3 (uploads, exports, the
+    search index snapshot), their dead-lettered
     messages and, when Supabase Auth is configured, the Supabase Auth user (`auth_user: 1` in
     the receipt). Safe to repeat: a failed erase is finished by calling it again.
 

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from memlayer import invocation, queues
-from memlayer.ai.analysis import OfflineAnalyzer, get_analyzer
+from memlayer.ai.analyzers import get_analyzer
 from memlayer.ai.embeddings import get_embedder
+from memlayer.ai.heuristic_analysis import HeuristicAnalyzer
 from memlayer.content.extract import extract_page
 from memlayer.content.fetch import FetchError, fetch_url
 from memlayer.content.scrub import scrub
@@ -83,7 +84,7 @@ async def _enrich(record: MemoryRecord, *, final: bool) -> MemoryRecord:
         if exc.retryable and not final:
             raise
         count("AnalysisFallback")
-        outcome = await OfflineAnalyzer().analyze(
+        outcome = await HeuristicAnalyzer().analyze(
             text_for_model, existing_tags=existing_tags, **hints
         )
         update["error"] = f"analysis fell back to offline: {exc.reason}"

@@ -12,12 +12,13 @@ import json
 import random
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from memlayer import aws
-from memlayer.ids import id_ceiling, id_floor, is_id, new_id
+from memlayer.ids import id_floor, is_id, new_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.settings import get_settings
+from memlayer.storage import index_snapshot
 from memlayer.storage.accounts import DynamoAccounts
 from memlayer.storage.base import CHANGE_LOG_TTL, IdempotencyClaim, Profile, StoredVector
 from memlayer.storage.captures import DynamoCaptures
@@ -52,6 +53,12 @@ _MAX_KNOWN_SIZES = 10_000
 # The last `tat` each rate key had here: which of take_rate's two writes to try first.
 _RATE_HINTS: dict[str, float] = {}
 _MAX_RATE_HINTS = 10_000
+
+
+class IndexVersion(NamedTuple):
+    generation: str  # PROFILE.generation: new after an erase
+    version: int  # PROFILE.data_version: bumped by every memory write
+    memories: int  # PROFILE.memories
 
 
 def _remember_rate(key: str, tat: float) -> None:
@@ -341,13 +348,12 @@ class DynamoStore(
     async def list_memories(
         self, user_id: str, query: ListQuery
     ) -> tuple[list[MemoryRecord], str | None]:
-        low = memory_sk(id_floor(query.since)) if query.since else "MEM#"
-        high = memory_sk(id_ceiling(query.until)) if query.until else "MEM#~"
+        # Newest saved first (the sort key); `since`/`until` compare when a memory happened,
+        # which is not in the key (an imported chat happened long before it was saved), so
+        # they are checked on each record as the pages come.
+        low, high = "MEM#", "MEM#~"
         if query.cursor:
-            start = decode_cursor(query.cursor, "MEM#")
-            high = min(high, start)
-            if high <= low:
-                return [], None
+            high = decode_cursor(query.cursor, "MEM#")
         request: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "PK = :pk AND SK BETWEEN :lo AND :hi",
@@ -376,24 +382,32 @@ class DynamoStore(
         if names:
             request["ExpressionAttributeNames"] = names
         # One extra item tells whether another page exists.
-        request["Limit"] = query.limit + 1 if not filters else max(4 * query.limit, 100)
-        found: list[MemoryRecord] = []
-        for item in await self._run(self._query_until, request=request, want=query.limit + 1):
-            if query.cursor and item["SK"]["S"] == high:
-                continue  # the cursor item itself was on the previous page
-            found.append(self._memory_of(item))
+        selective = filters or query.since or query.until
+        request["Limit"] = max(4 * query.limit, 100) if selective else query.limit + 1
+        found = await self._run(
+            self._list_until, request=request, query=query, skip=high if query.cursor else None
+        )
         page = found[: query.limit]
         next_cursor = encode_cursor(memory_sk(page[-1].id)) if len(found) > query.limit else None
         return page, next_cursor
 
-    def _query_until(self, request: dict[str, Any], want: int) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def _list_until(
+        self, request: dict[str, Any], query: ListQuery, skip: str | None
+    ) -> list[MemoryRecord]:
+        found: list[MemoryRecord] = []
         for page in self._pages(request):
-            items.extend(page)
-            # +1 covers the cursor item that BETWEEN includes and the caller drops.
-            if len(items) >= want + 1:
+            for item in page:
+                if item["SK"]["S"] == skip:
+                    continue  # the cursor item itself was on the previous page
+                record = self._memory_of(item)
+                if query.since and record.occurred_at < query.since:
+                    continue
+                if query.until and record.occurred_at > query.until:
+                    continue
+                found.append(record)
+            if len(found) > query.limit:
                 break
-        return items
+        return found
 
     async def all_memories(self, user_id: str) -> list[MemoryRecord]:
         items = await self._run(self._query_all, user_id=user_id, prefix="MEM#")
@@ -442,7 +456,8 @@ class DynamoStore(
         return self._remember_size(saved)
 
     async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
-        """Deletes the memory with its vector and job in one transaction."""
+        """Deletes the memory with its vector and job in one transaction, then the user's
+        search index snapshot."""
         record = await self.get_memory(user_id, memory_id)
         if record is None:
             return None
@@ -476,6 +491,9 @@ class DynamoStore(
             if "ConditionalCheckFailed" in reasons:
                 raise VersionConflict(memory_id) from None
             raise  # still losing races after the retries: transient
+        # The search index's snapshot would still hold the memory's text (a search never
+        # returns it: the change log removes it on load); the next full load writes a new one.
+        await index_snapshot.discard(user_id)
         return record
 
     # ------------------------------------------------------------------ usage
@@ -499,15 +517,16 @@ class DynamoStore(
             ),
         )
 
-    async def index_version(self, user_id: str) -> tuple[str, int]:
-        """(generation, data_version) of the user's memories, for the warm search index:
-        data_version is bumped by every memory write; the generation is set when the profile
-        is first written, so after an erase (which deletes it) a cached index of the erased
-        data cannot pass for current even where data_version lands on the same number."""
+    async def index_version(self, user_id: str) -> IndexVersion:
+        """The generation, data_version and memory count of the user's memories, for the warm
+        search index: data_version is bumped by every memory write; the generation is set when
+        the profile is first written, so after an erase (which deletes it) a cached index of the
+        erased data cannot pass for current even where data_version lands on the same number."""
         item = await self._get(user_pk(user_id), PROFILE_SK) or {}
-        return (
+        return IndexVersion(
             item.get("generation", {}).get("S", ""),
             int(item.get("data_version", {}).get("N", 0)),
+            int(item.get("memories", {}).get("N", 0)),
         )
 
     async def set_limits(self, user_id: str, limits: dict[str, int]) -> Profile:

@@ -6,7 +6,12 @@ Each warm container keeps one index per recent user, tagged with the user's `dat
 (one GetItem); when it moved, the index catches up from the user's change log (the memories
 changed since the last sync, read by key and applied in place) or, when too much changed, is
 rebuilt from all the user's memories. Either way the very next search reflects any change and
-never misses a memory that is ready."""
+never misses a memory that is ready.
+
+A container that has no index of the user yet starts from the user's persisted snapshot
+(storage/index_snapshot.py) when there is a usable one, and catches it up from the change log
+like any warm index; a full load from the table writes a new snapshot, and so does a warm index
+that has caught up on many changes since the snapshot it knows of."""
 
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ from memlayer.models import MemoryRecord
 from memlayer.search import Hit, IndexedDoc, SearchFilters, SearchMode, UserIndex
 from memlayer.search.conversation import turn_window
 from memlayer.settings import get_settings
+from memlayer.storage import index_snapshot
 from memlayer.storage.base import CHANGE_LOG_TTL, StoredVector
+from memlayer.storage.index_snapshot import Snapshot
 from memlayer.storage.search_fields import request_reembed, search_fields
 
 if TYPE_CHECKING:
@@ -37,6 +44,13 @@ CATCH_UP_MAX_CHANGES = 500
 # How much earlier than its commit a change entry may be stamped: the entry's id is minted
 # just before the transaction (retries included), on a clock that may be slightly off.
 CHANGE_CLOCK_SLACK = timedelta(seconds=60)
+# A warm index writes a new snapshot once it has caught up on this many changes since the
+# snapshot it knows of (below CATCH_UP_MAX_CHANGES, so a new container can still catch up),
+# or on any change once that snapshot is this old (well inside the change log's TTL).
+SNAPSHOT_AFTER_CHANGES = 200
+# Below this many memories a load from the table is a page or two: no snapshot is kept.
+SNAPSHOT_MIN_MEMORIES = 500
+SNAPSHOT_AFTER_AGE = timedelta(hours=6)
 
 
 @dataclass
@@ -48,9 +62,26 @@ class CachedIndex:
     synced_at: float  # epoch seconds when the last sync started reading
     index: UserIndex
     records: dict[str, MemoryRecord]
+    vectors: dict[str, np.ndarray]  # the float16 vectors indexed (what a snapshot stores)
     conversations: dict[Conversation, set[str]]  # the turns of each, unordered
     # the turns of each in conversation order, sorted when first asked for after a change
     turn_order: dict[Conversation, list[str]] = field(default_factory=dict)
+    # data_version and synced_at of the newest snapshot this index was loaded from or wrote
+    # (None: none)
+    snapshot_version: int | None = None
+    snapshot_synced_at: float | None = None
+
+    def snapshot(self, dimensions: int) -> Snapshot:
+        return Snapshot(
+            user_id=self.user_id,
+            generation=self.generation,
+            version=self.version,
+            synced_at=self.synced_at,
+            space=self.space,
+            dimensions=dimensions,
+            records=list(self.records.values()),
+            vectors=dict(self.vectors),
+        )
 
 
 _cache: OrderedDict[str, CachedIndex] = OrderedDict()
@@ -96,6 +127,7 @@ def _embedder() -> Embedder:
 
 
 def _doc(record: MemoryRecord, vector: np.ndarray | None) -> IndexedDoc:
+    """`vector`: float32, or None while the memory has none of the current space."""
     fields = search_fields(record)
     return IndexedDoc(
         memory_id=record.id,
@@ -112,15 +144,41 @@ def _doc(record: MemoryRecord, vector: np.ndarray | None) -> IndexedDoc:
     )
 
 
-def _indexed(
-    record: MemoryRecord, stored: StoredVector | None, space: str
-) -> tuple[IndexedDoc, bool]:
-    """The record as an `IndexedDoc`, with its vector only if it is from `space` and of the
-    current content; and whether a ready memory lacks such a vector."""
-    vector = None
+def _usable(record: MemoryRecord, stored: StoredVector | None, space: str) -> np.ndarray | None:
+    """The stored vector (float16) if it is from `space` and of the record's current content."""
     if stored and stored.space == space and stored.content_hash == record.content_hash:
-        vector = np.frombuffer(stored.vector, dtype="<f2").astype(np.float32)
-    return _doc(record, vector), vector is None and record.status == "ready"
+        return np.frombuffer(stored.vector, dtype="<f2")
+    return None
+
+
+def _stale(records: Iterable[MemoryRecord], vectors: dict[str, np.ndarray]) -> int:
+    """How many ready memories lack a vector of the current space."""
+    return sum(1 for r in records if r.status == "ready" and r.id not in vectors)
+
+
+def _snapshot_lags(cached: CachedIndex, now: float) -> bool:
+    """Whether the index is far enough ahead of the newest snapshot it knows of to write a
+    new one (data_version counts the user's writes)."""
+    if cached.snapshot_version is None or cached.snapshot_synced_at is None:
+        return True
+    behind = cached.version - cached.snapshot_version
+    return behind >= SNAPSHOT_AFTER_CHANGES or (
+        behind > 0 and now - cached.snapshot_synced_at >= SNAPSHOT_AFTER_AGE.total_seconds()
+    )
+
+
+def _build(
+    records: list[MemoryRecord], vectors: dict[str, np.ndarray], dimensions: int
+) -> UserIndex:
+    ids = [r.id for r in records if r.id in vectors]
+    # one float16 -> float32 conversion for all, each document gets a row of it
+    matrix = (
+        np.stack([vectors[i] for i in ids]).astype(np.float32)
+        if ids
+        else np.zeros((0, dimensions), np.float32)
+    )
+    rows = dict(zip(ids, matrix, strict=True))
+    return UserIndex.build([_doc(r, rows.get(r.id)) for r in records], dimensions)
 
 
 def _apply_changes(
@@ -136,10 +194,15 @@ def _apply_changes(
         if record is None:  # deleted
             cached.index.remove(memory_id)
             cached.records.pop(memory_id, None)
+            cached.vectors.pop(memory_id, None)
             continue
-        doc, is_stale = _indexed(record, vectors.get(memory_id), cached.space)
-        stale += is_stale
-        cached.index.upsert(doc)
+        vector = _usable(record, vectors.get(memory_id), cached.space)
+        if vector is None:
+            cached.vectors.pop(memory_id, None)
+            stale += record.status == "ready"
+        else:
+            cached.vectors[memory_id] = vector
+        cached.index.upsert(_doc(record, None if vector is None else vector.astype(np.float32)))
         cached.records[memory_id] = record
     return stale
 
@@ -208,16 +271,21 @@ class InMemorySearch:
 
     async def user_index(self, user_id: str) -> CachedIndex:
         """The user's warm index, brought up to date with `PROFILE.data_version`: by applying
-        the change log when only a few memories changed since the last sync, else by a full
-        load."""
-        generation, version = await self.store.index_version(user_id)
+        the change log when only a few memories changed since the last sync (a new container
+        starts from the user's snapshot, when it has a usable one), else by a full load."""
+        generation, version, memories = await self.store.index_version(user_id)
         cached = _cache.get(user_id)
         if cached is not None and (
             cached.space != _embedder().space  # provider, model or dimensions changed
             or cached.generation != generation  # the user was erased since
         ):
             cached = None
-        if cached is not None and cached.version == version:
+        if cached is None:
+            if memories >= SNAPSHOT_MIN_MEMORIES:
+                cached = await self._from_snapshot(user_id, generation, version)
+            if cached is not None and cached.version == version:
+                return self._keep(cached)
+        elif cached.version == version:
             _cache.move_to_end(user_id)
             return cached
         synced_at = time.time()  # before any read: what commits after it is caught next time
@@ -227,9 +295,13 @@ class InMemorySearch:
             and await self._catch_up(cached, synced_at)
         ):
             cached.version = version
-            _cache.move_to_end(user_id)
+            self._keep(cached)
+            if _snapshot_lags(cached, synced_at):
+                await self._persist(cached)
             return cached
-        return await self._load(user_id, generation, version, synced_at)
+        cached = await self._load(user_id, generation, version, synced_at)
+        await self._persist(cached)
+        return cached
 
     async def _catch_up(self, cached: CachedIndex, synced_at: float) -> bool:
         """Applies the memories changed since the last sync to the warm index; False when
@@ -256,20 +328,59 @@ class InMemorySearch:
             await request_reembed(cached.user_id, cached.space, stale)
         return True
 
+    async def _from_snapshot(
+        self, user_id: str, generation: str, version: int
+    ) -> CachedIndex | None:
+        """An index built from the user's snapshot, as of the snapshot's sync (the caller
+        catches it up); None when there is no snapshot of this generation and space."""
+        snapshot = await index_snapshot.read(user_id)
+        embedder = _embedder()
+        if (
+            snapshot is None
+            or snapshot.generation != generation
+            or snapshot.space != embedder.space
+            or snapshot.dimensions != embedder.dimensions
+            or snapshot.version > version
+        ):
+            return None
+        cached = await self._index(
+            user_id,
+            generation,
+            snapshot.version,
+            snapshot.synced_at,
+            snapshot.records,
+            snapshot.vectors,
+        )
+        cached.snapshot_version, cached.snapshot_synced_at = snapshot.version, snapshot.synced_at
+        return cached
+
     async def _load(
         self, user_id: str, generation: str, version: int, synced_at: float
     ) -> CachedIndex:
-        records, vectors = await asyncio.gather(
+        records, stored = await asyncio.gather(
             self.store.all_memories(user_id), self.store.get_vectors(user_id)
         )
+        space = _embedder().space
+        vectors = {
+            r.id: vector
+            for r in records
+            if (vector := _usable(r, stored.get(r.id), space)) is not None
+        }
+        return self._keep(
+            await self._index(user_id, generation, version, synced_at, records, vectors)
+        )
+
+    async def _index(
+        self,
+        user_id: str,
+        generation: str,
+        version: int,
+        synced_at: float,
+        records: list[MemoryRecord],
+        vectors: dict[str, np.ndarray],
+    ) -> CachedIndex:
         embedder = _embedder()
-        docs = []
-        stale = 0
-        for record in records:
-            doc, is_stale = _indexed(record, vectors.get(record.id), embedder.space)
-            stale += is_stale
-            docs.append(doc)
-        index = await asyncio.to_thread(UserIndex.build, docs, embedder.dimensions)
+        index = await asyncio.to_thread(_build, records, vectors, embedder.dimensions)
         cached = CachedIndex(
             user_id,
             embedder.space,
@@ -278,14 +389,34 @@ class InMemorySearch:
             synced_at,
             index,
             {r.id: r for r in records},
+            vectors,
             _conversations(records),
         )
-        previous = _cache.pop(user_id, None)
-        if previous is not None:
-            previous.index.close()
-        _cache[user_id] = cached
-        while len(_cache) > CACHED_USERS:
-            _cache.popitem(last=False)[1].index.close()
+        stale = _stale(records, vectors)
         if stale:
             await request_reembed(user_id, embedder.space, stale)
         return cached
+
+    @staticmethod
+    def _keep(cached: CachedIndex) -> CachedIndex:
+        """Makes `cached` the user's warm index (closing one it replaces) and the most
+        recently used."""
+        previous = _cache.pop(cached.user_id, None)
+        if previous is not None and previous is not cached:
+            previous.index.close()
+        _cache[cached.user_id] = cached
+        while len(_cache) > CACHED_USERS:
+            _cache.popitem(last=False)[1].index.close()
+        return cached
+
+    async def _persist(self, cached: CachedIndex) -> None:
+        """Writes the index's state as the user's snapshot. An erase that ran meanwhile
+        (the generation is gone) deletes what it wrote: no copy of erased data stays. A write
+        that failed (logged) is tried again only once the snapshot lags again."""
+        if len(cached.records) < SNAPSHOT_MIN_MEMORIES:
+            return
+        cached.snapshot_version, cached.snapshot_synced_at = cached.version, cached.synced_at
+        if not await index_snapshot.write(cached.snapshot(_embedder().dimensions)):
+            return
+        if (await self.store.index_version(cached.user_id)).generation != cached.generation:
+            await index_snapshot.discard(cached.user_id)
