@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from infra.supabase.embedded import dev_database
 
@@ -157,7 +157,7 @@ def _load_hook(spec: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace) -> NoReturn:
     _setup_logging(args.verbose, logging.INFO)
     hook = _load_hook(args.on_ready) if args.on_ready else None
     overrides = _env_overrides(args)
@@ -166,10 +166,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with dev_database(state_dir, overrides) as database_url:
         if database_url:
             print(f"database: {database_url}", flush=True)
-        return _serve(args, hook, overrides)
+        _serve(args, hook, overrides)
+    # The state is saved and every server stopped (the database too, just now). Interpreter
+    # teardown (collecting moto's and botocore's objects, joining worker threads still in a
+    # handler) took another 8 s here, past the 10 s a SIGTERM allows, so the process ends now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
-def _serve(args: argparse.Namespace, hook: Any, overrides: dict[str, str | None]) -> int:
+def _serve(args: argparse.Namespace, hook: Any, overrides: dict[str, str | None]) -> None:
     cloud = LocalCloud(
         args.template,
         host=args.host,
@@ -203,13 +210,6 @@ def _serve(args: argparse.Namespace, hook: Any, overrides: dict[str, str | None]
         from .motofixes import dynamodb_timings
 
         Path(args.dynamodb_stats).write_text(json.dumps(dynamodb_timings.summary(), indent=2))
-    # The state is saved and every server stopped. Interpreter teardown (collecting moto's
-    # and botocore's objects, joining worker threads still in a handler) took another 8 s
-    # here, past the 10 s a SIGTERM allows, so the process ends now.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 def _read_event(source: str | None) -> Any:

