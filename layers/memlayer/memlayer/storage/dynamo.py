@@ -14,6 +14,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+from pydantic import TypeAdapter
+
 from memlayer import aws
 from memlayer.ids import id_ceiling, id_floor, is_id, new_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
@@ -48,6 +50,8 @@ from memlayer.storage.tags import DynamoTags
 from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+_RECORDS = TypeAdapter(list[MemoryRecord])
+_VECTOR_ATTRIBUTES = ("SK", "space", "content_hash", "v")
 TRANSACT_ATTEMPTS = 8
 # The last `tat` each rate key had here: which of take_rate's two writes to try first.
 _RATE_HINTS: dict[str, float] = {}
@@ -386,8 +390,12 @@ class DynamoStore(
         return items
 
     async def all_memories(self, user_id: str) -> list[MemoryRecord]:
-        items = await self._run(self._query_all, user_id=user_id, prefix="MEM#")
-        return [self._memory_of(item) for item in items]
+        def read() -> list[MemoryRecord]:
+            items = self._query_all(user_id, "MEM#", attributes=("data",))
+            # one validation of them all: a tenth of the CPU of one call per record
+            return _RECORDS.validate_json(f"[{','.join(item['data']['S'] for item in items)}]")
+
+        return await self._run(read)
 
     async def save_memory(
         self, record: MemoryRecord, *, expected_version: int, max_bytes: int = 0
@@ -664,9 +672,11 @@ class DynamoStore(
         return [r for r in records if r.updated_at < updated_before]
 
     async def get_vectors(self, user_id: str) -> dict[str, StoredVector]:
-        items = await self._run(self._query_all, user_id=user_id, prefix="VEC#")
-        vectors = [self._vector_of(item) for item in items]
-        return {v.memory_id: v for v in vectors}
+        def read() -> dict[str, StoredVector]:
+            items = self._query_all(user_id, "VEC#", attributes=_VECTOR_ATTRIBUTES)
+            return {v.memory_id: v for v in map(self._vector_of, items)}
+
+        return await self._run(read)
 
     @staticmethod
     def _vector_of(item: dict[str, Any]) -> StoredVector:
