@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time the first POST /v1/search through the local cloud (make dev's stack)",
     )
+    parser.add_argument(
+        "--only-localcloud", action="store_true", help="skip the in-process measurements"
+    )
     parser.add_argument("--label", default="")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args(argv)
@@ -56,10 +59,13 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = []
     for n in args.memories:
-        with in_process_aws(DEFAULT_MAX_MEMORIES="0", UPLOADS_BUCKET=BUCKET):
-            runs.append(asyncio.run(_measure(n, args.repeats, args.edits, args.stages)))
-        if args.localcloud:
-            runs[-1]["through the local cloud"] = _through_localcloud(n)
+        run: dict[str, Any] = {"memories": n}
+        if not args.only_localcloud:
+            with in_process_aws(DEFAULT_MAX_MEMORIES="0", UPLOADS_BUCKET=BUCKET):
+                run = asyncio.run(_measure(n, args.repeats, args.edits, args.stages))
+        if args.localcloud or args.only_localcloud:
+            run["through the local cloud"] = _through_localcloud(n)
+        runs.append(run)
     import memlayer
 
     out = {
@@ -100,12 +106,14 @@ class Requests:
 
 def _reset_clients() -> None:
     """Settings, clients and the store are built once per process; each run's AWS differs."""
-    from memlayer import aws
+    from memlayer import aws, secrets
+    from memlayer.observability import get_metrics
     from memlayer.settings import get_settings
     from memlayer.storage import get_search_index, get_store
 
-    for cached in (get_settings, get_store, get_search_index, aws.client):
+    for cached in (get_settings, get_metrics, get_store, get_search_index, aws.client):
         cached.cache_clear()
+    secrets._provider.cache_clear()  # its client points at the previous run's endpoint
 
 
 def _forget() -> None:

@@ -5,6 +5,7 @@ HTTP API in the `token` query parameter (or an Authorization header when the cli
 
 from typing import Any
 
+from memlayer import secrets
 from memlayer.observability import logger
 from memlayer.runloop import run
 from memlayer.services import connections
@@ -13,4 +14,5 @@ from memlayer.services import connections
 # Logs carry the Lambda context and, as correlation id, API Gateway's id of the WebSocket event.
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    secrets.refresh(context.function_name)  # before the loop, as the HTTP functions do
     return run(connections.route(event))

@@ -714,6 +714,87 @@ def patch_moto_response_overhead() -> None:
                 setattr(module, name, replacement)
 
 
+_ATTRIBUTE_VALUE_KEYS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
+
+
+def patch_moto_attribute_value_serializer() -> None:
+    """moto serializes a DynamoDB response by walking the service model: each attribute value
+    of each item is an `AttributeValue` structure of ten members, and each member is looked up
+    under all its aliases (`S`, `s`, ...), so an item of six attributes costs some sixty
+    lookups; a GetItem spent a third of its time there. moto's items are already in the wire
+    shape (`{"S": "x"}`), so a plain dict of those keys is written as moto would write it:
+    strings as strings, blobs base64-encoded, maps and lists member by member; anything else
+    goes the model's way."""
+    from moto.core.serialize import BaseJSONSerializer
+
+    original = BaseJSONSerializer._serialize_type_structure
+    if getattr(original, "_localcloud", False):
+        return
+
+    def wire(serializer: Any, value: dict[str, Any]) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        for key, member in value.items():
+            if member is None:
+                continue
+            if key == "S" or key == "N":
+                out[key] = str(member) if member not in (None, {}, []) else member
+            elif key == "B":
+                out[key] = serializer._base64(member)
+            elif key == "SS" or key == "NS":
+                out[key] = [str(m) if m not in (None, {}, []) else m for m in member]
+            elif key == "BS":
+                out[key] = [serializer._base64(m) for m in member]
+            elif key == "M":
+                mapped: dict[str, Any] = {}
+                for name, nested in member.items():
+                    if nested is None:
+                        continue
+                    if type(nested) is not dict:
+                        return None
+                    converted = wire(serializer, nested)
+                    if converted is None:
+                        return None
+                    mapped[name] = converted
+                out[key] = mapped
+            elif key == "L":
+                listed: list[Any] = []
+                for nested in member:
+                    if nested is None:
+                        listed.append(None)  # as moto's list serializer keeps it
+                        continue
+                    if type(nested) is not dict:
+                        return None
+                    converted = wire(serializer, nested)
+                    if converted is None:
+                        return None
+                    listed.append(converted)
+                out[key] = listed
+            elif key in _ATTRIBUTE_VALUE_KEYS:  # NULL, BOOL
+                out[key] = member
+            else:
+                return None
+        return out
+
+    def serialize_type_structure(
+        self: Any, serialized: Any, value: Any, shape: Any, key: str
+    ) -> None:
+        if (
+            key
+            and shape.name == "AttributeValue"
+            and type(value) is dict
+            and self.service_model.service_name == "dynamodb"
+        ):
+            converted = wire(self, value)
+            if converted is not None:
+                self._default_serialize(serialized, converted, shape, key)
+                return
+        original(self, serialized, value, shape, key)
+
+    serialize_type_structure._localcloud = True  # type: ignore[attr-defined]
+    serialize_type_structure._original = original  # type: ignore[attr-defined]
+    BaseJSONSerializer._serialize_type_structure = serialize_type_structure  # type: ignore[method-assign]
+
+
 def patch_moto_server_dispatch() -> None:
     """moto's server resolves the backend of every request by listing its ~150 service
     modules and matching URL patterns (a tenth of a small request's time); the answer for a
@@ -734,57 +815,10 @@ def patch_moto_server_dispatch() -> None:
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
-def _attribute_value(value: Any, encode: Any) -> dict[str, Any]:
-    """One DynamoDB AttributeValue as moto's model-driven serializer writes it: binary
-    base64-encoded, strings and numbers as strings, maps and lists recursively."""
-    wire: dict[str, Any] = {}
-    for kind, member in value.items():
-        if member is None:
-            continue
-        if kind == "B":
-            member = encode(member)
-        elif kind == "BS":
-            member = [encode(m) for m in member]
-        elif kind == "M":
-            member = {k: _attribute_value(v, encode) for k, v in member.items()}
-        elif kind == "L":
-            member = [_attribute_value(v, encode) for v in member]
-        elif kind in ("S", "N") and member not in ("", {}, []):
-            member = str(member)
-        elif kind in ("SS", "NS"):
-            member = [str(m) for m in member]
-        wire[kind] = member
-    return wire
-
-
-def patch_moto_dynamodb_serializer() -> None:
-    """moto serializes every response through the service model, and an item's attribute
-    values are structures of ten optional members each looked up by name: 5 ms of CPU per
-    1 KB item, so reading 10,000 memories took a minute. The values are already in wire
-    shape (binary as bytes), so they are written directly."""
-    from moto.core.serialize import get_serializer_class
-
-    serializer_cls: Any = get_serializer_class("dynamodb", "json")
-    if getattr(serializer_cls._serialize, "_localcloud", False):
-        return
-    original = serializer_cls._serialize
-
-    def _serialize(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
-        if key and shape.name == "AttributeValue" and isinstance(value, dict):
-            serialized[key] = _attribute_value(value, self._base64)
-            return
-        original(self, serialized, value, shape, key)
-
-    _serialize._localcloud = True  # type: ignore[attr-defined]
-    _serialize._original = original  # type: ignore[attr-defined]
-    serializer_cls._serialize = _serialize
-
-
 def patch_moto_dynamodb_scale() -> None:
-    """The DynamoDB scale fixes: transactions, queries, scans, expressions, response
-    serialization (idempotent)."""
+    """The DynamoDB scale fixes: transactions, queries, scans, expressions (idempotent)."""
     patch_moto_dynamodb_transactions()
     patch_moto_dynamodb_queries()
     patch_moto_dynamodb_scans()
     patch_moto_dynamodb_expressions()
-    patch_moto_dynamodb_serializer()
+    patch_moto_attribute_value_serializer()

@@ -13,6 +13,11 @@ Flask too: the moto handler the Flask route would run is called as that route ca
 (`moto.core.utils.convert_to_flask_response`), with moto's own request type. Flask's request
 and response objects, its CORS hook and werkzeug's test environ builder cost about a third
 of such a call, and nothing of them reaches the SDK: the status, headers and body are moto's.
+
+Those JSON-protocol requests are not SigV4-signed either, and their User-Agent is not rebuilt
+per request (a seventh of a small call's client-side time): moto never checks a signature; it
+reads the caller's access key from the `Authorization` header (its account), which they still
+carry. Requests that go over HTTP, S3's and presigned URLs are signed as before.
 """
 
 from __future__ import annotations
@@ -137,6 +142,44 @@ def _send(request: Any, **_: Any) -> Any:
     )
 
 
+def _in_process_json(request: Any) -> bool:
+    """A JSON-protocol request (`_dispatch_json`'s) for one of this process's moto apps."""
+    if "X-Amz-Target" not in request.headers:
+        return False
+    url = request.url
+    return any(url.startswith(base + "/") for base in _apps)
+
+
+def _patch_signing() -> None:
+    from botocore.signers import RequestSigner
+    from botocore.useragent import UserAgentString
+
+    if getattr(RequestSigner.sign, "_localcloud", False):
+        return
+    sign = RequestSigner.sign
+    rebuild_user_agent = UserAgentString.rebuild_and_replace_user_agent_handler
+
+    def local_sign(self: Any, operation_name: str, request: Any, *args: Any, **kwargs: Any) -> Any:
+        signing_type = kwargs.get("signing_type", args[1] if len(args) > 1 else "standard")
+        credentials = self._credentials
+        if signing_type != "standard" or credentials is None or not _in_process_json(request):
+            return sign(self, operation_name, request, *args, **kwargs)
+        # the shape moto parses (`Credential=<access key>/...`); nothing checks the rest
+        request.headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/local/{self._region_name}/"
+            f"{self._signing_name}/aws4_request, SignedHeaders=host, Signature=local"
+        )
+        return None
+
+    def local_user_agent(self: Any, operation_name: str, request: Any, **kwargs: Any) -> None:
+        if not _in_process_json(request):
+            rebuild_user_agent(self, operation_name, request, **kwargs)
+
+    local_sign._localcloud = True  # type: ignore[attr-defined]
+    RequestSigner.sign = local_sign  # type: ignore[method-assign]
+    UserAgentString.rebuild_and_replace_user_agent_handler = local_user_agent  # type: ignore[method-assign]
+
+
 def install(endpoint: str, app: Any) -> None:
     """Route requests for `endpoint` to `app` in process, for clients created from now on."""
     import botocore.handlers
@@ -145,6 +188,7 @@ def install(endpoint: str, app: Any) -> None:
         _apps[endpoint.rstrip("/")] = app
         if not any(entry[1] is _send for entry in botocore.handlers.BUILTIN_HANDLERS):
             botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _send))
+        _patch_signing()
 
 
 def uninstall(endpoint: str) -> None:

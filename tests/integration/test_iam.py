@@ -232,3 +232,36 @@ def test_secrets_come_from_secrets_manager_once_per_max_age(cloud: LocalCloud) -
     assert reads == ["read"]
     with acting_as(cloud.roles["HealthFunction"]), pytest.raises(ClientError):
         client.get_secret_value(SecretId=arn)  # Health holds no secret
+
+
+def test_a_function_renews_only_the_secrets_it_read(
+    cloud: LocalCloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The local cloud runs every function in one process: the analyze worker, which holds no
+    JWT secret, must not renew the one the memories function read (with its own role it would be
+    refused, every invocation once the value is older than MAX_AGE_SECONDS)."""
+    from memlayer import secrets
+
+    reads: list[str] = []
+    client = secrets._provider().client
+    count = lambda **_: reads.append("read")  # noqa: E731
+    client.meta.events.register("before-call.secrets-manager.GetSecretValue", count)
+    try:
+        with acting_as(cloud.roles["MemoriesFunction"]):
+            secrets.refresh("MemoriesFunction")
+            assert secrets.value("supabase_jwt_secret") is not None
+        secrets._provider().clear_cache()  # as if older than MAX_AGE_SECONDS
+        reads.clear()
+        with (
+            caplog.at_level(logging.INFO, logger="localcloud"),
+            acting_as(cloud.roles["AnalyzeFunction"]),
+        ):
+            secrets.refresh("AnalyzeFunction")
+        # nothing asked with the analyze role (the local cloud would log the refusal)
+        assert not [m for m in caplog.messages if "denied secretsmanager" in m]
+        assert reads == []
+        with acting_as(cloud.roles["MemoriesFunction"]):
+            secrets.refresh("MemoriesFunction")
+        assert reads == ["read"]  # the memories function renewed its own
+    finally:
+        client.meta.events.unregister("before-call.secrets-manager.GetSecretValue", count)

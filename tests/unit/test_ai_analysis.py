@@ -1,4 +1,5 @@
-"""Memory analysis: the real anthropic SDK against an HTTP-level fake, and the offline analyzer."""
+"""Memory analysis: the Claude analyzer (the real anthropic SDK against an HTTP-level fake) and
+the heuristic analyzer."""
 
 from __future__ import annotations
 
@@ -15,14 +16,10 @@ import httpx2
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from memlayer.ai.analysis import (
-    ANALYSIS_TOOL,
-    TOOL_NAME,
-    Analysis,
-    AnthropicAnalyzer,
-    OfflineAnalyzer,
-    get_analyzer,
-)
+from memlayer.ai.analysis import Analysis
+from memlayer.ai.analyzers import get_analyzer
+from memlayer.ai.claude_analysis import ANALYSIS_TOOL, TOOL_NAME, ClaudeAnalyzer
+from memlayer.ai.heuristic_analysis import HeuristicAnalyzer
 from memlayer.ai.resilience import CircuitBreaker
 from memlayer.errors import ProviderError
 from memlayer.settings import Settings
@@ -83,7 +80,7 @@ class FakeAnthropic:
 
     def analyzer(self, *, max_retries: int = 2, breaker: CircuitBreaker | None = None):
         client = httpx2.AsyncClient(transport=httpx2.MockTransport(self))
-        return AnthropicAnalyzer(
+        return ClaudeAnalyzer(
             "test",
             "claude-haiku-4-5",
             "http://fake",
@@ -209,7 +206,7 @@ def test_timeout_raises_retryable_provider_error_after_retries(monkeypatch):
         "not an object",
     ],
 )
-def test_malformed_tool_output_falls_back_to_offline(tool_input):
+def test_malformed_tool_output_falls_back_to_the_heuristic_analysis(tool_input):
     fake = FakeAnthropic(ok(tool_input, input_tokens=50, output_tokens=9))
     outcome = run(fake.analyzer().analyze(TEXT, title_hint="Asyncio notes"))
     assert outcome.fallback_reason == "malformed_output"
@@ -287,14 +284,14 @@ def test_breaker_opens_after_failures_and_rejects_without_a_request():
     assert breaker.state == "closed" and len(fake.bodies) == 3
 
 
-def test_offline_analyzer_gives_every_field():
+def test_heuristic_analyzer_gives_every_field():
     text = (
         "# Sourdough bread recipe\n\n"
         "This sourdough recipe makes a wonderful crusty bread. Mix flour, water and salt, then "
         "let the dough rise overnight. Bake the bread in a hot oven for 40 minutes.\n"
         "The dough should be sticky. Sourdough bread keeps for days and tastes great."
     )
-    a = OfflineAnalyzer().analyze_sync(text, existing_tags=["Baking", "Sourdough"])
+    a = HeuristicAnalyzer().analyze_sync(text, existing_tags=["Baking", "Sourdough"])
     assert a.title == "Sourdough bread recipe"
     assert a.description.startswith("This sourdough recipe makes a wonderful crusty bread.")
     assert a.tags[0] == "sourdough"  # the user's existing tag, mentioned most
@@ -305,11 +302,11 @@ def test_offline_analyzer_gives_every_field():
     assert "sourdough bread" in a.key_topics
     assert 0.3 <= a.confidence <= 0.5 and a.model == "offline-v1"
     # Deterministic.
-    assert OfflineAnalyzer().analyze_sync(text, existing_tags=["Baking", "Sourdough"]) == a
+    assert HeuristicAnalyzer().analyze_sync(text, existing_tags=["Baking", "Sourdough"]) == a
 
 
-def test_offline_analyzer_sentiment_category_and_empty_text():
-    offline = OfflineAnalyzer()
+def test_heuristic_analyzer_sentiment_category_and_empty_text():
+    offline = HeuristicAnalyzer()
     angry = offline.analyze_sync(
         "The new build is terrible: the app keeps crashing and the bug is still not fixed. "
         "Awful, frustrating update."
@@ -348,10 +345,10 @@ def test_tool_schema_matches_the_model():
 
 def test_get_analyzer_picks_by_key_and_caches():
     offline = get_analyzer(Settings(anthropic_api_key=None))
-    assert isinstance(offline, OfflineAnalyzer)
+    assert isinstance(offline, HeuristicAnalyzer)
     settings = Settings(anthropic_api_key=SecretStr("sk-test"), analysis_model="claude-x")
     first = get_analyzer(settings)
-    assert isinstance(first, AnthropicAnalyzer) and first.model == "claude-x"
+    assert isinstance(first, ClaudeAnalyzer) and first.model == "claude-x"
     assert (
         get_analyzer(Settings(anthropic_api_key=SecretStr("sk-test"), analysis_model="claude-x"))
         is first
@@ -361,7 +358,7 @@ def test_get_analyzer_picks_by_key_and_caches():
 def test_importing_ai_modules_does_not_import_provider_sdks():
     code = (
         "import sys\n"
-        "import memlayer.ai.analysis, memlayer.ai.embeddings, memlayer.ai.chat\n"
+        "import memlayer.ai.analyzers, memlayer.ai.embeddings, memlayer.ai.chat\n"
         "heavy = [m for m in ('anthropic', 'openai', 'sentence_transformers', 'torch')"
         " if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -189,6 +189,17 @@ def test_recency_is_a_mild_tiebreak():
     assert hits[0].score / hits[1].score < 1.06  # a nudge, not a re-ranking
 
 
+def test_recency_follows_when_it_happened_not_when_it_was_saved():
+    """A history imported today keeps its age: what was said last year is not "recent"."""
+    docs = [
+        _doc("said_last_year", "board game night", created_at=NOW, occurred_at=NOW - 400 * 86400),
+        _doc("said_yesterday", "board game night", created_at=NOW - 7200, occurred_at=NOW - 86400),
+    ]
+    index = UserIndex.build(docs, DIM)
+    hits = index.search("board game", _vec(2), mode="hybrid", now=NOW, collapse=False)
+    assert _ids(hits) == ["said_yesterday", "said_last_year"]
+
+
 def test_semantic_weight_sets_how_much_the_vector_list_counts():
     docs = [
         # every query word, no vector yet: first in the keyword list, absent from the semantic

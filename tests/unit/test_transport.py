@@ -59,3 +59,38 @@ def test_requests_to_an_installed_endpoint_need_no_server():
             dynamodb.get_item(TableName="no-such-table", Key={"PK": {"S": "a"}})
     finally:
         transport.uninstall(endpoint)
+
+
+def test_in_process_json_calls_carry_the_access_key_unsigned_and_the_rest_are_signed():
+    endpoint = f"http://127.0.0.1:{_unused_port()}"
+    transport.install(endpoint, DomainDispatcherApplication(create_backend_app))
+    sent: dict[str, str] = {}
+
+    def seen(request, event_name, **_):
+        sent[event_name.split(".")[1]] = request.headers["Authorization"].decode()
+
+    try:
+        kwargs = {
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "AKIALOCALCLOUD000001",
+            "aws_secret_access_key": "testing",
+        }
+        sqs = boto3.session.Session().client("sqs", **kwargs)
+        s3 = boto3.session.Session().client("s3", **kwargs)
+        for client in (sqs, s3):
+            client.meta.events.register_first("before-send", seen)
+        url = sqs.create_queue(QueueName="unsigned")["QueueUrl"]
+        assert sqs.get_queue_url(QueueName="unsigned")["QueueUrl"] == url  # moto answers
+        s3.create_bucket(Bucket="signed")
+        # the access key (moto's account lookup) is there; the signature is not computed
+        assert sent["sqs"].startswith("AWS4-HMAC-SHA256 Credential=AKIALOCALCLOUD000001/")
+        assert sent["sqs"].endswith("Signature=local")
+        assert "Signature=local" not in sent["s3"]
+        assert len(sent["s3"].rpartition("Signature=")[2]) == 64  # a real SigV4 signature
+        presigned = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": "signed", "Key": "k"}, ExpiresIn=60
+        )
+        assert "Signature=" in presigned and "Signature=local" not in presigned
+    finally:
+        transport.uninstall(endpoint)

@@ -23,10 +23,6 @@ def id_floor(moment: datetime) -> str:
     return str(ULID.from_timestamp(moment.timestamp()))[:10] + "0" * 16
 
 
-def id_ceiling(moment: datetime) -> str:
-    return str(ULID.from_timestamp(moment.timestamp()))[:10] + "Z" * 16
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -7,13 +7,17 @@ Powertools Parameters at first use and cached for `MAX_AGE_SECONDS`, so a warm c
 not call Secrets Manager per request, and a rotated key is picked up within that time. A value
 set directly (`SUPABASE_JWT_SECRET`, for a process without the local cloud) wins.
 
-The first read happens where the secret is first needed; after that, `refresh()` (run by the
-handler wrappers before the event loop) renews expired values, so a request does not wait on
-Secrets Manager inside the loop."""
+The first read happens where the secret is first needed; after that, `refresh(function_name)`
+(run by the handler wrappers before the event loop) renews expired values, so a request does
+not wait on Secrets Manager inside the loop. What was read is kept per function: on AWS a
+process is one function, but the local cloud runs every function in one process, each with its
+own role, and one function must not renew (with its role) the secrets another one reads."""
 
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -33,7 +37,9 @@ SecretName = Literal[
 MAX_AGE_SECONDS = 300
 
 _lock = threading.Lock()
-_used: set[SecretName] = set()
+_used: defaultdict[str, set[SecretName]] = defaultdict(set)  # by function name
+# The function the current invocation runs (set by `refresh`; copied into its tasks/threads).
+_function: ContextVar[str] = ContextVar("memlayer_secrets_function", default="")
 
 
 @lru_cache(maxsize=1)
@@ -60,15 +66,17 @@ def value(name: SecretName, settings: Settings | None = None) -> SecretStr | Non
         return None
     with _lock:  # one fetch when several threads want it first
         text = _provider().get(arn, max_age=MAX_AGE_SECONDS)
-        _used.add(name)
+        _used[_function.get()].add(name)
     return SecretStr(str(text)) if text else None
 
 
-def refresh() -> None:
-    """Renews the secrets this container has read once they are older than MAX_AGE_SECONDS.
-    Best effort: a failure is logged here and fails the request that needs the secret, which
-    then answers in the API's error shape."""
-    for name in list(_used):
+def refresh(function_name: str) -> None:
+    """At the start of an invocation of `function_name` (the Lambda context's): renews the
+    secrets it has read once they are older than MAX_AGE_SECONDS, and notes that the
+    invocation's reads are its. Best effort: a failure is logged here and fails the request
+    that needs the secret, which then answers in the API's error shape."""
+    _function.set(function_name)
+    for name in list(_used[function_name]):
         try:
             value(name)
         except Exception as exc:

@@ -276,7 +276,8 @@ def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, An
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         thread_loop()  # Mangum runs on the thread's current loop; make sure there is one
-        secrets.refresh()  # here, not inside the loop: a (rare) fetch blocks no request
+        # here, not inside the loop: a (rare) fetch blocks no request
+        secrets.refresh(context.function_name)
         return adapter(event, context)
 
     return logger.inject_lambda_context(

@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.batch.base import FailureResponse
 from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from memlayer import secrets
+from memlayer import invocation, secrets
 from memlayer.messages import Delivery, PoisonMessage
 from memlayer.observability import flush_metrics, logger, traced
 from memlayer.runloop import run
@@ -50,9 +50,10 @@ class _Processor(AsyncBatchProcessor):
 
     def async_process(self) -> list[tuple[Any, ...]]:
         async def every_record() -> list[tuple[Any, ...]]:
-            return list(
-                await asyncio.gather(*(self._async_process_record(r) for r in self.records))
-            )
+            with invocation.scope():  # the batch's records share their lookups
+                return list(
+                    await asyncio.gather(*(self._async_process_record(r) for r in self.records))
+                )
 
         return run(every_record())
 
@@ -69,7 +70,8 @@ def sqs_batch_worker(per_batch: Callable[[int], RecordHandler]) -> Handler:
     records)`, for workers whose records share one call (see `BatchCall`)."""
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        secrets.refresh()  # before the loop runs, so no record waits on Secrets Manager
+        # before the loop runs, so no record waits on Secrets Manager
+        secrets.refresh(context.function_name)
         try:
             return async_process_partial_response(  # type: ignore[return-value]
                 event=event,

@@ -2,8 +2,9 @@
 
 Every provider has an offline stand-in, so the service works with no API keys:
 
-- `memlayer.ai.analysis`: `get_analyzer(settings)` → `AnthropicAnalyzer` (tool-forced structured
-  output) or `OfflineAnalyzer` (deterministic heuristics). Both return `AnalysisOutcome`.
+- `memlayer.ai.analyzers`: `get_analyzer(settings)` → `ClaudeAnalyzer` (`claude_analysis`:
+  tool-forced structured output) or `HeuristicAnalyzer` (`heuristic_analysis`: deterministic
+  heuristics). Both return the `AnalysisOutcome` of `memlayer.ai.analysis`.
 - `memlayer.ai.embeddings`: `get_embedder(settings)` → `OpenAIEmbedder`, `LocalEmbedder`
   (sentence-transformers) or `HashEmbedder` (feature hashing). Rows are float32, L2-normalised.
 - `memlayer.ai.chat`: `grounded_answer(message, memories, settings=...)` answers from the given

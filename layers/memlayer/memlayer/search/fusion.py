@@ -20,7 +20,7 @@ K = TypeVar("K", bound=Hashable)
 # weak partial keyword match reorders the semantic top 10; k=3 keeps the top ranks decisive
 # (chosen on held-out users of bench/retrieval, both corpora; see the README).
 RRF_K = 3
-RECENCY_WEIGHT = 0.05  # at most +5% to a fused score, for a memory created just now
+RECENCY_WEIGHT = 0.05  # at most +5% to a fused score, for a memory that happened just now
 RECENCY_HALF_LIFE_DAYS = 30.0
 
 
@@ -41,7 +41,7 @@ class Candidate:
 
     memory_id: str
     text: str
-    created_at: float  # epoch seconds
+    occurred_at: float  # when it happened (epoch seconds): what recency means
     dedupe_key: str | None  # canonical URL or content hash; equal keys collapse
 
 
@@ -61,7 +61,7 @@ def fuse(
     kw_rank: Mapping[K, int],
     sem_rank: Mapping[K, int],
     coverage: Mapping[K, float],
-    created_at: Callable[[K], float],
+    occurred_at: Callable[[K], float],
     *,
     now: float,
     semantic_weight: float,
@@ -80,7 +80,7 @@ def fuse(
         fused[key] = fused.get(key, 0.0) + coverage.get(key, 1.0) / (RRF_K + rank)
     out = []
     for key, score in fused.items():
-        age_days = max(0.0, now - created_at(key)) / 86400.0
+        age_days = max(0.0, now - occurred_at(key)) / 86400.0
         boost = 1.0 + RECENCY_WEIGHT * 0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS)
         out.append((score * boost / best_possible, key))
     out.sort(key=lambda t: (-t[0], t[1]))
@@ -102,7 +102,7 @@ def combine(
     now: float | None = None,
     semantic_weight: float = 1.0,
     min_similarity: float | None = None,
-    created_at: Callable[[K], float] | None = None,
+    occurred_at: Callable[[K], float] | None = None,
 ) -> list[Hit]:
     """The final hits from a keyword list (score: BM25 or another text rank, best first) and
     a semantic list (score: cosine, best first).
@@ -110,7 +110,7 @@ def combine(
     keyword mode: score = rank score / best. semantic: score = max(cosine, 0). hybrid: `fuse`.
     With `collapse`, memories sharing a dedupe key show once (the best-scoring one). With
     `min_similarity`, a memory that matches none of the query's words must have at least that
-    cosine to be returned (ranking alone fills every list, related or not). `created_at`
+    cosine to be returned (ranking alone fills every list, related or not). `occurred_at`
     answers the recency boost without building a whole `candidate` for every listed key."""
     kw_rank = ranks(keyword)
     sem_rank = ranks(semantic)
@@ -126,7 +126,7 @@ def combine(
             kw_rank,
             sem_rank,
             coverage,
-            created_at or (lambda key: candidate(key).created_at),
+            occurred_at or (lambda key: candidate(key).occurred_at),
             now=time.time() if now is None else now,
             semantic_weight=semantic_weight,
         )

@@ -757,7 +757,9 @@ class UserIndex:
 
         def candidate(key: tuple[int, int]) -> Candidate:
             seg, row = segments[key[0]], key[1]
-            return Candidate(seg.ids[row], seg.texts[row], float(seg.created[row]), seg.dedupe[row])
+            return Candidate(
+                seg.ids[row], seg.texts[row], float(seg.occurred[row]), seg.dedupe[row]
+            )
 
         return combine(
             [(score, (si, row)) for score, si, row in keyword],
@@ -773,5 +775,5 @@ class UserIndex:
             now=now,
             semantic_weight=semantic_weight,
             min_similarity=min_similarity,
-            created_at=lambda key: float(segments[key[0]].created[key[1]]),
+            occurred_at=lambda key: float(segments[key[0]].occurred[key[1]]),
         )

@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from memlayer import push
+from memlayer import invocation, push
 from memlayer.errors import Unauthorized
 from memlayer.observability import logger
 from memlayer.services.api_keys import authenticate
@@ -41,8 +41,14 @@ async def route(event: dict[str, Any]) -> dict[str, Any]:
 
 
 async def live_connections(user_id: str) -> list[str]:
-    """The user's connections that may still receive pushes. Those whose credential expired
-    or whose API key was revoked are closed and forgotten here."""
+    """The user's connections that may still receive pushes, looked up once per worker
+    invocation (a batch's records share the list; a push that finds a connection gone takes
+    it out). Most users have none, so most pushes cost no call at all. Connections whose
+    credential expired or whose API key was revoked are closed and forgotten here."""
+    return await invocation.once(("live_connections", user_id), lambda: _look_up(user_id))
+
+
+async def _look_up(user_id: str) -> list[str]:
     store = get_store()
     connections: list[Connection] = await store.list_connections(user_id)
     now = time.time()

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from memlayer import queues
-from memlayer.ai.analysis import OfflineAnalyzer, get_analyzer
+from memlayer import invocation, queues
+from memlayer.ai.analyzers import get_analyzer
 from memlayer.ai.embeddings import get_embedder
+from memlayer.ai.heuristic_analysis import HeuristicAnalyzer
 from memlayer.content.extract import extract_page
 from memlayer.content.fetch import FetchError, fetch_url
 from memlayer.content.scrub import scrub
@@ -37,10 +38,15 @@ async def _current(message: StageMessage) -> tuple[MemoryRecord, JobRecord | Non
     """The memory and job this message is about, or None when there is nothing left to do
     (the memory was deleted, or an edit superseded this job)."""
     store = get_store()
-    record = await store.get_memory(message.user_id, message.memory_id)
+    # Read together (one request with the batch's other reads, on DynamoDB); the job is
+    # wasted only when the memory is gone or superseded.
+    record, job = await asyncio.gather(
+        store.get_memory(message.user_id, message.memory_id),
+        store.get_job(message.user_id, message.job_id),
+    )
     if record is None or record.job_id != message.job_id:
         return None
-    return record, await store.get_job(message.user_id, message.job_id)
+    return record, job
 
 
 # ------------------------------------------------------------------------------ analyze
@@ -67,7 +73,8 @@ async def _enrich(record: MemoryRecord, *, final: bool) -> MemoryRecord:
     source = update.get("source", record.source)
 
     text_for_model = scrub(content).text
-    existing_tags = await get_store().get_user_tags(record.user_id)
+    vocabulary = await _tag_vocabulary(record.user_id)
+    existing_tags = sorted(vocabulary)
     hints: dict[str, Any] = {"title_hint": source.title, "url": source.url}
     try:
         outcome = await get_analyzer(settings).analyze(
@@ -77,7 +84,7 @@ async def _enrich(record: MemoryRecord, *, final: bool) -> MemoryRecord:
         if exc.retryable and not final:
             raise
         count("AnalysisFallback")
-        outcome = await OfflineAnalyzer().analyze(
+        outcome = await HeuristicAnalyzer().analyze(
             text_for_model, existing_tags=existing_tags, **hints
         )
         update["error"] = f"analysis fell back to offline: {exc.reason}"
@@ -96,8 +103,21 @@ async def _enrich(record: MemoryRecord, *, final: bool) -> MemoryRecord:
         ),
     )
     saved = await _save(record, update)
-    await get_store().add_user_tags(record.user_id, outcome.analysis.tags)
+    new_tags = set(outcome.analysis.tags) - vocabulary
+    if new_tags:  # a vocabulary only grows: tags it has need no write
+        await get_store().add_user_tags(record.user_id, sorted(new_tags))
+        vocabulary.update(new_tags)
     return saved
+
+
+async def _tag_vocabulary(user_id: str) -> set[str]:
+    """The user's tags, read once per invocation (the batch's records share the set, and
+    what one adds the next one sees)."""
+
+    async def read() -> set[str]:
+        return set(await get_store().get_user_tags(user_id))
+
+    return await invocation.once(("tag_vocabulary", user_id), read)
 
 
 async def _fetch_share(record: MemoryRecord, *, final: bool) -> dict[str, Any]:

@@ -82,13 +82,16 @@ async def notify(job: JobRecord) -> None:
         connections = await live_connections(job.user_id)
         if not connections:
             return
+        targets = list(connections)  # the list is shared with the batch's other records
         message = {"type": "job.progress", **Job.of(job).model_dump(mode="json")}
         delivered = await asyncio.gather(
-            *(push.post(connection_id, message) for connection_id in connections),
+            *(push.post(connection_id, message) for connection_id in targets),
             return_exceptions=True,
         )
-        for connection_id, ok in zip(connections, delivered, strict=True):
+        for connection_id, ok in zip(targets, delivered, strict=True):
             if ok is False:
+                if connection_id in connections:
+                    connections.remove(connection_id)
                 await store.delete_connection(connection_id)
     except Exception:
         logger.exception("progress push failed", job_id=job.id)

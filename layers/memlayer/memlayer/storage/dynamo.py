@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from pydantic import TypeAdapter
 
 from memlayer import aws
-from memlayer.ids import id_ceiling, id_floor, is_id, new_id
+from memlayer.ids import id_floor, is_id, new_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.settings import get_settings
 from memlayer.storage import index_snapshot
@@ -53,6 +53,7 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 _RECORDS = TypeAdapter(list[MemoryRecord])
 _VECTOR_ATTRIBUTES = ("SK", "space", "content_hash", "v")
 TRANSACT_ATTEMPTS = 8
+_MAX_KNOWN_SIZES = 10_000
 # The last `tat` each rate key had here: which of take_rate's two writes to try first.
 _RATE_HINTS: dict[str, float] = {}
 _MAX_RATE_HINTS = 10_000
@@ -80,6 +81,10 @@ class DynamoStore(
     DynamoBase,
 ):
     backend = "dynamodb"
+
+    def __init__(self, table_name: str, client: Any) -> None:
+        super().__init__(table_name, client)
+        self._known_sizes: dict[tuple[str, str, int], int] = {}
 
     @classmethod
     def from_settings(cls) -> DynamoStore:
@@ -112,6 +117,16 @@ class DynamoStore(
     @staticmethod
     def _memory_of(item: dict[str, Any]) -> MemoryRecord:
         return MemoryRecord.model_validate_json(item["data"]["S"])
+
+    def _remember_size(self, record: MemoryRecord) -> MemoryRecord:
+        """Notes the size a memory has at its version. A version is written once (each write
+        bumps it, ids are never reused), so `save_memory` of a record read or written here
+        knows the stored size for its usage delta without reading the memory again; the
+        write's condition on the version makes sure the stored copy is that one."""
+        if len(self._known_sizes) >= _MAX_KNOWN_SIZES:
+            self._known_sizes.clear()
+        self._known_sizes[(record.user_id, record.id, record.version)] = record.size_bytes
+        return record
 
     def _change_put(self, user_id: str, memory_id: str) -> dict[str, Any]:
         """A change-log entry, written in the same transaction as the memory change, so a
@@ -172,7 +187,8 @@ class DynamoStore(
         ]
         items = await self._run(self._batch_get, pk=user_pk(user_id), sort_keys=keys)
         records = {
-            r.id: r for r in (self._memory_of(i) for i in items if i["SK"]["S"].startswith("MEM#"))
+            r.id: self._remember_size(r)
+            for r in (self._memory_of(i) for i in items if i["SK"]["S"].startswith("MEM#"))
         }
         vectors = [self._vector_of(i) for i in items if i["SK"]["S"].startswith("VEC#")]
         return records, {v.memory_id: v for v in vectors}
@@ -281,6 +297,7 @@ class DynamoStore(
             )
         try:
             await self._transact(items)
+            self._remember_size(record)
         except self.client.exceptions.TransactionCanceledException as exc:
             failed = {
                 position
@@ -330,18 +347,17 @@ class DynamoStore(
         if not is_id(memory_id):
             return None
         item = await self._get(user_pk(user_id), memory_sk(memory_id))
-        return self._memory_of(item) if item else None
+        return self._remember_size(self._memory_of(item)) if item else None
 
     async def list_memories(
         self, user_id: str, query: ListQuery
     ) -> tuple[list[MemoryRecord], str | None]:
-        low = memory_sk(id_floor(query.since)) if query.since else "MEM#"
-        high = memory_sk(id_ceiling(query.until)) if query.until else "MEM#~"
+        # Newest saved first (the sort key); `since`/`until` compare when a memory happened,
+        # which is not in the key (an imported chat happened long before it was saved), so
+        # they are checked on each record as the pages come.
+        low, high = "MEM#", "MEM#~"
         if query.cursor:
-            start = decode_cursor(query.cursor, "MEM#")
-            high = min(high, start)
-            if high <= low:
-                return [], None
+            high = decode_cursor(query.cursor, "MEM#")
         request: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "PK = :pk AND SK BETWEEN :lo AND :hi",
@@ -370,29 +386,37 @@ class DynamoStore(
         if names:
             request["ExpressionAttributeNames"] = names
         # One extra item tells whether another page exists.
-        request["Limit"] = query.limit + 1 if not filters else max(4 * query.limit, 100)
-        found: list[MemoryRecord] = []
-        for item in await self._run(self._query_until, request=request, want=query.limit + 1):
-            if query.cursor and item["SK"]["S"] == high:
-                continue  # the cursor item itself was on the previous page
-            found.append(self._memory_of(item))
+        selective = filters or query.since or query.until
+        request["Limit"] = max(4 * query.limit, 100) if selective else query.limit + 1
+        found = await self._run(
+            self._list_until, request=request, query=query, skip=high if query.cursor else None
+        )
         page = found[: query.limit]
         next_cursor = encode_cursor(memory_sk(page[-1].id)) if len(found) > query.limit else None
         return page, next_cursor
 
-    def _query_until(self, request: dict[str, Any], want: int) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def _list_until(
+        self, request: dict[str, Any], query: ListQuery, skip: str | None
+    ) -> list[MemoryRecord]:
+        found: list[MemoryRecord] = []
         for page in self._pages(request):
-            items.extend(page)
-            # +1 covers the cursor item that BETWEEN includes and the caller drops.
-            if len(items) >= want + 1:
+            for item in page:
+                if item["SK"]["S"] == skip:
+                    continue  # the cursor item itself was on the previous page
+                record = self._memory_of(item)
+                if query.since and record.occurred_at < query.since:
+                    continue
+                if query.until and record.occurred_at > query.until:
+                    continue
+                found.append(record)
+            if len(found) > query.limit:
                 break
-        return items
+        return found
 
     async def all_memories(self, user_id: str) -> list[MemoryRecord]:
         def read() -> list[MemoryRecord]:
             items = self._query_all(user_id, "MEM#", attributes=("data",))
-            # one validation of them all: a tenth of the CPU of one call per record
+            # decoded here, in the worker thread, not on the event loop
             return _RECORDS.validate_json(f"[{','.join(item['data']['S'] for item in items)}]")
 
         return await self._run(read)
@@ -402,9 +426,12 @@ class DynamoStore(
     ) -> MemoryRecord:
         """Writes `record` if the stored version is still `expected_version`; the stored copy
         gets version + 1. Storage accounting follows any change in size."""
-        previous = await self.get_memory(record.user_id, record.id)
-        if previous is None or previous.version != expected_version:
-            raise VersionConflict(record.id)
+        previous_size = self._known_sizes.get((record.user_id, record.id, expected_version))
+        if previous_size is None:
+            previous = await self.get_memory(record.user_id, record.id)
+            if previous is None or previous.version != expected_version:
+                raise VersionConflict(record.id)
+            previous_size = previous.size_bytes
         saved = record.model_copy(update={"version": expected_version + 1})
         items: list[dict[str, Any]] = [
             {
@@ -419,7 +446,7 @@ class DynamoStore(
                 "Update": self._usage_update(
                     record.user_id,
                     memories=0,
-                    size=saved.size_bytes - previous.size_bytes,
+                    size=saved.size_bytes - previous_size,
                     max_bytes=max_bytes,
                 )
             },
@@ -434,7 +461,7 @@ class DynamoStore(
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 raise LimitReached("max_bytes", retry_after=3600) from None
             raise  # still losing races after the retries: transient
-        return saved
+        return self._remember_size(saved)
 
     async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
         """Deletes the memory with its vector and job in one transaction, then the user's

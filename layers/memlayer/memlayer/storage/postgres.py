@@ -35,7 +35,7 @@ import numpy as np
 
 from memlayer import secrets
 from memlayer.ai.embeddings import get_embedder
-from memlayer.ids import id_ceiling, id_floor, is_id
+from memlayer.ids import is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
 from memlayer.search import Hit, SearchFilters
 from memlayer.search.fusion import Candidate, SearchMode, combine
@@ -380,10 +380,10 @@ class PostgresStore:
             args.append(value)
             return f"${len(args)}"
 
-        if query.since:
-            conditions.append(f"id >= {arg(id_floor(query.since))}")
+        if query.since:  # when it happened, not when it was saved (the order)
+            conditions.append(f"occurred_at >= {arg(query.since)}")
         if query.until:
-            conditions.append(f"id <= {arg(id_ceiling(query.until))}")
+            conditions.append(f"occurred_at <= {arg(query.until)}")
         if query.cursor:
             conditions.append(f"id < {arg(_decode_cursor(query.cursor))}")
         for column, value in (
@@ -1243,7 +1243,7 @@ class PostgresSearch:
             # Fusion needs no text (highlights are made below, for the hits only).
             candidates = {
                 row["id"]: Candidate(
-                    row["id"], "", row["created_at"].timestamp(), row["dedupe_key"]
+                    row["id"], "", row["occurred_at"].timestamp(), row["dedupe_key"]
                 )
                 for row in rows
             }
@@ -1327,7 +1327,7 @@ def _legs_sql(
     hnsw: bool,
 ) -> str | None:
     """Both legs as one statement (one round trip), appending its arguments to `args`: rows
-    (leg 'k' or 's', nth, score, coverage, id, created_at, dedupe_key) best first per leg.
+    (leg 'k' or 's', nth, score, coverage, id, occurred_at, dedupe_key) best first per leg.
 
     Keyword leg: candidates are the newest KEYWORD_CANDIDATES memories holding every query
     lexeme (GIN), and only when fewer than `depth` hold them all, as many more holding some;
@@ -1345,7 +1345,7 @@ def _legs_sql(
 
     ctes: list[str] = []
     selects: list[str] = []
-    narrow = "id, created_at, dedupe_key"
+    narrow = "id, occurred_at, dedupe_key"
     if lexemes:
         terms = [_tsquery_lexeme(lexeme) for lexeme in lexemes]
         every, some = arg(" & ".join(terms)), arg(" | ".join(terms))
