@@ -4,7 +4,9 @@ Each measurement runs in a fresh interpreter (as a new Lambda container would): 
 import the function module and build its app/handler (init), then the warm per-request time
 of a GET through the real handler (payload 2.0 event → Mangum → FastAPI → response). The
 baseline is a bare FastAPI + Mangum app that imports boto3 and builds a client, measured the
-same way in the same run.
+same way in the same run. `mcp_sdk_import` is the mcp function with the official MCP SDK's
+server imported too (what its init was when the SDK served the protocol): the evidence for
+memlayer.mcp_protocol.
 
     python -m bench.coldstart [--runs 5]
 """
@@ -36,6 +38,9 @@ MCP_HEADERS = {
 WARM_POST = {
     "mcp": ("/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
 }
+# The mcp function plus the SDK server modules it used to import (not deployed: a measurement).
+WITH_SDK = "mcp_sdk_import"
+SDK_SERVER_MODULES = ("mcp.server.lowlevel", "mcp.server.streamable_http_manager")
 
 BASELINE_APP = """
 import boto3
@@ -104,23 +109,29 @@ def child(target: str, requests: int) -> None:
         exec(compile(BASELINE_APP, "baseline", "exec"), namespace)  # noqa: S102
         handler = namespace["handler"]
     else:
+        function = "mcp" if target == WITH_SDK else target
         spec = importlib.util.spec_from_file_location(
-            f"fn_{target}", ROOT / "functions" / target / "app.py"
+            f"fn_{function}", ROOT / "functions" / function / "app.py"
         )
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         handler = module.handler
+        if target == WITH_SDK:
+            for name in SDK_SERVER_MODULES:
+                importlib.import_module(name)
     init_ms = (time.perf_counter() - started) * 1000
     # CPU time is the steadier figure on a shared machine (it leaves out waiting for a core).
     init_cpu_ms = (time.process_time() - started_cpu) * 1000
-    heavy = sorted(m for m in ("anthropic", "openai", "trafilatura", "torch") if m in sys.modules)
+    heavy = sorted(
+        m for m in ("anthropic", "openai", "trafilatura", "torch", "mcp") if m in sys.modules
+    )
 
     from moto import mock_aws
 
     with mock_aws():
         token, path = None, WARM_GET.get(target, "/v1/health")
-        path, body = WARM_POST.get(target, (path, None))
+        path, body = WARM_POST.get("mcp" if target == WITH_SDK else target, (path, None))
         if target != "baseline":
             import boto3
 
@@ -210,6 +221,7 @@ def measure(target: str, runs: int, requests: int) -> dict:
 
 
 def _shown_path(target: str) -> str:
+    target = "mcp" if target == WITH_SDK else target
     if target in WARM_POST:
         path, body = WARM_POST[target]
         return f"POST {path} {body.get('method', '')}".strip()
@@ -262,6 +274,14 @@ def main() -> None:
         assert not result["heavy_modules_loaded"], (name, result["heavy_modules_loaded"])
         results["functions"][name] = result
         show(name, result)
+    if "mcp" in results["functions"]:
+        with_sdk = measure(WITH_SDK, args.runs, args.requests)
+        with_sdk["init_vs_baseline"] = with_sdk["init_ms"] / baseline["init_ms"]
+        with_sdk["init_cpu_vs_baseline"] = with_sdk["init_cpu_ms"] / baseline["init_cpu_ms"]
+        results[WITH_SDK] = with_sdk
+        show("(+sdk)", with_sdk)
+    # The wall times depend on it (shared cores); the CPU-time ratios much less.
+    results["load_average_1_5_15"] = [round(load, 2) for load in os.getloadavg()]
     if not args.functions:  # a partial run does not replace the recorded one
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 

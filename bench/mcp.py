@@ -4,10 +4,10 @@ handshake (protocol 2025-11-25) and in the 2026-07-28 per-request envelope.
 
 Under in-process moto, one user's N memories are written straight into the table (with their
 hash-embedder vectors), both functions' real handlers are loaded, and each warm request goes
-payload 2.0 event → Mangum → FastAPI → (the MCP SDK) → the retrieval service, alternating
-REST and MCP so both see the same machine load. Both hit the same warm search index (one per
-container), so the difference is what the MCP transport adds. Rate limits are off for both
-(each limit is a DynamoDB update, the same for both).
+payload 2.0 event → Mangum → FastAPI → (memlayer.mcp_protocol) → the retrieval service,
+alternating REST and MCP so both see the same machine load. Both hit the same warm search
+index (one per container), so the difference is what the MCP transport adds. Rate limits are
+off for both (each limit is a DynamoDB update, the same for both).
 
     python -m bench.mcp [--memories 1000] [--requests 300]
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     modern_stats = _stats(timings["mcp_2026"])
     out = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # The wall times depend on it (shared cores); the CPU times much less.
+        "load_average_1_5_15": [round(load, 2) for load in os.getloadavg()],
         "memories": args.memories,
         "requests": args.requests,
         "index_load_ms": round(first_ms, 1),

@@ -5,7 +5,7 @@ transport specifies for a server that offers neither."""
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from memlayer import mcp_tools
+from memlayer import mcp_protocol, mcp_tools
 from memlayer.auth import Principal
 from memlayer.web import create_app, current_user, error_response, errors, lambda_handler
 
@@ -23,12 +23,18 @@ router = APIRouter(tags=["mcp"])
         "rate limits and quotas as the REST API; read-only API keys get only the read tools."
     ),
     response_class=Response,
-    responses=errors(413),  # the body is the SDK's to read, so it is not inferred
+    responses=errors(413),  # the body is JSON-RPC, read by mcp_protocol, so it is not inferred
     openapi_extra=mcp_tools.OPENAPI_POST,
 )
 async def mcp(request: Request, principal: Principal = Depends(current_user)) -> Response:
-    request.state.principal = principal  # read by the tools, through the SDK's request context
-    return mcp_tools.McpExchange()
+    answer = await mcp_protocol.answer(
+        mcp_tools.SERVER,
+        mcp_tools.Toolbox(principal),
+        request.headers.items(),
+        await request.body(),
+    )
+    media_type = "application/json" if answer.body is not None else None
+    return Response(answer.body, status_code=answer.status, media_type=media_type)
 
 
 NOT_OFFERED = "Not offered by this stateless server (`Allow: POST`)"

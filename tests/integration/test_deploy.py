@@ -300,6 +300,33 @@ def test_supabase_backend_reads_its_database_url_and_service_key_from_secrets() 
     )
 
 
+def test_the_table_and_the_rights_on_it_exist_only_for_dynamodb() -> None:
+    table = ARN("Table")
+    assert STACK.resolver.resource_exists("Table")
+    # every function reaches storage (health describes the table, the rest read it)
+    assert {
+        lid
+        for lid, r in ROLES.items()
+        if r.allows("dynamodb:Query", table) or r.allows("dynamodb:DescribeTable", table)
+    } == set(ROLES)
+    assert {f.environment["TABLE_NAME"] for f in STACK.functions.values()} == {
+        STACK.resolver.resolve({"Ref": "Table"})
+    }
+    stack = build_stack(ROOT / "template.yaml", SUPABASE_PARAMS)
+    roles, warnings = stack_roles(stack, {})
+    assert warnings == []
+    assert not stack.resolver.resource_exists("Table")
+    assert not stack.resolver.condition("UsesDynamoDB")
+    assert RAW["Outputs"]["TableName"]["Condition"] == "UsesDynamoDB"
+    actions = ["GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "Scan", "DescribeTable"]
+    for lid, role in roles.items():
+        # the ARN the table has in the DynamoDB stack: nothing grants any right on it
+        for action in actions:
+            assert not role.allows(f"dynamodb:{action}", table), (lid, action)
+            assert not role.allows(f"dynamodb:{action}", f"{table}/index/GSI1"), (lid, action)
+    assert {f.environment["TABLE_NAME"] for f in stack.functions.values()} == {""}
+
+
 def test_dynamodb_backend_has_no_database_secret() -> None:
     assert not STACK.resolver.resource_exists("DatabaseUrlSecret")
     assert not STACK.resolver.resource_exists("ServiceRoleKeySecret")

@@ -22,8 +22,9 @@ from tests.conftest import ROOT, User, make_user
 
 EXAMPLES_PER_OPERATION = 10
 
-# /mcp is left out: its body is JSON-RPC handled by the MCP SDK, which answers the streamable
-# HTTP transport's own statuses and error bodies (tests/integration/test_mcp.py covers it).
+# /mcp is left out: its body is JSON-RPC handled by memlayer.mcp_protocol, which answers the
+# streamable HTTP transport's own statuses and error bodies (tests/unit/test_mcp_protocol.py and
+# tests/integration/test_mcp.py cover it).
 schema = schemathesis.openapi.from_path(ROOT / "docs" / "openapi.json").exclude(path="/mcp")
 schema.config.generation.update(
     modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],

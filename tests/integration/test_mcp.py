@@ -248,6 +248,14 @@ def test_http_level_auth_and_methods(cloud: Any, user: User) -> None:
         headers={**JSONRPC_HEADERS, "mcp-protocol-version": "2025-06-18"},
     )
     assert unknown.json()["error"]["message"] == "Unknown tool: rm_rf"
+    acknowledged = user.http.post(
+        "/mcp",
+        json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+        headers={**JSONRPC_HEADERS, "mcp-protocol-version": "2025-06-18"},
+    )
+    assert acknowledged.status_code == 202 and acknowledged.content == b""
+    not_json = user.http.post("/mcp", content=b"{", headers=JSONRPC_HEADERS)
+    assert not_json.status_code == 415  # the content type is JSON's or nothing
     for method in ("GET", "DELETE"):
         refused = user.http.request(method, "/mcp")
         assert refused.status_code == 405 and refused.headers["allow"] == "POST"

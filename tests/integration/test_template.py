@@ -26,6 +26,8 @@ HEAVY = (
     "sentence_transformers",
     "torch",
     "aws_xray_sdk",
+    "mcp",  # memlayer.mcp_protocol serves MCP: the SDK's import is over the init budget
+    "mcp_types",
 )
 
 

@@ -160,3 +160,23 @@ _TABLES = (
 
 def test_authenticated_sees_and_writes_only_its_own_rows(postgres_url: str) -> None:
     asyncio.run(_check(postgres_url))
+
+
+def test_claims_reach_the_database_whatever_the_user_id_holds(postgres_url: str) -> None:
+    """The store sets the claims as SQL text (one simple-protocol query opens each
+    transaction): quotes, backslashes and escapes in a `sub` arrive as they are."""
+    from memlayer.storage.postgres import PostgresStore
+
+    user_ids = ["o'brien\\'; select 1; --", 'a"b\\nc', "\\x41\\u0041", "ünï €"]
+
+    async def subjects() -> list[str | None]:
+        store = PostgresStore(postgres_url)
+        try:
+            return [
+                await store._run(uid, lambda conn: conn.fetchval("select auth.jwt() ->> 'sub'"))
+                for uid in user_ids
+            ]
+        finally:
+            await store.close()
+
+    assert asyncio.run(subjects()) == user_ids

@@ -3,6 +3,7 @@ the partition a request names."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import time
 from typing import Any
@@ -276,6 +277,86 @@ def test_a_remembered_update_expression_applies_to_each_item_with_its_own_values
         assert refused.value.response["Error"]["Code"] == "ValidationException"
 
 
+def test_responses_are_serialized_as_moto_serializes_them(dynamodb):
+    import json
+
+    from moto.core.serialize import BaseJSONSerializer
+
+    every_type = {
+        "PK": {"S": "U#1"},
+        "SK": {"S": "ALL"},
+        "s": {"S": "text ü"},
+        "empty": {"S": ""},
+        "n": {"N": "-12.5"},
+        "b": {"B": bytes(range(256))},
+        "ss": {"SS": ["a", "b"]},
+        "ns": {"NS": ["1", "2.5"]},
+        "bs": {"BS": [b"\x00\x01", b"\xff"]},
+        "m": {"M": {"inner": {"B": b"\x02"}, "deep": {"M": {"x": {"N": "1"}}}, "none": {"M": {}}}},
+        "l": {"L": [{"S": "x"}, {"L": []}, {"NULL": True}, {"BOOL": False}, {"B": b"\x03"}]},
+        "null": {"NULL": True},
+        "bool": {"BOOL": True},
+    }
+    dynamodb.put_item(TableName=TABLE, Item=every_type)
+    _put(dynamodb, "U#1", "OTHER", kind="x")
+    bodies: list[Any] = []
+
+    def keep(response_dict: dict[str, Any], **_: Any) -> None:
+        bodies.append(json.loads(response_dict["body"]))
+
+    dynamodb.meta.events.register("before-parse.dynamodb", keep)
+    keys = {"PK": {"S": "U#1"}, "SK": {"S": "ALL"}}
+
+    def calls() -> list[Any]:
+        bodies.clear()
+        dynamodb.get_item(TableName=TABLE, Key=keys)
+        dynamodb.query(
+            TableName=TABLE,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": "U#1"}},
+            Limit=1,
+        )
+        dynamodb.batch_get_item(RequestItems={TABLE: {"Keys": [keys]}})
+        dynamodb.scan(TableName=TABLE, ProjectionExpression="PK, m.inner, l[4]")
+        dynamodb.update_item(
+            TableName=TABLE,
+            Key=keys,
+            UpdateExpression="SET s = :s",
+            ExpressionAttributeValues={":s": {"S": "text ü"}},
+            ReturnValues="ALL_OLD",
+        )
+        with pytest.raises(ClientError):
+            dynamodb.transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": TABLE,
+                            "Key": keys,
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    }
+                ]
+            )
+        dynamodb.describe_table(TableName=TABLE)
+        return list(bodies)
+
+    fast = calls()
+    patched: Any = BaseJSONSerializer._serialize_type_structure
+    BaseJSONSerializer._serialize_type_structure = patched._original  # moto's own
+    try:
+        slow = calls()
+    finally:
+        BaseJSONSerializer._serialize_type_structure = patched
+    assert len(fast) == len(slow) == 7
+    for got, want in zip(fast, slow, strict=True):
+        got.get("Table", {}).pop("CreationDateTime", None)
+        want.get("Table", {}).pop("CreationDateTime", None)
+        assert got == want
+    assert fast[0]["Item"]["b"] == {"B": base64.b64encode(bytes(range(256))).decode()}
+    assert "CancellationReasons" in fast[5] and fast[5]["CancellationReasons"][0]["Item"]
+
+
 # ------------------------------------------------------------------------------------- SQS
 
 
@@ -342,52 +423,3 @@ def test_messages_past_the_retention_period_are_not_received(sqs):
     message.sent_timestamp = int(time.time() * 1000)
     message.visible_at = 0  # the refused receive still marked it received
     assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "old"
-
-
-def test_items_are_serialized_as_moto_serializes_them(dynamodb):
-    from moto.core.serialize import BaseJSONSerializer
-
-    item = {
-        "PK": {"S": "U#1"},
-        "SK": {"S": "ALL"},
-        "empty": {"S": ""},
-        "n": {"N": "12.50"},
-        "b": {"B": b"\x00\x01binary"},
-        "ss": {"SS": ["a", "b"]},
-        "ns": {"NS": ["1", "2.5"]},
-        "bs": {"BS": [b"x", b"\xff"]},
-        "m": {"M": {"inner": {"S": "v"}, "deep": {"M": {"l": {"L": [{"N": "1"}, {"B": b"y"}]}}}}},
-        "l": {"L": [{"S": "one"}, {"NULL": True}, {"BOOL": False}, {"M": {}}, {"L": []}]},
-        "null": {"NULL": True},
-        "yes": {"BOOL": True},
-    }
-    dynamodb.put_item(TableName=TABLE, Item=item)
-    _put(dynamodb, "U#1", "OTHER", note="x")
-    key = {"PK": {"S": "U#1"}, "SK": {"S": "ALL"}}
-    calls = [
-        lambda: dynamodb.get_item(TableName=TABLE, Key=key, ConsistentRead=True),
-        lambda: dynamodb.batch_get_item(
-            RequestItems={TABLE: {"Keys": [key, {"PK": {"S": "U#1"}, "SK": {"S": "OTHER"}}]}}
-        ),
-        lambda: _query(dynamodb, "PK = :pk", {":pk": "U#1"}),
-        lambda: dynamodb.update_item(
-            TableName=TABLE,
-            Key=key,
-            UpdateExpression="SET n2 = :v",
-            ReturnValues="ALL_NEW",
-            ExpressionAttributeValues={":v": {"L": [{"SS": ["z"]}]}},
-        ),
-    ]
-    patched = BaseJSONSerializer._serialize_type_structure
-    for call in calls:
-        fast = call()
-        BaseJSONSerializer._serialize_type_structure = patched._original  # moto's own
-        try:
-            slow = call()
-        finally:
-            BaseJSONSerializer._serialize_type_structure = patched
-        for answer in (fast, slow):
-            if isinstance(answer, dict):
-                answer.pop("ResponseMetadata", None)
-        assert fast == slow
-    assert _get(dynamodb, "U#1", "ALL") == {**item, "n2": {"L": [{"SS": ["z"]}]}}

@@ -1,16 +1,11 @@
 """memlayer as an MCP server: the tools an assistant uses to save, search and recall the
-user's memories, served over MCP's streamable HTTP transport with the official SDK.
+user's memories, served over MCP's streamable HTTP transport (memlayer.mcp_protocol).
 
 Every tool calls the same service function as its REST route, validates its arguments with
 the same pydantic model (its input schema is that model's JSON schema) and reports failures
 as tool errors in the API's one error shape, `{"error", "detail", "request_id"}`. The caller
 was authenticated and rate limited by the HTTP layer exactly like a REST call
-(`memlayer.web.current_user`); the route hands the Principal over in the request's state.
-
-Stateless: each HTTP request gets a fresh SDK session manager whose task group lives for that
-request only, so any Lambda instance answers any request and nothing outlives an invocation
-(Mangum runs without lifespan). Responses are JSON; the SDK negotiates the protocol version
-(the `initialize` handshake, or the per-request envelope of 2026-07-28)."""
+(`memlayer.web.current_user`); the route hands its Principal to `Toolbox`."""
 
 from __future__ import annotations
 
@@ -20,15 +15,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import mcp_types as types
-from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel import Server
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import JsonSchemaMode
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from memlayer.api.mcp import (
     DeletedMemory,
@@ -44,6 +32,7 @@ from memlayer.api.memories import Memory
 from memlayer.api.retrieval import ContextIn, ContextOut, SearchIn
 from memlayer.auth import Principal
 from memlayer.errors import Forbidden, MemlayerError
+from memlayer.mcp_protocol import INVALID_PARAMS, McpError, Server
 from memlayer.models import ListQuery, Source, display_title
 from memlayer.observability import logger, request_id_var
 from memlayer.services import memories, retrieval
@@ -145,21 +134,22 @@ class ToolSpec:
     writes: bool
     fields: dict[str, str]  # input field descriptions, for the model
 
-    def tool(self) -> types.Tool:
-        return types.Tool(
-            name=self.name,
-            title=self.title,
-            description=self.description,
-            input_schema=_schema(self.input, self.fields),
-            output_schema=_schema(self.output, {}, mode="serialization"),
-            annotations=types.ToolAnnotations(
-                title=self.title,
-                read_only_hint=not self.writes,
-                destructive_hint=self.name == "delete_memory",
-                idempotent_hint=self.name != "save_memory",
-                open_world_hint=False,
-            ),
-        )
+    def tool(self) -> dict[str, Any]:
+        """The tool's `tools/list` entry."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "inputSchema": _schema(self.input, self.fields),
+            "outputSchema": _schema(self.output, {}, mode="serialization"),
+            "annotations": {
+                "title": self.title,
+                "readOnlyHint": not self.writes,
+                "destructiveHint": self.name == "delete_memory",
+                "idempotentHint": self.name != "save_memory",
+                "openWorldHint": False,
+            },
+        }
 
 
 TOOLS: dict[str, ToolSpec] = {
@@ -312,89 +302,58 @@ def _schema(
 
 # ------------------------------------------------------------------ the MCP server
 
-
-def _principal(ctx: ServerRequestContext[Any, Any]) -> Principal:
-    principal = ctx.request.state.principal if ctx.request is not None else None
-    if not isinstance(principal, Principal):  # only reachable through the authenticated route
-        raise MCPError(types.INTERNAL_ERROR, "request is not authenticated")
-    return principal
-
-
-@cache
-def _listing(can_write: bool) -> types.ListToolsResult:
-    """The tools a caller sees (read-only API keys: only the read tools), built once: JSON
-    schema generation takes milliseconds per model."""
-    return types.ListToolsResult(
-        tools=[spec.tool() for spec in TOOLS.values() if can_write or not spec.writes]
-    )
-
-
-def _tool_error(kind: str, detail: Any) -> types.CallToolResult:
-    body = {"error": kind, "detail": detail, "request_id": request_id_var.get()}
-    return types.CallToolResult(
-        content=[types.TextContent(text=json.dumps(body, default=str))], is_error=True
-    )
-
-
-async def _list_tools(
-    ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-) -> types.ListToolsResult:
-    return _listing("write" in _principal(ctx).scopes)
-
-
-async def _call_tool(
-    ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-) -> types.CallToolResult:
-    principal = _principal(ctx)
-    spec = TOOLS.get(params.name)
-    if spec is None:
-        raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
-    try:
-        if spec.writes and "write" not in principal.scopes:
-            raise Forbidden("this API key is read-only")
-        args = spec.input.model_validate(params.arguments or {})
-        out, text = await spec.run(principal.user_id, args)
-    except ValidationError as exc:
-        return _tool_error("validation_error", validation_detail(exc.errors()))
-    except MemlayerError as exc:
-        return _tool_error(exc.kind, exc.detail)
-    except Exception:
-        logger.exception("tool failed", tool=spec.name)
-        return _tool_error("internal_error", "an unexpected error occurred")
-    structured = out.model_dump(mode="json")
-    return types.CallToolResult(
-        content=[types.TextContent(text=text or json.dumps(structured))],
-        structured_content=structured,
-    )
-
-
-server: Server[Any] = Server(
-    "memlayer",
-    version="1.0.0",
+SERVER = Server(
+    name="memlayer",
     title="memlayer",
+    version="1.0.0",
     description="The user's long-term memory: save, search and recall.",
     instructions=INSTRUCTIONS,
-    on_list_tools=_list_tools,
-    on_call_tool=_call_tool,
 )
 
 
-async def serve(scope: Scope, receive: Receive, send: Send) -> None:
-    """Answers one MCP request over streamable HTTP. The SDK's session manager runs its task
-    group for this request only: stateless, nothing kept between invocations. The SDK's DNS
-    rebinding checks stay off: they guard unauthenticated local servers, and every request
-    here carries its bearer token in a header a rebound page cannot set."""
-    manager = StreamableHTTPSessionManager(app=server, json_response=True, stateless=True)
-    async with manager.run():
-        await manager.handle_request(scope, receive, send)
+@cache
+def _listing(can_write: bool) -> list[dict[str, Any]]:
+    """The tools a caller sees (read-only API keys: only the read tools), built on first use
+    and kept: JSON schema generation takes milliseconds per model."""
+    return [spec.tool() for spec in TOOLS.values() if can_write or not spec.writes]
 
 
-class McpExchange(Response):
-    """What the /mcp route returns: the SDK answers the request itself (status, headers and
-    the JSON-RPC body), on the same ASGI connection."""
+def _tool_error(kind: str, detail: Any) -> dict[str, Any]:
+    body = {"error": kind, "detail": detail, "request_id": request_id_var.get()}
+    return {"content": [{"type": "text", "text": json.dumps(body, default=str)}], "isError": True}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await serve(scope, receive, send)
+
+@dataclass(frozen=True)
+class Toolbox:
+    """The tools as one authenticated caller may use them (memlayer.mcp_protocol.Tools)."""
+
+    principal: Principal
+
+    def list(self) -> list[dict[str, Any]]:
+        return _listing("write" in self.principal.scopes)
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        spec = TOOLS.get(name)
+        if spec is None:
+            raise McpError(INVALID_PARAMS, f"Unknown tool: {name}")
+        try:
+            if spec.writes and "write" not in self.principal.scopes:
+                raise Forbidden("this API key is read-only")
+            args = spec.input.model_validate(arguments)
+            out, text = await spec.run(self.principal.user_id, args)
+        except ValidationError as exc:
+            return _tool_error("validation_error", validation_detail(exc.errors()))
+        except MemlayerError as exc:
+            return _tool_error(exc.kind, exc.detail)
+        except Exception:
+            logger.exception("tool failed", tool=spec.name)
+            return _tool_error("internal_error", "an unexpected error occurred")
+        structured = out.model_dump(mode="json")
+        return {
+            "content": [{"type": "text", "text": text or json.dumps(structured)}],
+            "structuredContent": structured,
+            "isError": False,
+        }
 
 
 # For the OpenAPI document: the shape of what POST /mcp carries (JSON-RPC 2.0).

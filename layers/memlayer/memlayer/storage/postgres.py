@@ -72,7 +72,7 @@ POOL_SIZE = 2
 # count (bench/postgres.py and the README measure both).
 EXACT_SCAN_BELOW = 5_000
 HNSW_MIN_SHARE = 0.25
-HNSW_EF_SEARCH = 100  # candidates per HNSW step (at least the depth); recall in the README
+HNSW_EF_SEARCH = 100  # the least first pass of an HNSW scan (see _SEARCH_PRELUDE_SQL); README
 KEYWORD_CANDIDATES = 1_000  # memories the keyword leg ranks per tier, at most
 HIGHLIGHT_LENGTH = 200  # characters of a hit's text around each highlighted term
 HNSW_DIMENSIONS = (384, 512, 768, 1024, 1536)  # the sizes the migrations index
@@ -85,6 +85,19 @@ _MEMORY_COLUMNS = (
     "user_id, id, kind, status, version, provider, tags, search_tags, title, content,"
     " content_hash, created_at, updated_at, size_bytes, job_id, dedupe_key, record"
 )
+
+
+def _literal(text: str) -> str:
+    """`text` as an SQL string constant: an E'' string escapes its backslashes and quotes the
+    same way whatever `standard_conforming_strings` says (text never holds NUL)."""
+    return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: none. Everything memlayer sets is transaction-local
+    (`set_config(…, true)`), it holds no session locks, cursors or LISTENs, and asyncpg rolls
+    back an open transaction itself; the default `RESET ALL …` was a round trip per
+    operation (and through the transaction pooler it reaches some other server session)."""
 
 
 def _normalize_tag(tag: str) -> str:
@@ -124,7 +137,9 @@ def _halfvec(vector: bytes) -> str:
 
 
 def _query_halfvec(vector: np.ndarray) -> str:
-    return "[" + ",".join(map(repr, vector.astype(float).tolist())) + "]"
+    """pgvector's text form of a query vector, rounded to float16 as the column holds them:
+    five significant digits name each float16 exactly (and format in a third of the time)."""
+    return "[" + ",".join(map("{:.5g}".format, vector.astype(np.float16).tolist())) + "]"
 
 
 def _encode_cursor(memory_id: str) -> str:
@@ -213,6 +228,7 @@ class PostgresStore:
                     timeout=self.timeout,
                     command_timeout=self.timeout,
                     max_inactive_connection_lifetime=300,
+                    reset=_keep_session,
                 )
                 self._pools[loop] = pool
         return pool
@@ -226,25 +242,35 @@ class PostgresStore:
     ) -> T:
         """Runs `op(connection)` in one transaction as `user_id` (role authenticated with the
         user's claims), or as service_role when `user_id` is None, with `settings` (GUCs) set
-        for the transaction in the same round trip; once more on a connection that dropped
-        under it."""
+        for the transaction; once more on a connection that dropped under it.
+
+        One simple-protocol query opens the transaction and sets all of it: one round trip
+        where a transaction block and a parametrized statement took three (asyncpg without a
+        statement cache prepares each statement in a round trip of its own)."""
         if user_id is None:
-            setup, params = ["set_config('role', 'service_role', true)"], []
+            local = {"role": "service_role"}
         else:
-            setup = [
-                "set_config('request.jwt.claims', $1, true)",
-                "set_config('role', 'authenticated', true)",
-            ]
-            params = [json.dumps({"sub": user_id, "role": "authenticated"})]
-        for name, value in (settings or {}).items():
-            params += [name, value]
-            setup.append(f"set_config(${len(params) - 1}, ${len(params)}, true)")
+            claims = json.dumps({"sub": user_id, "role": "authenticated"})
+            local = {"request.jwt.claims": claims, "role": "authenticated"}
+        local.update(settings or {})
+        begin = "begin; select " + ", ".join(
+            f"set_config({_literal(name)}, {_literal(value)}, true)"
+            for name, value in local.items()
+        )
         for attempt in range(2):
             pool = await self._pool()
             try:
-                async with pool.acquire() as conn, conn.transaction():
-                    await conn.execute("select " + ", ".join(setup), *params)
-                    return await op(conn)
+                async with pool.acquire() as conn:
+                    try:
+                        await conn.execute(begin)
+                        result = await op(conn)
+                    except BaseException:
+                        # (a dropped connection rolled back already)
+                        if not conn.is_closed() and conn.is_in_transaction():
+                            await conn.execute("rollback")
+                        raise
+                    await conn.execute("commit")
+                    return result
             except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
                 if attempt == 1:
                     raise
@@ -1167,10 +1193,11 @@ class PostgresSearch:
     the semantic leg orders by cosine distance on the halfvec column (HNSW, or an exact scan
     for a user with few memories), filters are `where` clauses, both legs run as one
     statement (`_legs_sql`), and search/fusion.py fuses the two lists as the in-memory index
-    does. A search is four round trips: the transaction's settings, the query's lexemes, the
-    legs, the records of the hits. Always current; `refresh` only checks,
-    once per user and embedding space in a container, for ready memories whose vectors are
-    from another space (or none), and asks for them to be re-embedded."""
+    does. A search is four statements in one transaction: the settings, the query's lexemes
+    with the user's count (and ef_search), the legs, the records of the hits. Always current;
+    `refresh` only checks, once per user and embedding space in a container, for ready
+    memories whose vectors are from another space (or none), and asks for them to be
+    re-embedded."""
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
@@ -1217,12 +1244,11 @@ class PostgresSearch:
         async def op(conn: Any) -> list[tuple[MemoryRecord, Hit]]:
             # What shapes the statement: the query's lexemes (as the tsquery constants the
             # planner estimates the GIN scans with) and the user's count and share of memories.
-            memories, rows_estimate, lexemes = await conn.fetchrow(
-                "select coalesce((select memories from memlayer.profiles where user_id = $1), 0),"
-                " (select reltuples from pg_class where oid = 'memlayer.memories'::regclass),"
-                " array(select lexeme from unnest(to_tsvector('english', $2)))",
-                user_id,
-                query if keyword else "",
+            # The HNSW scan's first pass (ef_search) is sized so that about `depth` of its
+            # candidates are this user's: a second pass of the iterative scan costs as much
+            # again (at 10k, 2,768 buffers instead of 1,638 when 6 of 100 were another's).
+            memories, rows_estimate, lexemes, _ = await conn.fetchrow(
+                _SEARCH_PRELUDE_SQL, user_id, query if keyword else "", HNSW_EF_SEARCH, depth
             )
             share = memories / max(rows_estimate, memories, 1)  # reltuples: -1 before analyze
             where, args = _filter_sql(user_id, filters)
@@ -1280,14 +1306,10 @@ class PostgresSearch:
             ]
 
         # relaxed_order: the index scan goes on until `depth` rows pass the filters (the
-        # statement re-sorts what it returns); ef_search bounds the candidates per step.
-        settings = {
-            "hnsw.ef_search": str(max(HNSW_EF_SEARCH, depth)),
-            "hnsw.iterative_scan": "relaxed_order",
-        }
-        return await self.store._run(
-            user_id, op, settings=settings if semantic is not None else None
-        )
+        # statement re-sorts what it returns). No JIT: compiling takes longer than any search
+        # (the planner's costs pass its threshold on an exact scan of a large user's rows).
+        settings = {"jit": "off", "hnsw.iterative_scan": "relaxed_order"}
+        return await self.store._run(user_id, op, settings=settings)
 
     async def turns_around(
         self,
@@ -1311,6 +1333,18 @@ class PostgresSearch:
         return {hit: turns for hit, turns in found.items() if any(t.id == hit for t in turns)}
 
 
+# $1 user, $2 query text, $3 HNSW_EF_SEARCH, $4 depth: the user's memories, the table's rows
+# (reltuples: -1 before analyze), the query's lexemes; sets ef_search to depth / share + 10%.
+_SEARCH_PRELUDE_SQL = (
+    "select memories, rows, array(select lexeme from unnest(to_tsvector('english', $2))),"
+    " set_config('hnsw.ef_search', least(1000, greatest($3::int,"
+    " ceil($4::int * 1.1 * greatest(rows, memories, 1) / greatest(memories, 1))))::text, true)"
+    " from (select coalesce((select memories from memlayer.profiles where user_id = $1), 0)"
+    " as memories, (select reltuples from pg_class where oid = 'memlayer.memories'::regclass)"
+    " as rows) sized"
+)
+
+
 def _tsquery_lexeme(lexeme: str) -> str:
     """A lexeme as tsquery input, taken verbatim (quoted, its quotes and backslashes escaped)."""
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
@@ -1331,11 +1365,12 @@ def _legs_sql(
 
     Keyword leg: candidates are the newest KEYWORD_CANDIDATES memories holding every query
     lexeme (GIN), and only when fewer than `depth` hold them all, as many more holding some;
-    they are ranked by ts_rank_cd (cover density, length-normalized: BM25's stand-in), so
-    the work is bounded however many memories share a common word. Coverage is the share of
-    the query's lexemes a memory holds. Semantic leg: cosine distance on the halfvec column,
-    through the HNSW index for a user with many memories (`hnsw`), else an exact scan of the
-    user's rows. Only narrow columns come back: the search reads the records of its hits.
+    they are ranked by ts_rank (weighted term frequency, length-normalized: BM25's stand-in;
+    ts_rank_cd ranked worse on bench/retrieval and took a third of a hybrid search at 10k),
+    so the work is bounded however many memories share a common word. Coverage is the share
+    of the query's lexemes a memory holds. Semantic leg: cosine distance on the halfvec
+    column, through the HNSW index for a user with many memories (`hnsw`), else an exact scan
+    of the user's rows. Only narrow columns come back: the search reads the records of its hits.
     All of it reads memlayer.search_memories, the caller's rows (see its migration: through
     the table, row-level security would keep the GIN index out of the keyword leg)."""
 
@@ -1353,11 +1388,11 @@ def _legs_sql(
         newest = (
             f"select {narrow}, search_doc from memlayer.search_memories"  # noqa: S608
             " where {where} and {match}"
-            f" order by id desc limit {cap}"
+            " order by id desc limit {cap}"
         )
         ctes.append(
             "kw_every as materialized ("
-            + newest.format(where=where, match=f"search_doc @@ {every}::tsquery")
+            + newest.format(where=where, match=f"search_doc @@ {every}::tsquery", cap=cap)
             + ")"
         )
         pool = f"select {narrow}, search_doc from kw_every"  # noqa: S608
@@ -1368,6 +1403,7 @@ def _legs_sql(
                     where=where,
                     match=f"search_doc @@ {some}::tsquery and not search_doc @@ {every}::tsquery"  # noqa: S608
                     f" and (select count(*) from kw_every) < {limit}",
+                    cap=cap,
                 )
                 + ")"
             )
@@ -1375,7 +1411,7 @@ def _legs_sql(
         ctes.append(
             f"keyword as (select {narrow}, search_doc, rank,"  # noqa: S608
             " row_number() over (order by rank desc, id) as nth from ("
-            f"select {narrow}, search_doc, ts_rank_cd(search_doc, {some}::tsquery, 1) as rank"
+            f"select {narrow}, search_doc, ts_rank(search_doc, {some}::tsquery, 1) as rank"
             f" from ({pool}) pool order by rank desc, id limit {limit}) best)"
         )
         selects.append(
