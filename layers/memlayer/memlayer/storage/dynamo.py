@@ -51,7 +51,6 @@ from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _RECORDS = TypeAdapter(list[MemoryRecord])
-_VECTOR_ATTRIBUTES = ("SK", "space", "content_hash", "v")
 TRANSACT_ATTEMPTS = 8
 _MAX_KNOWN_SIZES = 10_000
 # The last `tat` each rate key had here: which of take_rate's two writes to try first.
@@ -700,7 +699,9 @@ class DynamoStore(
 
     async def get_vectors(self, user_id: str) -> dict[str, StoredVector]:
         def read() -> dict[str, StoredVector]:
-            items = self._query_all(user_id, "VEC#", attributes=_VECTOR_ATTRIBUTES)
+            # not projected: a vector item has little else, and moto's projection (a deep
+            # copy of each item) doubled the local cold load's VEC# cost
+            items = self._query_all(user_id, "VEC#")
             return {v.memory_id: v for v in map(self._vector_of, items)}
 
         return await self._run(read)
