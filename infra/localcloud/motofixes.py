@@ -563,11 +563,16 @@ def patch_moto_dynamodb_expressions() -> None:
     """UpdateItem was the costliest part of a transaction (two thirds of its time): moto
     parses each update expression twice per call (the handler and the backend) and its
     validators rebuild their node-type map for every node they visit. The parse is
-    remembered per expression string (the validator works on its own deep copy of the tree,
-    so the remembered tree never changes) and each validator's map is built once."""
+    remembered per expression string (the validator works on its own copy of the tree, so the
+    remembered tree never changes) and each validator's map is built once. That copy was a
+    `copy.deepcopy` (a quarter of an UpdateItem): the tree is nodes (`type`, `children`,
+    `parent`) over strings and numbers, so it is cloned node by node, parents pointing into
+    the clone as deepcopy's would; any other tree is deep-copied as before."""
+    import copy
     import functools
 
-    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
     if getattr(UpdateExpressionParser.make, "_localcloud", False):
@@ -595,8 +600,92 @@ def patch_moto_dynamodb_expressions() -> None:
                 return processor(node)
         return None
 
+    leaf_types = (str, int, float, bool, type(None))
+
+    def clone_tree(tree: Any) -> Any:
+        if not isinstance(tree, Node) or tree.parent is not None:
+            return copy.deepcopy(tree)
+        clones: dict[int, Any] = {}
+        originals: list[Any] = []
+
+        def clone(node: Any) -> Any:
+            if id(node) in clones:
+                return clones[id(node)]
+            new = object.__new__(type(node))
+            clones[id(node)] = new
+            originals.append(node)
+            attrs = dict(node.__dict__)
+            children = attrs.get("children")
+            if children is not None:
+                if type(children) is not list:
+                    raise TypeError
+                copied = []
+                for child in children:
+                    if isinstance(child, Node):
+                        copied.append(clone(child))
+                    elif type(child) in leaf_types:
+                        copied.append(child)
+                    else:
+                        raise TypeError
+                attrs["children"] = copied
+            if set(attrs) - {"type", "children", "parent"}:
+                raise TypeError
+            new.__dict__.update(attrs)
+            return new
+
+        try:
+            root = clone(tree)
+            for node in originals:
+                parent = node.parent
+                if parent is not None and id(parent) not in clones:
+                    raise TypeError  # points outside the tree: deepcopy would copy it too
+                clones[id(node)].parent = None if parent is None else clones[id(parent)]
+        except TypeError:
+            return copy.deepcopy(tree)
+        return root
+
+    # The first three of the validator's ten passes (one SET/ADD/REMOVE clause each, no
+    # overlapping paths, no key attribute updated) look at the expression alone: a remembered
+    # tree that passed them with the same names and key attributes passes them again.
+    checks_only = (
+        validators.ActionCountValidator,
+        validators.OverlappingPathsValidator,
+        validators.UpdateHashRangeKeyValidator,
+    )
+    passed: dict[tuple[Any, ...], None] = {}
+    init_validator = validators.UpdateExpressionValidator.__init__
+    validate = validators.UpdateExpressionValidator.validate
+
+    def remembering_init(self: Any, expression: Any, *args: Any, **kwargs: Any) -> None:
+        init_validator(self, expression, *args, **kwargs)
+        names = self.expression_attribute_names or {}
+        self._localcloud_key = (
+            id(expression),
+            expression,  # held, so its id is not reused while remembered
+            tuple(sorted(names.items())),
+            tuple(self.table.table_key_attrs),
+        )
+
+    def validate_once(self: Any) -> Any:
+        key = self._localcloud_key
+        if key not in passed:
+            node = validate(self)
+            if len(passed) >= 4096:
+                passed.clear()
+            passed[key] = None
+            return node
+        node = self.node_to_validate
+        for processor in self.processors:
+            if not isinstance(processor, checks_only):
+                node = processor.traverse(node)
+        return node
+
     make._localcloud = True  # type: ignore[attr-defined]
+    clone_tree._original = validators.deepcopy  # type: ignore[attr-defined]
     UpdateExpressionParser.make = classmethod(make)  # type: ignore[method-assign,assignment]
+    validators.deepcopy = clone_tree
+    validators.UpdateExpressionValidator.__init__ = remembering_init  # type: ignore[method-assign]
+    validators.UpdateExpressionValidator.validate = validate_once  # type: ignore[method-assign]
     DepthFirstTraverser.nodes_to_be_processed = nodes_to_be_processed  # type: ignore[method-assign]
     DepthFirstTraverser.process = process  # type: ignore[method-assign]
 
@@ -795,6 +884,68 @@ def patch_moto_attribute_value_serializer() -> None:
     BaseJSONSerializer._serialize_type_structure = serialize_type_structure  # type: ignore[method-assign]
 
 
+def patch_moto_attribute_value_parser() -> None:
+    """The request side of the same walk: moto parses a DynamoDB request against the model,
+    trying all ten `AttributeValue` members of every attribute value. A value of one known
+    member is parsed as moto's parser parses it (strings and booleans as they are, blobs
+    base64-decoded, maps and lists member by member); anything else goes the model's way."""
+    from moto.core.parse import BaseJSONParser
+
+    original = BaseJSONParser._parse_structure
+    if getattr(original, "_localcloud", False):
+        return
+    missing = object()
+
+    def parsed(parser: Any, value: Any) -> Any:
+        if type(value) is not dict or len(value) != 1:
+            return missing
+        ((key, member),) = value.items()
+        if member is None:
+            return missing
+        if key in ("S", "N", "NULL", "BOOL"):
+            return {key: member}
+        if key == "B":
+            return {key: parser._blob_parser(member)}
+        if key in ("SS", "NS"):
+            return {key: list(member)} if type(member) is list else missing
+        if key == "BS":
+            return {key: [parser._blob_parser(m) for m in member]}
+        if key == "M":
+            if type(member) is not dict:
+                return missing
+            mapped = {}
+            for name, nested in member.items():
+                one = parsed(parser, nested)
+                if one is missing:
+                    return missing
+                mapped[name] = one
+            return {key: mapped}
+        if key == "L":
+            if type(member) is not list:
+                return missing
+            listed = []
+            for nested in member:
+                one = parsed(parser, nested)
+                if one is missing:
+                    return missing
+                listed.append(one)
+            return {key: listed}
+        return missing
+
+    def parse_structure(self: Any, shape: Any, value: Any) -> Any:
+        if shape.name == "AttributeValue" and self.operation_model.service_model.service_name == (
+            "dynamodb"
+        ):
+            fast = parsed(self, value)
+            if fast is not missing:
+                return fast
+        return original(self, shape, value)
+
+    parse_structure._localcloud = True  # type: ignore[attr-defined]
+    parse_structure._original = original  # type: ignore[attr-defined]
+    BaseJSONParser._parse_structure = parse_structure  # type: ignore[method-assign]
+
+
 def patch_moto_server_dispatch() -> None:
     """moto's server resolves the backend of every request by listing its ~150 service
     modules and matching URL patterns (a tenth of a small request's time); the answer for a
@@ -822,3 +973,4 @@ def patch_moto_dynamodb_scale() -> None:
     patch_moto_dynamodb_scans()
     patch_moto_dynamodb_expressions()
     patch_moto_attribute_value_serializer()
+    patch_moto_attribute_value_parser()

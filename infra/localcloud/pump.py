@@ -24,6 +24,9 @@ from .stack import SqsSource
 log = logging.getLogger("localcloud")
 
 RECEIVE_WAIT_SECONDS = 1
+# While a batch fills, the queue is looked at this often (a long poll would return for each
+# message as it arrives: one ReceiveMessage per message while they trickle in).
+FILL_POLL_SECONDS = 0.25
 
 
 def is_s3_test_event(body: str) -> bool:
@@ -165,10 +168,10 @@ class SqsPump(threading.Thread):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            more = self._receive(client, source.batch_size - len(messages), min(1, remaining))
+            more = self._receive(client, source.batch_size - len(messages), 0)
             messages.extend(more)
-            if not more and remaining < 1:
-                break
+            if len(more) < 10:  # the queue has no more for now: let some arrive
+                self._stop_event.wait(min(FILL_POLL_SECONDS, remaining))
 
         records, drop = [], []
         for message in messages:

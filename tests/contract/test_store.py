@@ -507,7 +507,7 @@ def test_users_are_isolated_and_erase_removes_everything(backend: Backend) -> No
 
 def test_search_legs_filters_and_freshness(backend: Backend) -> None:
     from memlayer.models import Analysis
-    from memlayer.search import SearchFilters
+    from memlayer.search.fusion import SearchFilters
 
     store, search = backend.store, backend.search
     uid = _user()
@@ -595,7 +595,7 @@ def test_search_legs_filters_and_freshness(backend: Backend) -> None:
 def test_search_since_until_compare_when_it_happened(backend: Backend) -> None:
     """`since`/`until` compare `occurred_at` (an imported chat happened long before it was
     saved), on every leg, and follow an edit of it."""
-    from memlayer.search import SearchFilters
+    from memlayer.search.fusion import SearchFilters
 
     store, search = backend.store, backend.search
     uid = _user()
@@ -656,7 +656,7 @@ def test_recency_boost_follows_when_it_happened(backend: Backend) -> None:
     """Two equally good hits, both saved today: the one that happened yesterday ranks above the
     one said last year (whichever of the two texts the legs rank first: ranks 1 and 2 differ by
     under 2%, the recency boost by nearly 5%)."""
-    from memlayer.search import SearchFilters
+    from memlayer.search.fusion import SearchFilters
 
     store, search = backend.store, backend.search
     now = datetime.now(UTC)
@@ -697,7 +697,7 @@ def test_recency_boost_follows_when_it_happened(backend: Backend) -> None:
 def test_the_turns_around_a_hit_in_conversation_order(backend: Backend) -> None:
     """`turns_around` reads a hit's neighbouring turns of its conversation (same provider and
     conversation id), ordered by when they happened, within the filters, after edits."""
-    from memlayer.search import SearchFilters
+    from memlayer.search.fusion import SearchFilters
 
     store, search = backend.store, backend.search
     uid = _user()

@@ -277,6 +277,125 @@ def test_a_remembered_update_expression_applies_to_each_item_with_its_own_values
         assert refused.value.response["Error"]["Code"] == "ValidationException"
 
 
+def test_requests_are_parsed_as_moto_parses_them(dynamodb):
+    from moto.core.parse import BaseJSONParser
+
+    rich = {
+        "s": {"S": "text"},
+        "empty": {"S": ""},
+        "n": {"N": "-3.25"},
+        "b": {"B": b"\x00\xffbytes"},
+        "ss": {"SS": ["x", "y"]},
+        "ns": {"NS": ["1", "2"]},
+        "bs": {"BS": [b"\x01", b"\x02"]},
+        "m": {"M": {"k": {"S": "v"}, "nested": {"M": {"l": {"L": [{"B": b"z"}, {"N": "7"}]}}}}},
+        "l": {"L": [{"S": "a"}, {"NULL": True}, {"BOOL": False}, {"L": []}, {"M": {}}]},
+        "yes": {"BOOL": True},
+        "null": {"NULL": True},
+    }
+    patched = BaseJSONParser._parse_structure
+
+    def write(sk: str) -> list[Any]:
+        key = {"PK": {"S": "U#P"}, "SK": {"S": sk}}
+        dynamodb.put_item(TableName=TABLE, Item={**key, **rich})
+        dynamodb.update_item(
+            TableName=TABLE,
+            Key=key,
+            UpdateExpression="SET added = :b, n = n + :one",
+            ConditionExpression="b = :was AND m.k = :v",
+            ExpressionAttributeValues={
+                ":b": {"BS": [b"\x03"]},
+                ":one": {"N": "1"},
+                ":was": {"B": b"\x00\xffbytes"},
+                ":v": {"S": "v"},
+            },
+        )
+        page = dynamodb.query(
+            TableName=TABLE,
+            KeyConditionExpression="PK = :pk AND SK = :sk",
+            FilterExpression="contains(bs, :one_b)",
+            ExpressionAttributeValues={
+                ":pk": {"S": "U#P"},
+                ":sk": {"S": sk},
+                ":one_b": {"B": b"\x01"},
+            },
+        )
+        item = _get(dynamodb, "U#P", sk)
+        assert item is not None
+        return [{k: v for k, v in item.items() if k != "SK"}, len(page["Items"])]
+
+    fast = write("FAST")
+    BaseJSONParser._parse_structure = patched._original  # moto's own parser
+    try:
+        slow = write("SLOW")
+    finally:
+        BaseJSONParser._parse_structure = patched
+    assert fast == slow
+    assert fast[0]["b"] == {"B": b"\x00\xffbytes"} and fast[0]["n"] == {"N": "-2.25"}
+    assert fast[1] == 1
+
+
+def test_update_expressions_validated_on_a_cloned_tree_do_what_moto_does(dynamodb):
+    from moto.dynamodb.parsing import validators
+
+    base = {
+        "n": {"N": "5"},
+        "l": {"L": [{"S": "a"}, {"N": "1"}]},
+        "m": {"M": {"note": {"S": "x"}, "deep": {"M": {"k": {"N": "2"}}}}},
+        "ss": {"SS": ["a", "b"]},
+        "gone": {"S": "bye"},
+    }
+    updates = [
+        ("SET n = n + :one, #x = :s", {"#x": "renamed"}),
+        ("SET l = list_append(l, :l), m.note = :s REMOVE gone", None),
+        ("SET m.deep.k = if_not_exists(m.deep.k, :one) + :one, l[0] = :s", None),
+        ("ADD n :one, ss :ss SET fresh = if_not_exists(fresh, :s)", None),
+        ("DELETE ss :del", None),
+        ("SET l = list_append(:l, l) REMOVE l[1], m.deep", None),
+        ("SET n = n - :one, a1 = :one, a2 = :s", None),
+        ("SET n = :one SET m = :one", None),  # refused: two SET clauses
+        ("SET PK = :s", None),  # refused: a key attribute
+        ("SET absent.path = :s", None),  # refused: the path does not exist
+    ]
+    values = {
+        ":one": {"N": "1"},
+        ":s": {"S": "v"},
+        ":l": {"L": [{"S": "z"}]},
+        ":ss": {"SS": ["c"]},
+        ":del": {"SS": ["a"]},
+    }
+    patched = validators.deepcopy
+
+    def run(sk: str) -> list[Any]:
+        dynamodb.put_item(TableName=TABLE, Item={"PK": {"S": "U#1"}, "SK": {"S": sk}, **base})
+        outcomes: list[Any] = []
+        for expression, names in updates:
+            used = {k: v for k, v in values.items() if k in expression}
+            try:
+                dynamodb.update_item(
+                    TableName=TABLE,
+                    Key={"PK": {"S": "U#1"}, "SK": {"S": sk}},
+                    UpdateExpression=expression,
+                    ExpressionAttributeValues=used,
+                    **({"ExpressionAttributeNames": names} if names else {}),
+                )
+                item = _get(dynamodb, "U#1", sk)
+                assert item is not None
+                outcomes.append({k: v for k, v in item.items() if k != "SK"})
+            except ClientError as exc:
+                outcomes.append(exc.response["Error"])
+        return outcomes
+
+    fast = run("CLONED")
+    validators.deepcopy = patched._original  # moto's own deep copy
+    try:
+        slow = run("DEEPCOPIED")
+    finally:
+        validators.deepcopy = patched
+    assert fast == slow
+    assert sum("Code" in outcome for outcome in fast) == 3  # the refusals are refused
+
+
 def test_responses_are_serialized_as_moto_serializes_them(dynamodb):
     import json
 

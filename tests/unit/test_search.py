@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memlayer.search import Hit, IndexedDoc, SearchFilters, UserIndex
 from memlayer.search import index as index_module
+from memlayer.search.fusion import Hit, SearchFilters
+from memlayer.search.index import IndexedDoc, UserIndex
 from memlayer.text import highlight, stem, tokenize
 
 DIM = 16

@@ -2,7 +2,9 @@
 coverage weighting, a mild recency boost, near-duplicate collapse and the relevance floor.
 
 Shared by every search backend (the in-memory `UserIndex` and the Postgres backend): a
-backend produces the two best-first lists, keyed however it likes, and `combine` ranks."""
+backend produces the two best-first lists, keyed however it likes, and `combine` ranks. Here
+too the words every backend and caller shares: `SearchMode`, `SearchFilters`, `Hit` (this
+module needs no numpy, so a function that never searches does not load it)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,33 @@ K = TypeVar("K", bound=Hashable)
 RRF_K = 3
 RECENCY_WEIGHT = 0.05  # at most +5% to a fused score, for a memory that happened just now
 RECENCY_HALF_LIFE_DAYS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilters:
+    """Applied before any ranking cut. `tags` matches memories having any of them."""
+
+    kinds: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+    provider: str | None = None
+    since: float | None = None  # occurred_at >= since (when it happened, not when saved)
+    until: float | None = None  # occurred_at < until
+
+    def __post_init__(self) -> None:
+        for name in ("kinds", "tags"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.kinds is None
+            and self.tags is None
+            and self.provider is None
+            and self.since is None
+            and self.until is None
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from memlayer.search.fusion import Candidate, Hit, SearchMode, combine, ranks
+from memlayer.search.fusion import Candidate, Hit, SearchFilters, SearchMode, combine, ranks
 from memlayer.text import query_terms, tokenize
 
 _Ranked = list[tuple[float, int, int]]  # (score, segment, row), best first
@@ -66,33 +66,6 @@ class IndexedDoc:
     occurred_at: float | None = None  # when it happened (epoch seconds); None: created_at
     dedupe_key: str | None = None  # canonical URL or content hash; equal keys collapse
     vector: np.ndarray | None = None  # float32 embedding; None while not embedded yet
-
-
-@dataclass(frozen=True, slots=True)
-class SearchFilters:
-    """Applied before any ranking cut. `tags` matches memories having any of them."""
-
-    kinds: tuple[str, ...] | None = None
-    tags: tuple[str, ...] | None = None
-    provider: str | None = None
-    since: float | None = None  # occurred_at >= since (when it happened, not when saved)
-    until: float | None = None  # occurred_at < until
-
-    def __post_init__(self) -> None:
-        for name in ("kinds", "tags"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, tuple):
-                object.__setattr__(self, name, tuple(value))
-
-    @property
-    def empty(self) -> bool:
-        return (
-            self.kinds is None
-            and self.tags is None
-            and self.provider is None
-            and self.since is None
-            and self.until is None
-        )
 
 
 def _normalize_tag(tag: str) -> str:

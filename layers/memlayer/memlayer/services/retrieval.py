@@ -29,7 +29,6 @@ from memlayer.ids import utcnow
 from memlayer.messages import StageMessage
 from memlayer.models import MemoryRecord, display_title
 from memlayer.observability import logger
-from memlayer.search import Hit, SearchFilters
 from memlayer.search.context import ContextCandidate, build_context
 from memlayer.search.conversation import (
     NEIGHBOUR_RADIUS,
@@ -37,7 +36,7 @@ from memlayer.search.conversation import (
     expansion_candidates,
     with_neighbours,
 )
-from memlayer.search.fusion import SearchMode
+from memlayer.search.fusion import Hit, SearchFilters, SearchMode
 from memlayer.search.timeexpr import resolve
 from memlayer.settings import get_settings
 from memlayer.storage import get_search_index, get_store

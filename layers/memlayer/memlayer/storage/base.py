@@ -30,7 +30,7 @@ from memlayer.storage.uploads import UploadsStore
 if TYPE_CHECKING:
     import numpy as np
 
-    from memlayer.search import Hit, SearchFilters
+    from memlayer.search.fusion import Hit, SearchFilters
 
 # Every memory change leaves a change-log entry this long: how far back a warm search index
 # can catch up instead of reloading all of a user's memories.

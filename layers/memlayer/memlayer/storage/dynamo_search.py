@@ -1,5 +1,5 @@
 """The DynamoDB backend of the search port: a warm in-memory index per recent user
-(`memlayer.search.UserIndex`), kept fresh from the table.
+(`memlayer.search.index.UserIndex`), kept fresh from the table.
 
 Each warm container keeps one index per recent user, tagged with the user's `data_version`
 (bumped by every create, edit, delete and enrichment step). A search reads the version first
@@ -27,8 +27,9 @@ import numpy as np
 
 from memlayer.ai.embeddings import Embedder, get_embedder
 from memlayer.models import MemoryRecord
-from memlayer.search import Hit, IndexedDoc, SearchFilters, SearchMode, UserIndex
 from memlayer.search.conversation import turn_window
+from memlayer.search.fusion import Hit, SearchFilters, SearchMode
+from memlayer.search.index import IndexedDoc, UserIndex
 from memlayer.settings import get_settings
 from memlayer.storage import index_snapshot
 from memlayer.storage.base import CHANGE_LOG_TTL, StoredVector

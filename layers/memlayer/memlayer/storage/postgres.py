@@ -37,8 +37,7 @@ from memlayer import secrets
 from memlayer.ai.embeddings import get_embedder
 from memlayer.ids import is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
-from memlayer.search import Hit, SearchFilters
-from memlayer.search.fusion import Candidate, SearchMode, combine
+from memlayer.search.fusion import Candidate, Hit, SearchFilters, SearchMode, combine
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import (
     ITEM_KINDS,
