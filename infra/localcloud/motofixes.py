@@ -967,8 +967,7 @@ def patch_moto_server_dispatch() -> None:
 
 
 def patch_moto_dynamodb_scale() -> None:
-    """The DynamoDB scale fixes: transactions, queries, scans, expressions, response
-    serialization (idempotent)."""
+    """The DynamoDB scale fixes: transactions, queries, scans, expressions (idempotent)."""
     patch_moto_dynamodb_transactions()
     patch_moto_dynamodb_queries()
     patch_moto_dynamodb_scans()

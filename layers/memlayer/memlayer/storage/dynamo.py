@@ -14,6 +14,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+from pydantic import TypeAdapter
+
 from memlayer import aws
 from memlayer.ids import id_floor, is_id, new_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
@@ -48,6 +50,7 @@ from memlayer.storage.tags import DynamoTags
 from memlayer.storage.uploads import DynamoUploads
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+_RECORDS = TypeAdapter(list[MemoryRecord])
 TRANSACT_ATTEMPTS = 8
 _MAX_KNOWN_SIZES = 10_000
 # The last `tat` each rate key had here: which of take_rate's two writes to try first.
@@ -410,8 +413,12 @@ class DynamoStore(
         return found
 
     async def all_memories(self, user_id: str) -> list[MemoryRecord]:
-        items = await self._run(self._query_all, user_id=user_id, prefix="MEM#")
-        return [self._memory_of(item) for item in items]
+        def read() -> list[MemoryRecord]:
+            items = self._query_all(user_id, "MEM#", attributes=("data",))
+            # decoded here, in the worker thread, not on the event loop
+            return _RECORDS.validate_json(f"[{','.join(item['data']['S'] for item in items)}]")
+
+        return await self._run(read)
 
     async def save_memory(
         self, record: MemoryRecord, *, expected_version: int, max_bytes: int = 0
@@ -691,9 +698,13 @@ class DynamoStore(
         return [r for r in records if r.updated_at < updated_before]
 
     async def get_vectors(self, user_id: str) -> dict[str, StoredVector]:
-        items = await self._run(self._query_all, user_id=user_id, prefix="VEC#")
-        vectors = [self._vector_of(item) for item in items]
-        return {v.memory_id: v for v in vectors}
+        def read() -> dict[str, StoredVector]:
+            # not projected: a vector item has little else, and moto's projection (a deep
+            # copy of each item) doubled the local cold load's VEC# cost
+            items = self._query_all(user_id, "VEC#")
+            return {v.memory_id: v for v in map(self._vector_of, items)}
+
+        return await self._run(read)
 
     @staticmethod
     def _vector_of(item: dict[str, Any]) -> StoredVector:

@@ -176,10 +176,19 @@ class DynamoBase:
                 raise RuntimeError("DynamoDB left keys unprocessed")
         return items
 
-    def _query_all(self, user_id: str, prefix: str) -> list[dict[str, Any]]:
-        request = {
+    def _query_all(
+        self, user_id: str, prefix: str, attributes: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]:
+        """Every item of the user's whose sort key starts with `prefix`; with `attributes`,
+        only those (DynamoDB reads, and charges, the whole items either way, but the answer
+        is smaller to send and to parse)."""
+        request: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
             "ExpressionAttributeValues": {":pk": _s(user_pk(user_id)), ":prefix": _s(prefix)},
         }
+        if attributes:
+            names = {f"#a{i}": name for i, name in enumerate(attributes)}
+            request["ProjectionExpression"] = ", ".join(names)
+            request["ExpressionAttributeNames"] = names
         return [item for page in self._pages(request) for item in page]

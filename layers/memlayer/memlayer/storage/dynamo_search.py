@@ -49,9 +49,9 @@ CHANGE_CLOCK_SLACK = timedelta(seconds=60)
 # snapshot it knows of (below CATCH_UP_MAX_CHANGES, so a new container can still catch up),
 # or on any change once that snapshot is this old (well inside the change log's TTL).
 SNAPSHOT_AFTER_CHANGES = 200
+SNAPSHOT_AFTER_AGE = timedelta(hours=6)
 # Below this many memories a load from the table is a page or two: no snapshot is kept.
 SNAPSHOT_MIN_MEMORIES = 500
-SNAPSHOT_AFTER_AGE = timedelta(hours=6)
 
 
 @dataclass

@@ -21,13 +21,16 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import TypeAdapter
 
 from memlayer import aws, blobs
 from memlayer.models import MemoryRecord
 from memlayer.observability import logger
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FORMAT = b"memlayer-index-snapshot-1\n"
 _HEADER_LENGTH = struct.Struct("<I")
@@ -54,6 +57,8 @@ class Snapshot:
 def encode(snapshot: Snapshot) -> bytes:
     """FORMAT, a 4-byte header length, the JSON header, the records (zlib-compressed JSON), a
     byte per record (1: it has a vector), then the vectors as one float16 matrix."""
+    import numpy as np  # lazy: the functions that only delete a snapshot never load it
+
     records = zlib.compress(_RECORDS.dump_json(snapshot.records), 1)
     rows = [snapshot.vectors[r.id] for r in snapshot.records if r.id in snapshot.vectors]
     has_vector = np.fromiter(
@@ -91,6 +96,8 @@ def encode(snapshot: Snapshot) -> bytes:
 
 def decode(data: bytes, user_id: str) -> Snapshot:
     """The snapshot in `data`; ValueError when it is malformed or not all `user_id`'s."""
+    import numpy as np  # lazy, as in `encode`
+
     if not data.startswith(FORMAT):
         raise ValueError("not a snapshot of this format")
     at = len(FORMAT)
