@@ -68,34 +68,49 @@ def test_a_killed_make_dev_stops_its_server_and_keeps_the_data() -> None:
     _killed_owner_leaves_no_server(keep=True)
 
 
-def test_a_restart_keeps_its_new_server_running() -> None:
-    """make dev stopped cleanly and started again on the same data: the first run's watchdog
-    must leave the second run's server alone."""
-    data = Path(tempfile.mkdtemp(prefix="memlayer-test-watchdog-")) / "data"
-
-    def start() -> tuple[subprocess.Popen[str], int]:
-        owner = subprocess.Popen(
-            [sys.executable, "-c", OWNER, str(data), "keep"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert owner.stdout is not None
-        assert owner.stdout.readline().startswith("postgresql://")
-        return owner, int((data / "postmaster.pid").read_text().split()[0])
-
-    first, _ = start()
-    second = None
+def test_make_dev_stops_its_database_when_it_stops() -> None:
+    """`serve` (what make dev runs) on Postgres, stopped with SIGTERM: the database is down by
+    the time the process has exited (it ended with os._exit inside the database's context, so
+    only the watchdog stopped the server, later, and under a restarted stack)."""
+    state = Path(tempfile.mkdtemp(prefix="memlayer-test-serve-"))
+    command = [sys.executable, "-m", "infra.localcloud", "serve", "--port", "0"]
+    serve = subprocess.Popen(
+        [
+            *command,
+            "--no-schedules",
+            "--state-dir",
+            str(state),
+            "--env",
+            "STORAGE_BACKEND=supabase",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "SUPABASE_JWT_SECRET": "test-secret-for-the-serve-test"},  # as make dev
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
-        first.send_signal(signal.SIGINT)  # a clean stop: the server stops with it
-        first.wait(30)
-        second, postmaster = start()
-        time.sleep(3)  # several of the first watchdog's polls
-        os.kill(postmaster, 0)  # still running
-        assert second.poll() is None
+        assert serve.stdout is not None
+        for line in serve.stdout:  # up once it prints its summary
+            if line.startswith("local cloud for"):
+                break
+        pid_file = state / "postgres" / "postmaster.pid"
+        postmaster = int(pid_file.read_text().split()[0])
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(30) == 0
+        # stopped before the exit, not later by the watchdog: the server removes its pid file
+        # as it shuts down, and the process ends moments after
+        assert not pid_file.exists()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(postmaster, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(postmaster, signal.SIGKILL)
+            raise AssertionError("the database outlived make dev")
     finally:
-        for owner in (first, second):
-            if owner is not None:
-                owner.send_signal(signal.SIGINT)
-                owner.wait(30)
-        subprocess.run(["rm", "-rf", str(data.parent)], check=False)
+        serve.kill()
+        subprocess.run(["rm", "-rf", str(state)], check=False)
