@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -89,6 +90,7 @@ def test_make_dev_stops_its_database_when_it_stops() -> None:
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    postmaster = 0
     try:
         assert serve.stdout is not None
         for line in serve.stdout:  # up once it prints its summary
@@ -109,8 +111,10 @@ def test_make_dev_stops_its_database_when_it_stops() -> None:
                 break
             time.sleep(0.1)
         else:
-            os.kill(postmaster, signal.SIGKILL)
             raise AssertionError("the database outlived make dev")
     finally:
         serve.kill()
+        if postmaster:  # a failed run leaves no server behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(postmaster, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(state)], check=False)
