@@ -222,6 +222,60 @@ def test_jobs_and_a_late_worker(backend: Backend) -> None:
     backend.run(test)
 
 
+def test_a_memory_and_its_job_are_saved_in_one_write(backend: Backend) -> None:
+    """A pipeline stage saves its result and its job's progress together: both or neither,
+    and never the job of a memory that is gone."""
+    store = backend.store
+    uid = _user()
+
+    async def test() -> None:
+        now = datetime.now(UTC)
+        job = JobRecord(user_id=uid, id=new_id(), created_at=now, updated_at=now)
+        record = _memory(uid, "a memory with a job", job_id=job.id)
+        await store.create_memory(record, job=job, limits=NO_LIMITS, idempotency=None)
+
+        embedding = job.model_copy(update={"status": "embedding", "progress": 0.7})
+        analyzed = record.model_copy(update={"status": "processing"})
+        saved = await store.save_memory(analyzed, expected_version=1, job=embedding)
+        assert saved.version == 2
+        assert await store.get_memory(uid, record.id) == saved
+        assert await store.get_job(uid, job.id) == embedding
+
+        # a stale version writes neither
+        completed = embedding.model_copy(update={"status": "completed", "progress": 1.0})
+        with pytest.raises(VersionConflict):
+            await store.save_memory(analyzed, expected_version=1, job=completed)
+        assert await store.get_job(uid, job.id) == embedding
+        # nor does a save over the byte limit
+        bigger = saved.model_copy(update={"content": "x" * 500, "size_bytes": 500})
+        with pytest.raises(LimitReached):
+            await store.save_memory(bigger, expected_version=2, max_bytes=100, job=completed)
+        assert await store.get_job(uid, job.id) == embedding
+        assert (await store.get_memory(uid, record.id)) == saved
+
+        # only the memory's own job rides on it
+        other = JobRecord(user_id=uid, id=new_id(), created_at=now, updated_at=now)
+        with pytest.raises(ValueError):
+            await store.save_memory(saved, expected_version=2, job=other)
+        assert await store.get_job(uid, other.id) is None
+
+        # an edit's new job is created with the memory
+        edited = saved.model_copy(update={"content": "edited", "job_id": other.id})
+        await store.save_memory(edited, expected_version=2, job=other)
+        assert await store.get_job(uid, other.id) == other
+
+        # a late worker cannot bring back the job of a deleted memory
+        await store.delete_memory(uid, record.id)
+        assert await store.get_job(uid, other.id) is None
+        done = other.model_copy(update={"status": "completed", "progress": 1.0})
+        with pytest.raises(VersionConflict):
+            await store.save_memory(edited, expected_version=3, job=done)
+        assert await store.get_job(uid, other.id) is None
+        assert await store.get_memory(uid, record.id) is None
+
+    backend.run(test)
+
+
 def test_limits_hold_under_concurrent_creates(backend: Backend) -> None:
     store = backend.store
     count_user, bytes_user, daily_user = _user(), _user(), _user()

@@ -104,6 +104,7 @@ class AnalysisOutcome:
 
 class Analyzer(Protocol):
     model: str
+    remote: bool  # waits on a provider over the network (a local one answers in milliseconds)
 
     async def analyze(
         self,

@@ -186,6 +186,7 @@ class ClaudeAnalyzer:
     """Claude analysis via a forced tool call; see the module docstring for the failure rules."""
 
     provider = "anthropic"
+    remote = True
 
     def __init__(
         self,

@@ -310,6 +310,7 @@ class HeuristicAnalyzer:
     """Deterministic heuristics: fast, no network, no heavy dependencies."""
 
     model = HEURISTIC_MODEL
+    remote = False
 
     def analyze_sync(
         self,

@@ -9,11 +9,13 @@ the reason, so nothing is stuck and nothing is lost."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import numpy as np
 
 from memlayer import invocation, queues
+from memlayer.ai.analysis import Analyzer
 from memlayer.ai.analyzers import get_analyzer
 from memlayer.ai.embeddings import get_embedder
 from memlayer.ai.heuristic_analysis import HeuristicAnalyzer
@@ -56,18 +58,41 @@ async def analyze(delivery: Delivery[StageMessage]) -> None:
         return
     record, job = current
     if record.analyzed_hash != record.content_hash:
+        analyzer = get_analyzer(get_settings())
         if job is not None:
-            job = await jobs.advance(job, "analyzing", "reading and analyzing")
-        record = await _enrich(record, final=delivery.final)
+            job = await _begin_analysis(record, job, analyzer)
+            # saved with the analysis, in the same write
+            job = jobs.advanced(job, "embedding", "computing embeddings")
+        record = await _enrich(record, analyzer, final=delivery.final, job=job)
     await queues.send("embed", delivery.message)
-    if job is not None and job.status != "embedding":
+    if job is not None and job.status != "embedding":  # analyzed by an earlier delivery
         await jobs.advance(job, "embedding", "computing embeddings")
 
 
-async def _enrich(record: MemoryRecord, *, final: bool) -> MemoryRecord:
-    settings = get_settings()
+async def _begin_analysis(record: MemoryRecord, job: JobRecord, analyzer: Analyzer) -> JobRecord:
+    """The job at "analyzing", pushed. It is saved on its own only when the analysis waits on
+    the network (a provider, a shared URL to fetch), so a client reading the job sees the
+    stage while it lasts; a local analysis ends within milliseconds, and the stage's start is
+    saved with its result instead (`stage_times`), one write fewer per memory."""
+    if analyzer.remote or _needs_fetch(record):
+        return await jobs.advance(job, "analyzing", "reading and analyzing")
+    started = jobs.advanced(job, "analyzing", "reading and analyzing")
+    await jobs.notify(started)
+    return started
+
+
+def _needs_fetch(record: MemoryRecord) -> bool:
+    return (
+        record.kind == "share" and bool(record.source.url) and record.source.canonical_url is None
+    )
+
+
+async def _enrich(
+    record: MemoryRecord, analyzer: Analyzer, *, final: bool, job: JobRecord | None
+) -> MemoryRecord:
+    """Analyzes the memory and saves the result with `job` (its progress) in one write."""
     update: dict[str, Any] = {}
-    if record.kind == "share" and record.source.url and record.source.canonical_url is None:
+    if _needs_fetch(record):
         update.update(await _fetch_share(record, final=final))
     content = update.get("content", record.content)
     source = update.get("source", record.source)
@@ -77,9 +102,7 @@ async def _enrich(record: MemoryRecord, *, final: bool) -> MemoryRecord:
     existing_tags = sorted(vocabulary)
     hints: dict[str, Any] = {"title_hint": source.title, "url": source.url}
     try:
-        outcome = await get_analyzer(settings).analyze(
-            text_for_model, existing_tags=existing_tags, **hints
-        )
+        outcome = await analyzer.analyze(text_for_model, existing_tags=existing_tags, **hints)
     except ProviderError as exc:
         if exc.retryable and not final:
             raise
@@ -102,7 +125,7 @@ async def _enrich(record: MemoryRecord, *, final: bool) -> MemoryRecord:
             provider_calls=usage.provider_calls + outcome.provider_calls,
         ),
     )
-    saved = await _save(record, update)
+    saved = await _save(record, update, job)
     new_tags = set(outcome.analysis.tags) - vocabulary
     if new_tags:  # a vocabulary only grows: tags it has need no write
         await get_store().add_user_tags(record.user_id, sorted(new_tags))
@@ -158,21 +181,31 @@ async def _fetch_share(record: MemoryRecord, *, final: bool) -> dict[str, Any]:
     }
 
 
-async def _save(record: MemoryRecord, update: dict[str, Any]) -> MemoryRecord:
-    """Saves the step's result unless the memory changed meanwhile; a content edit has its own
-    job then, so this one's result is dropped (the edit's job supersedes it)."""
+async def _save(
+    record: MemoryRecord, update: dict[str, Any], job: JobRecord | None = None
+) -> MemoryRecord:
+    """Saves the step's result, and `job` (the step's progress) in the same write, then pushes
+    the progress; unless the memory changed meanwhile: a content edit has its own job then, so
+    this one's result is dropped (the edit's job supersedes it)."""
+    store = get_store()
     try:
-        return await get_store().save_memory(
-            record.model_copy(update=update), expected_version=record.version
+        saved = await store.save_memory(
+            record.model_copy(update=update), expected_version=record.version, job=job
         )
     except VersionConflict:
-        latest = await get_store().get_memory(record.user_id, record.id)
-        if latest is None or latest.content_hash != record.content_hash:
+        latest = await store.get_memory(record.user_id, record.id)
+        if latest is None or (latest.content_hash, latest.job_id) != (
+            record.content_hash,
+            record.job_id,
+        ):
             raise SupersededError(record.id) from None
         merged = {k: v for k, v in update.items() if k not in ("tags", "metadata")}
-        return await get_store().save_memory(
-            latest.model_copy(update=merged), expected_version=latest.version
+        saved = await store.save_memory(
+            latest.model_copy(update=merged), expected_version=latest.version, job=job
         )
+    if job is not None:
+        await jobs.notify(job)
+    return saved
 
 
 class SupersededError(Exception):
@@ -283,15 +316,13 @@ async def embed(deliveries: list[Delivery[StageMessage]]) -> dict[int, Exception
             "embedding_space": embedder.space,
             "updated_at": utcnow(),
         }
+        completed = None if job is None else jobs.advanced(job, "completed", "ready")
         try:
-            await _save(record, ready)
+            await _save(record, ready, completed)
         except SupersededError:
             if await get_store().get_memory(record.user_id, record.id) is None:
                 # Deleted (or its user erased) while embedding: take the vector back out.
                 await get_store().delete_vector(record.user_id, record.id)
-            return
-        if job is not None:
-            await jobs.advance(job, "completed", "ready")
 
     written = [(p, record, job) for p, record, job in todo if p not in failures]
     outcomes = await asyncio.gather(
@@ -307,9 +338,8 @@ async def _fail(record: MemoryRecord, job: JobRecord | None, reason: str) -> Non
     """The last delivery failed: the memory stays (searchable by its text) with the reason."""
     logger.warning("memory enrichment failed", memory_id=record.id, reason=reason)
     count("EnrichmentFailed")
-    try:
-        await _save(record, {"status": "failed", "error": reason, "updated_at": utcnow()})
-    except SupersededError:
-        return
-    if job is not None:
-        await jobs.advance(job, "failed", "enrichment failed", error=reason)
+    failed = (
+        None if job is None else jobs.advanced(job, "failed", "enrichment failed", error=reason)
+    )
+    with contextlib.suppress(SupersededError):
+        await _save(record, {"status": "failed", "error": reason, "updated_at": utcnow()}, failed)

@@ -49,7 +49,7 @@ async def get(user_id: str, job_id: str) -> Job:
     return Job.of(record)
 
 
-async def advance(
+def advanced(
     job: JobRecord,
     status: JobStatus,
     message: str,
@@ -57,8 +57,10 @@ async def advance(
     error: str | None = None,
     download_url: str | None = None,
 ) -> JobRecord:
+    """The job at `status`, not saved yet: a pipeline stage saves it with its memory
+    (`Store.save_memory(job=...)`) and then `notify`s."""
     now = utcnow()
-    updated = job.model_copy(
+    return job.model_copy(
         update={
             "stage_times": {**job.stage_times, status: now},
             "status": status,
@@ -69,6 +71,18 @@ async def advance(
             "updated_at": now,
         }
     )
+
+
+async def advance(
+    job: JobRecord,
+    status: JobStatus,
+    message: str,
+    *,
+    error: str | None = None,
+    download_url: str | None = None,
+) -> JobRecord:
+    """Saves the job at `status` on its own (it still exists) and pushes it."""
+    updated = advanced(job, status, message, error=error, download_url=download_url)
     if await get_store().save_job(updated):
         await notify(updated)
     return updated

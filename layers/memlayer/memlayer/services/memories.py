@@ -197,11 +197,11 @@ async def _patch_once(
             record.model_copy(update=update),
             expected_version=record.version,
             max_bytes=limits.max_bytes,
+            job=job,  # the edit's new job, in the same write
         )
     except LimitReached as exc:
         raise quota_exceeded(exc) from None
     if job is not None:
-        await get_store().put_job(job)
         await enqueue_enrichment(saved, job.id)
     return Memory.of(saved)
 

@@ -88,8 +88,20 @@ class Store(
     async def all_memories(self, user_id: str) -> list[MemoryRecord]: ...
 
     async def save_memory(
-        self, record: MemoryRecord, *, expected_version: int, max_bytes: int = 0
-    ) -> MemoryRecord: ...
+        self,
+        record: MemoryRecord,
+        *,
+        expected_version: int,
+        max_bytes: int = 0,
+        job: JobRecord | None = None,
+    ) -> MemoryRecord:
+        """Writes `record` if the stored version is still `expected_version` (else
+        `VersionConflict`); the stored copy gets version + 1. With `job` (the memory's own:
+        `record.job_id`, see `check_own_job`), the job is written in the same write (one
+        transaction): a pipeline stage's result and its progress are one call, and the job
+        is written only if the memory is (so a late worker cannot bring back the job of a
+        deleted memory or an erased user)."""
+        ...
 
     async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None: ...
 
@@ -118,6 +130,13 @@ class Store(
     async def delete_vector(self, user_id: str, memory_id: str) -> None: ...
 
     async def stuck_memories(self, updated_before: datetime) -> list[MemoryRecord]: ...
+
+
+def check_own_job(record: MemoryRecord, job: JobRecord | None) -> None:
+    """`save_memory` writes a job only with its own memory: the memory's version check is
+    what keeps the job from being written for a memory that is gone."""
+    if job is not None and (job.user_id, job.id) != (record.user_id, record.job_id):
+        raise ValueError(f"job {job.id} is not the job of memory {record.id}")
 
 
 class SearchIndex(Protocol):
@@ -170,4 +189,5 @@ __all__ = [
     "Store",
     "StoredVector",
     "VersionConflict",
+    "check_own_job",
 ]

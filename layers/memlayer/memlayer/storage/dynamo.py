@@ -22,7 +22,13 @@ from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCou
 from memlayer.settings import get_settings
 from memlayer.storage import index_snapshot
 from memlayer.storage.accounts import DynamoAccounts
-from memlayer.storage.base import CHANGE_LOG_TTL, IdempotencyClaim, Profile, StoredVector
+from memlayer.storage.base import (
+    CHANGE_LOG_TTL,
+    IdempotencyClaim,
+    Profile,
+    StoredVector,
+    check_own_job,
+)
 from memlayer.storage.captures import DynamoCaptures
 from memlayer.storage.cleanup import DynamoCleanup
 from memlayer.storage.connections import DynamoConnections
@@ -421,10 +427,17 @@ class DynamoStore(
         return await self._run(read)
 
     async def save_memory(
-        self, record: MemoryRecord, *, expected_version: int, max_bytes: int = 0
+        self,
+        record: MemoryRecord,
+        *,
+        expected_version: int,
+        max_bytes: int = 0,
+        job: JobRecord | None = None,
     ) -> MemoryRecord:
-        """Writes `record` if the stored version is still `expected_version`; the stored copy
-        gets version + 1. Storage accounting follows any change in size."""
+        """Writes `record` (and `job`) if the stored version is still `expected_version`, in
+        one transaction; the stored copy gets version + 1. Storage accounting follows any
+        change in size."""
+        check_own_job(record, job)
         previous_size = self._known_sizes.get((record.user_id, record.id, expected_version))
         if previous_size is None:
             previous = await self.get_memory(record.user_id, record.id)
@@ -451,6 +464,8 @@ class DynamoStore(
             },
             self._change_put(record.user_id, record.id),
         ]
+        if job is not None:  # unconditional: the memory's version condition guards it
+            items.append({"Put": {"TableName": self.table, "Item": self._job_item(job)}})
         try:
             await self._transact(items)
         except self.client.exceptions.TransactionCanceledException as exc:

@@ -45,7 +45,7 @@ from memlayer.storage.accounts import (
     TOUCH_INTERVAL_SECONDS,
     ApiKeyRecord,
 )
-from memlayer.storage.base import IdempotencyClaim, Profile, StoredVector
+from memlayer.storage.base import IdempotencyClaim, Profile, StoredVector, check_own_job
 from memlayer.storage.captures import PendingCapture
 from memlayer.storage.cleanup import ExpiredFound
 from memlayer.storage.connections import Connection
@@ -442,8 +442,14 @@ class PostgresStore:
         return [_memory(row[0]) for row in rows]
 
     async def save_memory(
-        self, record: MemoryRecord, *, expected_version: int, max_bytes: int = 0
+        self,
+        record: MemoryRecord,
+        *,
+        expected_version: int,
+        max_bytes: int = 0,
+        job: JobRecord | None = None,
     ) -> MemoryRecord:
+        check_own_job(record, job)
         saved = record.model_copy(update={"version": expected_version + 1})
         uid = record.user_id
 
@@ -476,6 +482,8 @@ class PostgresStore:
                 " $14, $15, $16, $17::jsonb) where user_id = $1 and id = $2",
                 *_memory_values(saved),
             )
+            if job is not None:  # in the memory's transaction, after its version check
+                await self._put_job(conn, job)
 
         await self._run(uid, op)
         return saved
