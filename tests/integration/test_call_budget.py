@@ -1,5 +1,6 @@
 """What the pipeline asks of DynamoDB per memory (each call costs on AWS and a few ms of CPU in
-the local cloud): each worker reads a memory and its job once, the records of a batch share one
+the local cloud): each stage (create, analysis saved, ready) is one write that carries its job's
+progress, each worker reads a memory and its job once, the records of a batch share one
 look-up of the user's live connections and one of their tag vocabulary, a vocabulary that
 already has a memory's tags is not written again, and progress still reaches a live connection.
 
@@ -76,6 +77,42 @@ def create(user: User, content: str) -> dict[str, Any]:
     response = user.http.post("/v1/memories", json={"content": content})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def written_keys(params: dict[str, Any]) -> set[str]:
+    """The sort keys a TransactWriteItems puts or updates."""
+    keys = set()
+    for item in params["TransactItems"]:
+        for action in item.values():
+            keys.add((action.get("Item") or action.get("Key"))["SK"]["S"])
+    return keys
+
+
+def test_each_stage_is_one_write_that_carries_its_job_progress(
+    cloud: Any, user: User, calls: Calls
+) -> None:
+    made = [create(user, f"One write per stage, note {n} on rye bread") for n in range(6)]
+    cloud.drain(timeout=60)
+    for memory in made:
+        assert user.http.get(f"/v1/memories/{memory['id']}").json()["status"] == "ready"
+        job = user.http.get(f"/v1/jobs/{memory['job_id']}").json()
+        assert (job["status"], job["progress"]) == ("completed", 1.0)
+
+    ran = {f: invocations(cloud, f) for f in ("AnalyzeFunction", "EmbedFunction")}
+    for function in ("MemoriesFunction", "AnalyzeFunction", "EmbedFunction"):
+        transactions = [written_keys(p) for p in calls.of(function, "TransactWriteItems")]
+        for memory in made:
+            mine = [keys for keys in transactions if f"MEM#{memory['id']}" in keys]
+            assert len(mine) == 1, (function, memory["id"], mine)
+            assert f"JOB#{memory['job_id']}" in mine[0], function  # the progress rides on it
+        assert len(transactions) == len(made), function
+        # no job save of its own (a local analysis's start is saved with its result)
+        assert calls.of(function, "PutItem") == [], function
+        for operation in ("UpdateItem", "DeleteItem"):  # rate counters, the tag vocabulary
+            touched = {p["Key"]["SK"]["S"][:4] for p in calls.of(function, operation)}
+            assert not touched & {"MEM#", "JOB#"}, (function, operation, touched)
+    # the vectors are one write per batch
+    assert len(calls.of("EmbedFunction", "BatchWriteItem")) <= ran["EmbedFunction"]
 
 
 def test_each_worker_reads_a_memory_once_and_a_batch_looks_up_connections_once(

@@ -43,14 +43,35 @@ class _Page(BaseHTTPRequestHandler):
         return
 
 
-@pytest.fixture
-def page_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/tides?utm_source=x"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def page_url() -> Iterator[str]:
+    yield from _serve(_Page)
+
+
+class _HeldPage(_Page):
+    """The page, answered only once the test lets it go (or after 10 s)."""
+
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        self.release.wait(timeout=10)
+        super().do_GET()
+
+
+@pytest.fixture
+def held_page_url() -> Iterator[str]:
+    _HeldPage.release.clear()
+    yield from _serve(_HeldPage)
+    _HeldPage.release.set()
 
 
 def wait_for_job(user: User, job_id: str, timeout: float = 20) -> dict:
@@ -97,6 +118,29 @@ def test_shared_url_is_enriched_and_progress_is_pushed(
     assert analysis["model"] == "offline-v1"
     vectors = _vectors_of(cloud, user.user_id)
     assert share["memory_id"] in vectors
+
+
+def test_a_job_reads_analyzing_while_the_step_waits_on_the_network(
+    cloud: object, user: User, held_page_url: str
+) -> None:
+    """A stage that waits (here on fetching the shared page) is saved on its own, so GET
+    /v1/jobs/{id} shows it while it lasts; a local analysis's start is saved with its result."""
+    share = user.http.post("/v1/shares", json={"url": held_page_url}).json()
+    deadline = time.monotonic() + 20
+    seen = []
+    while time.monotonic() < deadline and "analyzing" not in seen:
+        seen.append(user.http.get(f"/v1/jobs/{share['job_id']}").json()["status"])
+        time.sleep(0.05)
+    _HeldPage.release.set()
+    assert seen[-1] == "analyzing", seen
+    job = wait_for_job(user, share["job_id"])
+    assert job["status"] == "completed"
+
+    note = user.http.post("/v1/memories", json={"content": "a note analyzed locally"}).json()
+    done = wait_for_job(user, note["job_id"])
+    assert done["status"] == "completed"
+    times = done["stage_times"]
+    assert times["analyzing"] <= times["embedding"] <= times["completed"]
 
 
 def _vectors_of(cloud: object, user_id: str) -> set[str]:
