@@ -2,7 +2,7 @@
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from memlayer.messages import parse_stage
+from memlayer.messages import Delivery, StageMessage, parse_stage
 from memlayer.services import enrichment
 from memlayer.worker import BatchCall, RecordHandler, delivery, sqs_batch_worker
 
@@ -13,7 +13,10 @@ def _per_batch(size: int) -> RecordHandler:
     batch = BatchCall(size, enrichment.embed)
 
     async def _embed(record: SQSRecord) -> None:
-        await batch.submit(lambda: delivery(record, parse_stage))
+        async def read() -> Delivery[StageMessage]:
+            return delivery(record, parse_stage)
+
+        await batch.submit(read)
 
     return _embed
 

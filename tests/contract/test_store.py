@@ -238,8 +238,8 @@ def test_a_memory_and_its_job_are_saved_in_one_write(backend: Backend) -> None:
         analyzed = record.model_copy(update={"status": "processing"})
         saved = await store.save_memory(analyzed, expected_version=1, job=embedding)
         assert saved.version == 2
-        assert await store.get_memory(uid, record.id) == saved
-        assert await store.get_job(uid, job.id) == embedding
+        assert await store.get_memory_and_job(uid, record.id, job.id) == (saved, embedding)
+        assert await store.get_memory_and_job(uid, record.id, new_id()) == (saved, None)
 
         # a stale version writes neither
         completed = embedding.model_copy(update={"status": "completed", "progress": 1.0})
@@ -270,8 +270,7 @@ def test_a_memory_and_its_job_are_saved_in_one_write(backend: Backend) -> None:
         done = other.model_copy(update={"status": "completed", "progress": 1.0})
         with pytest.raises(VersionConflict):
             await store.save_memory(edited, expected_version=3, job=done)
-        assert await store.get_job(uid, other.id) is None
-        assert await store.get_memory(uid, record.id) is None
+        assert await store.get_memory_and_job(uid, record.id, other.id) == (None, None)
 
     backend.run(test)
 

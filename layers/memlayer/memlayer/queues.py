@@ -31,9 +31,10 @@ async def send(queue: QueueName, message: QueueMessage, *, delay_seconds: int = 
     )
 
 
-async def send_batch(queue: QueueName, messages: Sequence[QueueMessage]) -> list[QueueMessage]:
-    """Sends in batches of 10; returns the messages SQS did not accept."""
-    failed: list[QueueMessage] = []
+async def send_batch(queue: QueueName, messages: Sequence[QueueMessage]) -> dict[int, str]:
+    """Sends in batches of 10; returns the messages SQS did not accept: their positions, with
+    SQS's reason."""
+    failed: dict[int, str] = {}
 
     def run() -> None:
         for start in range(0, len(messages), 10):
@@ -44,7 +45,7 @@ async def send_batch(queue: QueueName, messages: Sequence[QueueMessage]) -> list
                     {"Id": str(i), "MessageBody": m.model_dump_json()} for i, m in enumerate(chunk)
                 ],
             )
-            failed.extend(chunk[int(f["Id"])] for f in resp.get("Failed", []))
+            failed.update((start + int(f["Id"]), f.get("Code", "")) for f in resp.get("Failed", []))
 
     await asyncio.to_thread(run)
     return failed

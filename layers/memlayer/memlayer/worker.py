@@ -94,8 +94,8 @@ class BatchCall(Generic[Item]):
     """One call over the items of a whole batch, made from record handlers that run
     concurrently: each handler `submit`s its record's item and gets back that item's own
     outcome (it raises that item's exception, or returns). The call runs once every one of the
-    batch's `size` records has submitted or failed before it could; `call` returns the
-    failures by the items' positions in the list it was given."""
+    batch's `size` records has submitted, had none to submit, or failed before it could;
+    `call` returns the failures by the items' positions in the list it was given."""
 
     def __init__(
         self, size: int, call: Callable[[list[Item]], Awaitable[dict[int, Exception]]]
@@ -107,20 +107,26 @@ class BatchCall(Generic[Item]):
         self._outcomes: list[asyncio.Future[None]] = []
         self._running: asyncio.Task[None] | None = None  # referenced, so it is not collected
 
-    async def submit(self, make_item: Callable[[], Item]) -> None:
-        """Adds `make_item()` (a record that fails to make one drops out of the call, with
-        that failure) and waits for its outcome."""
+    async def submit(self, make_item: Callable[[], Awaitable[Item | None]]) -> None:
+        """Adds what `make_item()` returns and waits for its outcome. A record that makes none
+        (None, or it failed to: with that failure) drops out of the call."""
         try:
-            item = make_item()
+            item = await make_item()
         except BaseException:
-            self._withdrawn += 1
-            self._maybe_run()
+            self._withdraw()
             raise
+        if item is None:
+            self._withdraw()
+            return
         outcome = asyncio.get_running_loop().create_future()
         self._items.append(item)
         self._outcomes.append(outcome)
         self._maybe_run()
         await outcome
+
+    def _withdraw(self) -> None:
+        self._withdrawn += 1
+        self._maybe_run()
 
     def _maybe_run(self) -> None:
         if self._items and len(self._items) + self._withdrawn == self._size:

@@ -39,12 +39,10 @@ EMBED_TEXT_CHARS = 8_000
 async def _current(message: StageMessage) -> tuple[MemoryRecord, JobRecord | None] | None:
     """The memory and job this message is about, or None when there is nothing left to do
     (the memory was deleted, or an edit superseded this job)."""
-    store = get_store()
-    # Read together (one request with the batch's other reads, on DynamoDB); the job is
+    # Read together (one request; on DynamoDB with the batch's other reads too); the job is
     # wasted only when the memory is gone or superseded.
-    record, job = await asyncio.gather(
-        store.get_memory(message.user_id, message.memory_id),
-        store.get_job(message.user_id, message.job_id),
+    record, job = await get_store().get_memory_and_job(
+        message.user_id, message.memory_id, message.job_id
     )
     if record is None or record.job_id != message.job_id:
         return None
@@ -52,10 +50,13 @@ async def _current(message: StageMessage) -> tuple[MemoryRecord, JobRecord | Non
 
 
 # ------------------------------------------------------------------------------ analyze
-async def analyze(delivery: Delivery[StageMessage]) -> None:
+async def analyze(delivery: Delivery[StageMessage]) -> StageMessage | None:
+    """Analyzes the memory (unless an earlier delivery did); returns the message for the embed
+    step, which `hand_to_embed` sends with the batch's others, or None when there is nothing
+    left to do."""
     current = await _current(delivery.message)
     if current is None:
-        return
+        return None
     record, job = current
     if record.analyzed_hash != record.content_hash:
         analyzer = get_analyzer(get_settings())
@@ -63,10 +64,22 @@ async def analyze(delivery: Delivery[StageMessage]) -> None:
             job = await _begin_analysis(record, job, analyzer)
             # saved with the analysis, in the same write
             job = jobs.advanced(job, "embedding", "computing embeddings")
-        record = await _enrich(record, analyzer, final=delivery.final, job=job)
-    await queues.send("embed", delivery.message)
-    if job is not None and job.status != "embedding":  # analyzed by an earlier delivery
+        await _enrich(record, analyzer, final=delivery.final, job=job)
+    elif job is not None and job.status in ("queued", "analyzing"):
+        # analyzed by an earlier delivery that did not save the job with it
         await jobs.advance(job, "embedding", "computing embeddings")
+    return delivery.message
+
+
+async def hand_to_embed(messages: list[StageMessage]) -> dict[int, Exception]:
+    """Sends the batch's analyzed memories to the embed queue in one request; the failures by
+    position (such a record is redelivered and, analyzed already, only sent again)."""
+    failed = await queues.send_batch("embed", messages)
+    return {position: QueueSendError(code) for position, code in failed.items()}
+
+
+class QueueSendError(Exception):
+    """SQS did not accept a message of a batch send."""
 
 
 async def _begin_analysis(record: MemoryRecord, job: JobRecord, analyzer: Analyzer) -> JobRecord:

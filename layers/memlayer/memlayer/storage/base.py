@@ -81,6 +81,13 @@ class Store(
 
     async def get_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None: ...
 
+    async def get_memory_and_job(
+        self, user_id: str, memory_id: str, job_id: str
+    ) -> tuple[MemoryRecord | None, JobRecord | None]:
+        """The memory and the job (either None when absent), read together: what a pipeline
+        stage reads first, in one request."""
+        ...
+
     async def list_memories(
         self, user_id: str, query: ListQuery
     ) -> tuple[list[MemoryRecord], str | None]: ...

@@ -354,6 +354,15 @@ class DynamoStore(
         item = await self._get(user_pk(user_id), memory_sk(memory_id))
         return self._remember_size(self._memory_of(item)) if item else None
 
+    async def get_memory_and_job(
+        self, user_id: str, memory_id: str, job_id: str
+    ) -> tuple[MemoryRecord | None, JobRecord | None]:
+        # both point reads go in one BatchGetItem (with the batch's other records', `_get`)
+        memory, job = await asyncio.gather(
+            self.get_memory(user_id, memory_id), self.get_job(user_id, job_id)
+        )
+        return memory, job
+
     async def list_memories(
         self, user_id: str, query: ListQuery
     ) -> tuple[list[MemoryRecord], str | None]:

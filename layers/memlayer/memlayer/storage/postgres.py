@@ -395,6 +395,25 @@ class PostgresStore:
         )
         return _memory(text) if text else None
 
+    async def get_memory_and_job(
+        self, user_id: str, memory_id: str, job_id: str
+    ) -> tuple[MemoryRecord | None, JobRecord | None]:
+        row = await self._run(
+            user_id,
+            lambda conn: conn.fetchrow(
+                "select (select record::text from memlayer.memories"
+                " where user_id = $1 and id = $2) as memory,"
+                " (select record::text from memlayer.jobs where user_id = $1 and id = $3) as job",
+                user_id,
+                memory_id,
+                job_id,
+            ),
+        )
+        return (
+            _memory(row["memory"]) if row["memory"] else None,
+            JobRecord.model_validate_json(row["job"]) if row["job"] else None,
+        )
+
     async def list_memories(
         self, user_id: str, query: ListQuery
     ) -> tuple[list[MemoryRecord], str | None]:
