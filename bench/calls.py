@@ -9,19 +9,26 @@ reports calls per memory and this process's CPU per memory (user + system; the H
 are in it too, a small share).
 
     python -m bench.calls [--memories 200] [--concurrency 8] [--websocket]
+                          [--backend dynamodb|supabase]
 
 `--websocket` keeps a WebSocket connection of the user open while it runs (the extension
-listening for progress), and counts the progress messages it receives.
+listening for progress), and counts the progress messages it receives. `--backend supabase`
+runs the functions on an embedded Postgres (as `STORAGE_BACKEND=supabase make dev`) and also
+counts its committed transactions per memory (`pg_stat_database`, read once the server has
+published every backend's counts).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import tempfile
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +87,28 @@ def per_memory(calls: Counter[tuple[str, str, str]], memories: int) -> dict[str,
     }
 
 
-def run(memories: int, concurrency: int, websocket: bool) -> dict[str, Any]:
+def committed_transactions(url: str) -> int:
+    """The database's committed transactions so far. Backends publish their counts when idle
+    (at most every 10 s in Postgres ≥ 15), so this waits that long first."""
+    import asyncpg
+
+    async def read() -> int:
+        conn = await asyncpg.connect(url, statement_cache_size=0)
+        try:
+            value: int = await conn.fetchval(
+                "select xact_commit from pg_stat_database where datname = current_database()"
+            )
+        finally:
+            await conn.close()
+        return value
+
+    time.sleep(11)
+    return asyncio.run(read())
+
+
+def run(memories: int, concurrency: int, websocket: bool, backend: str) -> dict[str, Any]:
     from infra.localcloud import LocalCloud
+    from infra.supabase.embedded import dev_database
 
     counter = CallCounter()
     counter.install()
@@ -89,9 +116,14 @@ def run(memories: int, concurrency: int, websocket: bool) -> dict[str, Any]:
         **ENV_OVERRIDES,
         "SUPABASE_JWT_SECRET": SECRET,
         "SUPABASE_JWKS_URL": None,
+        "STORAGE_BACKEND": backend,
     }
     received: list[dict[str, Any]] = []
-    with LocalCloud(ROOT / "template.yaml", port=0, env_overrides=env) as cloud:
+    transactions = None
+    with ExitStack() as stack:
+        state = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        database_url = stack.enter_context(dev_database(state, env))
+        cloud = stack.enter_context(LocalCloud(ROOT / "template.yaml", port=0, env_overrides=env))
         # memlayer is imported only now: its settings and logger read the cloud's environment.
         from memlayer.auth.jwt import mint_dev_token
 
@@ -128,12 +160,16 @@ def run(memories: int, concurrency: int, websocket: bool) -> dict[str, Any]:
             listener.start()
             time.sleep(0.2)
         before = counter.snapshot()
+        committed = committed_transactions(database_url) if database_url else 0
         cpu0, wall0 = time.process_time(), time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(create, range(memories)))
         cloud.drain(timeout=600)
         cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
         calls = counter.snapshot() - before
+        if database_url:
+            # less the first count's own, published when its connection closed
+            transactions = committed_transactions(database_url) - committed - 1
         if listener is not None:
             time.sleep(0.5)
             stop.set()
@@ -147,7 +183,11 @@ def run(memories: int, concurrency: int, websocket: bool) -> dict[str, Any]:
         "memories": memories,
         "concurrency": concurrency,
         "websocket": websocket,
+        "backend": backend,
         "calls_per_memory": per_memory(calls, memories),
+        "postgres_transactions_per_memory": (
+            round(transactions / memories, 2) if transactions is not None else None
+        ),
         "cpu_ms_per_memory": round(cpu_s * 1000 / memories, 1),
         "wall_s": round(wall_s, 2),
         "memories_per_s": round(memories / wall_s, 2),
@@ -163,10 +203,14 @@ def main() -> None:
     parser.add_argument("--memories", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--websocket", action="store_true")
+    parser.add_argument("--backend", choices=["dynamodb", "supabase"], default="dynamodb")
     parser.add_argument("--label", default=None, help="key in bench/results/calls.json")
     args = parser.parse_args()
-    result = run(args.memories, args.concurrency, args.websocket)
-    label = args.label or f"{args.memories}{' websocket' if args.websocket else ''}"
+    result = run(args.memories, args.concurrency, args.websocket, args.backend)
+    label = args.label or (
+        f"{args.memories}{' websocket' if args.websocket else ''}"
+        f"{' ' + args.backend if args.backend != 'dynamodb' else ''}"
+    )
     recorded = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     recorded[label] = result
     RESULTS.write_text(json.dumps(recorded, indent=2) + "\n")
