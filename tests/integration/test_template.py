@@ -29,8 +29,9 @@ HEAVY = (
     "mcp",  # memlayer.mcp_protocol serves MCP: the SDK's import is over the init budget
     "mcp_types",
 )
-# Only the functions that rank in memory load numpy (a seventh of a bare app's init).
-SEARCHING = {"retrieval", "mcp"}
+# Only the function that ranks at every request loads numpy at init (a seventh of a bare app's
+# init); mcp loads it with its first search tool call (memlayer.mcp_tools).
+SEARCHING = {"retrieval"}
 
 
 def _shape(path: str) -> str:

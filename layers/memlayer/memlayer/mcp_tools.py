@@ -35,7 +35,7 @@ from memlayer.errors import Forbidden, MemlayerError
 from memlayer.mcp_protocol import INVALID_PARAMS, McpError, Server
 from memlayer.models import ListQuery, Source, display_title
 from memlayer.observability import logger, request_id_var
-from memlayer.services import memories, retrieval
+from memlayer.services import memories
 from memlayer.web import validation_detail
 
 SNIPPET_CHARS = 280
@@ -92,6 +92,10 @@ async def _save(user_id: str, args: SaveMemoryIn) -> tuple[BaseModel, str | None
 
 
 async def _search(user_id: str, args: SearchIn) -> tuple[BaseModel, str | None]:
+    # lazy: ranking loads numpy and the embedders (~100 ms); only the two search tools rank,
+    # so initialize, tools/list and the other tools never wait for it on a cold start
+    from memlayer.services import retrieval
+
     found = await retrieval.search(user_id, args)
     results = [
         SearchResult(
@@ -103,6 +107,8 @@ async def _search(user_id: str, args: SearchIn) -> tuple[BaseModel, str | None]:
 
 
 async def _context(user_id: str, args: ContextIn) -> tuple[BaseModel, str | None]:
+    from memlayer.services import retrieval  # lazy, as in `_search`
+
     out = await retrieval.context(user_id, args)
     # The block itself is what the model reads; the structured result also lists its ids.
     return out, out.context or "No relevant memories."

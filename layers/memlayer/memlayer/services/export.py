@@ -24,7 +24,6 @@ from memlayer.messages import ExportTask
 from memlayer.models import JobRecord, MemoryRecord, display_title
 from memlayer.observability import logger
 from memlayer.services import jobs
-from memlayer.services.uploads import uploads_store
 from memlayer.storage import get_store
 from memlayer.storage.uploads import UploadRecord
 
@@ -77,7 +76,7 @@ async def run_export(user_id: str, job_id: str) -> JobRecord | None:
         )
         await store.put_job(job)
         await jobs.notify(job)
-        uploads = {u.id: u for u in await uploads_store().all_uploads(user_id)}
+        uploads = {u.id: u for u in await store.all_uploads(user_id)}
         exported_at = utcnow()
         key = blobs.export_key(user_id, job_id)
         with tempfile.TemporaryFile() as spool:
