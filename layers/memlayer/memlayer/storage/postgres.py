@@ -24,9 +24,9 @@ import asyncio
 import base64
 import binascii
 import json
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -37,7 +37,8 @@ from memlayer import secrets
 from memlayer.ai.embeddings import get_embedder
 from memlayer.ids import is_id
 from memlayer.models import JobRecord, Limits, ListQuery, MemoryRecord, UsageCounts
-from memlayer.search.fusion import Candidate, Hit, SearchFilters, SearchMode, combine
+from memlayer.search import fusion
+from memlayer.search.fusion import Hit, SearchFilters, SearchMode
 from memlayer.settings import get_settings
 from memlayer.storage.accounts import (
     ITEM_KINDS,
@@ -71,10 +72,9 @@ POOL_SIZE = 2
 # count (bench/postgres.py and the README measure both).
 EXACT_SCAN_BELOW = 5_000
 HNSW_MIN_SHARE = 0.25
-HNSW_EF_SEARCH = 100  # the least first pass of an HNSW scan (see _SEARCH_PRELUDE_SQL); README
+HNSW_EF_SEARCH = 100  # the least first pass of an HNSW scan (memlayer.search_legs); README
 KEYWORD_CANDIDATES = 1_000  # memories the keyword leg ranks per tier, at most
 HIGHLIGHT_LENGTH = 200  # characters of a hit's text around each highlighted term
-HNSW_DIMENSIONS = (384, 512, 768, 1024, 1536)  # the sizes the migrations index
 
 # A memory's vector columns are all set (from its current content) or all null.
 _NO_VECTOR = (
@@ -133,12 +133,6 @@ def _memory(text: str) -> MemoryRecord:
 def _halfvec(vector: bytes) -> str:
     """pgvector's text form of a stored float16 vector."""
     return "[" + ",".join(map(repr, np.frombuffer(vector, "<f2").astype(float).tolist())) + "]"
-
-
-def _query_halfvec(vector: np.ndarray) -> str:
-    """pgvector's text form of a query vector, rounded to float16 as the column holds them:
-    five significant digits name each float16 exactly (and format in a third of the time)."""
-    return "[" + ",".join(map("{:.5g}".format, vector.astype(np.float16).tolist())) + "]"
 
 
 def _encode_cursor(memory_id: str) -> str:
@@ -1215,15 +1209,14 @@ class PostgresStore:
 
 
 class PostgresSearch:
-    """The search port in SQL: the keyword leg ranks the weighted `search_doc` tsvector (GIN),
-    the semantic leg orders by cosine distance on the halfvec column (HNSW, or an exact scan
-    for a user with few memories), filters are `where` clauses, both legs run as one
-    statement (`_legs_sql`), and search/fusion.py fuses the two lists as the in-memory index
-    does. A search is four statements in one transaction: the settings, the query's lexemes
-    with the user's count (and ef_search), the legs, the records of the hits. Always current;
-    `refresh` only checks, once per user and embedding space in a container, for ready
-    memories whose vectors are from another space (or none), and asks for them to be
-    re-embedded."""
+    """The search port in SQL: one call of `memlayer.search` (migration
+    20261202080000_search_in_one_call.sql) runs both legs, the keyword leg on the weighted
+    `search_doc` tsvector (GIN), the semantic leg by cosine distance on the halfvec column
+    (HNSW, or an exact scan for a user with few memories), filters as `where` clauses, fuses
+    them as search/fusion.py does (its constants are arguments) and returns the hits with their
+    records: a search is `begin`, that call and `commit`. Always current; `refresh` only checks,
+    once per user and embedding space in a container, for ready memories whose vectors are from
+    another space (or none), and asks for them to be re-embedded."""
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
@@ -1261,81 +1254,54 @@ class PostgresSearch:
         if limit <= 0:
             return []
         depth = max(limit * 4 + 32, 100) if mode == "hybrid" else limit + limit + 32
-        keyword = mode in ("hybrid", "keyword")
         semantic = vector if mode in ("hybrid", "semantic") else None
-        space = _embedding_space()
-
-        terms = query_terms(query)
-
-        async def op(conn: Any) -> list[tuple[MemoryRecord, Hit]]:
-            # What shapes the statement: the query's lexemes (as the tsquery constants the
-            # planner estimates the GIN scans with) and the user's count and share of memories.
-            # The HNSW scan's first pass (ef_search) is sized so that about `depth` of its
-            # candidates are this user's: a second pass of the iterative scan costs as much
-            # again (at 10k, 2,768 buffers instead of 1,638 when 6 of 100 were another's).
-            memories, rows_estimate, lexemes, _ = await conn.fetchrow(
-                _SEARCH_PRELUDE_SQL, user_id, query if keyword else "", HNSW_EF_SEARCH, depth
-            )
-            share = memories / max(rows_estimate, memories, 1)  # reltuples: -1 before analyze
-            where, args = _filter_sql(user_id, filters)
-            sql = _legs_sql(
-                where,
-                args,
-                lexemes=lexemes,
-                depth=depth,
-                vector=semantic,
-                space=space,
-                hnsw=memories >= EXACT_SCAN_BELOW and share >= HNSW_MIN_SHARE,
-            )
-            if sql is None:
-                return []
-            rows = await conn.fetch(sql, *args)
-            keyword_rows = [row for row in rows if row["leg"] == "k"]
-            semantic_rows = [row for row in rows if row["leg"] == "s"]
-            # Fusion needs no text (highlights are made below, for the hits only).
-            candidates = {
-                row["id"]: Candidate(
-                    row["id"], "", row["occurred_at"].timestamp(), row["dedupe_key"]
-                )
-                for row in rows
-            }
-            hits = combine(
-                [(float(row["score"]), row["id"]) for row in keyword_rows],
-                [(float(row["score"]), row["id"]) for row in semantic_rows],
-                candidates.__getitem__,
-                mode=mode,
-                coverage={row["id"]: float(row["coverage"]) for row in keyword_rows},
-                terms=terms,
-                limit=limit,
-                highlights=False,
-                semantic_weight=semantic_weight,
-                min_similarity=min_similarity,
-            )
-            found = await conn.fetch(
-                "select id, record::text from memlayer.memories"
-                " where user_id = $1 and id = any($2)",
-                user_id,
-                [hit.memory_id for hit in hits],
-            )
-            records = {row[0]: _memory(row[1]) for row in found}
-            return [
-                (
-                    records[hit.memory_id],
-                    replace(
-                        hit,
-                        highlights=highlight_terms(
-                            records[hit.memory_id].content, set(terms), HIGHLIGHT_LENGTH
-                        ),
-                    ),
-                )
-                for hit in hits
-            ]
-
+        filters = filters or SearchFilters()
+        args = (
+            user_id,
+            query if mode in ("hybrid", "keyword") else "",
+            # float16 as the column holds them (exact as float4, sent binary)
+            None if semantic is None else semantic.astype(np.float16).astype(np.float32).tolist(),
+            _embedding_space(),
+            None if filters.kinds is None else list(filters.kinds),
+            None if filters.tags is None else [_normalize_tag(t) for t in filters.tags],
+            filters.provider,
+            None if filters.since is None else _at(filters.since),
+            None if filters.until is None else _at(filters.until),
+            depth,
+            KEYWORD_CANDIDATES,
+            EXACT_SCAN_BELOW,
+            HNSW_MIN_SHARE,
+            HNSW_EF_SEARCH,
+            mode,
+            limit,
+            semantic_weight,
+            min_similarity,
+            fusion.RRF_K,
+            fusion.RECENCY_WEIGHT,
+            fusion.RECENCY_HALF_LIFE_DAYS,
+            time.time(),
+        )
         # relaxed_order: the index scan goes on until `depth` rows pass the filters (the
         # statement re-sorts what it returns). No JIT: compiling takes longer than any search
         # (the planner's costs pass its threshold on an exact scan of a large user's rows).
         settings = {"jit": "off", "hnsw.iterative_scan": "relaxed_order"}
-        return await self.store._run(user_id, op, settings=settings)
+        rows = await self.store._run(
+            user_id, lambda conn: conn.fetch(_SEARCH_SQL, *args), settings=settings
+        )
+        terms = set(query_terms(query))
+        found = []
+        for memory_id, score, semantic_rank, keyword_rank, similarity, record in rows:
+            memory = _memory(record)
+            hit = Hit(
+                memory_id=memory_id,
+                score=round(score, 6),
+                highlights=highlight_terms(memory.content, terms, HIGHLIGHT_LENGTH),
+                semantic_rank=semantic_rank,
+                keyword_rank=keyword_rank,
+                similarity=similarity,
+            )
+            found.append((memory, hit))
+        return found
 
     async def turns_around(
         self,
@@ -1359,114 +1325,12 @@ class PostgresSearch:
         return {hit: turns for hit, turns in found.items() if any(t.id == hit for t in turns)}
 
 
-# $1 user, $2 query text, $3 HNSW_EF_SEARCH, $4 depth: the user's memories, the table's rows
-# (reltuples: -1 before analyze), the query's lexemes; sets ef_search to depth / share + 10%.
-_SEARCH_PRELUDE_SQL = (
-    "select memories, rows, array(select lexeme from unnest(to_tsvector('english', $2))),"
-    " set_config('hnsw.ef_search', least(1000, greatest($3::int,"
-    " ceil($4::int * 1.1 * greatest(rows, memories, 1) / greatest(memories, 1))))::text, true)"
-    " from (select coalesce((select memories from memlayer.profiles where user_id = $1), 0)"
-    " as memories, (select reltuples from pg_class where oid = 'memlayer.memories'::regclass)"
-    " as rows) sized"
+# The arguments in the order `PostgresSearch.search` passes them (see the migration).
+_SEARCH_SQL = (
+    "select id, score, semantic_rank, keyword_rank, similarity, record from memlayer.search("
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,"
+    " $20, $21, $22)"
 )
-
-
-def _tsquery_lexeme(lexeme: str) -> str:
-    """A lexeme as tsquery input, taken verbatim (quoted, its quotes and backslashes escaped)."""
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def _legs_sql(
-    where: str,
-    args: list[Any],
-    *,
-    lexemes: list[str],
-    depth: int,
-    vector: np.ndarray | None,
-    space: str,
-    hnsw: bool,
-) -> str | None:
-    """Both legs as one statement (one round trip), appending its arguments to `args`: rows
-    (leg 'k' or 's', nth, score, coverage, id, occurred_at, dedupe_key) best first per leg.
-
-    Keyword leg: candidates are the newest KEYWORD_CANDIDATES memories holding every query
-    lexeme (GIN), and only when fewer than `depth` hold them all, as many more holding some;
-    they are ranked by ts_rank (weighted term frequency, length-normalized: BM25's stand-in;
-    ts_rank_cd ranked worse on bench/retrieval and took a third of a hybrid search at 10k),
-    so the work is bounded however many memories share a common word. Coverage is the share
-    of the query's lexemes a memory holds. Semantic leg: cosine distance on the halfvec
-    column, through the HNSW index for a user with many memories (`hnsw`), else an exact scan
-    of the user's rows. Only narrow columns come back: the search reads the records of its hits.
-    All of it reads memlayer.search_memories, the caller's rows (see its migration: through
-    the table, row-level security would keep the GIN index out of the keyword leg)."""
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    ctes: list[str] = []
-    selects: list[str] = []
-    narrow = "id, occurred_at, dedupe_key"
-    if lexemes:
-        terms = [_tsquery_lexeme(lexeme) for lexeme in lexemes]
-        every, some = arg(" & ".join(terms)), arg(" | ".join(terms))
-        cap, limit = arg(KEYWORD_CANDIDATES), arg(depth)
-        newest = (
-            f"select {narrow}, search_doc from memlayer.search_memories"  # noqa: S608
-            " where {where} and {match}"
-            " order by id desc limit {cap}"
-        )
-        ctes.append(
-            "kw_every as materialized ("
-            + newest.format(where=where, match=f"search_doc @@ {every}::tsquery", cap=cap)
-            + ")"
-        )
-        pool = f"select {narrow}, search_doc from kw_every"  # noqa: S608
-        if len(terms) > 1:
-            ctes.append(
-                "kw_some as ("  # noqa: S608
-                + newest.format(
-                    where=where,
-                    match=f"search_doc @@ {some}::tsquery and not search_doc @@ {every}::tsquery"  # noqa: S608
-                    f" and (select count(*) from kw_every) < {limit}",
-                    cap=cap,
-                )
-                + ")"
-            )
-            pool += f" union all select {narrow}, search_doc from kw_some"  # noqa: S608
-        ctes.append(
-            f"keyword as (select {narrow}, search_doc, rank,"  # noqa: S608
-            " row_number() over (order by rank desc, id) as nth from ("
-            f"select {narrow}, search_doc, ts_rank(search_doc, {some}::tsquery, 1) as rank"
-            f" from ({pool}) pool order by rank desc, id limit {limit}) best)"
-        )
-        selects.append(
-            "select 'k' as leg, nth, rank as score,"  # noqa: S608
-            f" (select count(*) from unnest({arg(terms)}::tsquery[]) t"
-            f" where search_doc @@ t)::float8 / {len(terms)} as coverage, {narrow} from keyword"
-        )
-    if vector is not None:
-        dims = int(vector.shape[0])
-        query_vector = arg(_query_halfvec(vector))
-        if hnsw and dims in HNSW_DIMENSIONS:
-            distance = f"embedding::halfvec({dims}) <=> {query_vector}::halfvec({dims})"
-        else:  # not the index's expression: the planner scans the user's rows exactly
-            distance = f"embedding <=> {query_vector}::halfvec"
-        ctes.append(
-            f"semantic as (select {narrow}, distance,"  # noqa: S608
-            " row_number() over (order by distance, id) as nth from ("
-            f"select {narrow}, {distance} as distance from memlayer.search_memories"
-            f" where {where}"
-            f" and embedding_dims = {dims} and embedding_space = {arg(space)}"
-            f" order by distance limit {arg(depth)}) nearest)"
-        )
-        selects.append(
-            "select 's' as leg, nth, 1 - distance as score, null::float8 as coverage,"  # noqa: S608
-            f" {narrow} from semantic"
-        )
-    if not selects:
-        return None
-    return "with " + ", ".join(ctes) + " " + " union all ".join(selects) + " order by leg, nth"
 
 
 # The turns around each hit: the `radius` before it and itself with the `radius` after it, on
