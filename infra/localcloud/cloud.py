@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from . import iam, transport
+from .container import ProcessRuntime
 from .env import DUMMY_CREDENTIAL, EnvPlan, plan_environment
 from .gateway import Gateway
 from .motofixes import (
@@ -61,6 +62,9 @@ log = logging.getLogger("localcloud")
 
 DEFAULT_PORT = 8787
 STOP_GRACE_SECONDS = 5.0
+# Which functions run in processes of their own (container.py): none, the SQS-triggered
+# workers, or all of them.
+PROCESS_MODES = ("none", "workers", "all")
 
 
 def _display_path(path: Path, root: Path) -> str:
@@ -109,7 +113,10 @@ class LocalCloud:
         max_workers: int = 32,
         state_dir: str | os.PathLike[str] | None = None,
         enforce_iam: bool = True,
+        processes: str = "none",
     ) -> None:
+        if processes not in PROCESS_MODES:
+            raise ValueError(f"processes must be one of {PROCESS_MODES}, not {processes!r}")
         self.template_path = Path(template_path).resolve()
         self.host = host
         self.port = port
@@ -126,6 +133,7 @@ class LocalCloud:
         self.stack_name = stack_name
         self.max_workers = max_workers
         self.enforce_iam = enforce_iam
+        self.processes = processes
         self.roles: dict[str, iam.Role] = {}
         self._reload_lock = threading.Lock()
         self._idle = threading.Condition()
@@ -138,7 +146,7 @@ class LocalCloud:
         self.stack: Stack | None = None  # type: ignore[assignment]
         self.env_plan: EnvPlan | None = None
         self.warnings: list[str] = []
-        self.runtimes: dict[str, FunctionRuntime] = {}
+        self.runtimes: dict[str, FunctionRuntime | ProcessRuntime] = {}
         self.pumps: list[SqsPump] = []
         self.scheduler: Scheduler | None = None
         self.gateway: Any = None
@@ -194,6 +202,8 @@ class LocalCloud:
         patch_moto_response_overhead()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self._moto.start()
+        # what functions in processes of their own send it, answered as in-process calls are
+        self._moto._server.app = transport.serve_json_directly(self._moto._server.app)
         moto_host, moto_port = self._moto.get_host_and_port()
         self.moto_endpoint = f"http://{moto_host}:{moto_port}"
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -283,8 +293,15 @@ class LocalCloud:
             self.roles, iam_warnings = iam.stack_roles(self.stack, self._ws_endpoints())
             self.warnings += iam_warnings
             iam.install()
+        own_process = {
+            "none": set(),
+            "workers": {source.function for source in self.stack.sqs_sources},
+            "all": set(self.stack.functions),
+        }[self.processes]
         self.runtimes = {
-            lid: FunctionRuntime(spec, role=self.roles.get(lid))
+            lid: (ProcessRuntime if lid in own_process else FunctionRuntime)(
+                spec, role=self.roles.get(lid)
+            )
             for lid, spec in self.stack.functions.items()
         }
         if self.reload:
@@ -377,6 +394,13 @@ class LocalCloud:
             )
             if self._in_flight:
                 log.warning("stopping with %d invocation(s) still running", self._in_flight)
+        children = [
+            child
+            for runtime in self.runtimes.values()
+            if isinstance(runtime, ProcessRuntime) and (child := runtime.stop()) is not None
+        ]
+        for child in children:  # each exits once what it runs has answered (or is killed)
+            child.wait(timeout=deadline + 1 - time.monotonic())
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
         if self.state is not None:
@@ -497,7 +521,7 @@ class LocalCloud:
 
     # ------------------------------------------------------------------ invoking
 
-    def runtime(self, function: str) -> FunctionRuntime:
+    def runtime(self, function: str) -> FunctionRuntime | ProcessRuntime:
         stack = self._require()
         return self.runtimes[stack.function(function).logical_id]
 

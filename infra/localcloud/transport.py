@@ -30,6 +30,9 @@ from urllib.parse import urlsplit
 
 _lock = threading.Lock()
 _apps: dict[str, Any] = {}  # "http://127.0.0.1:port" -> moto's WSGI app serving it
+# moto endpoints whose JSON-protocol requests go unsigned: this process's own (in `_apps`),
+# and, in a function's own process (container.py), the parent's, reached over HTTP.
+_unsigned: set[str] = set()
 
 
 def _json_environ(parts: Any, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -142,12 +145,40 @@ def _send(request: Any, **_: Any) -> Any:
     )
 
 
-def _in_process_json(request: Any) -> bool:
-    """A JSON-protocol request (`_dispatch_json`'s) for one of this process's moto apps."""
+def _unsigned_json(request: Any) -> bool:
+    """A JSON-protocol request (`_dispatch_json`'s) for a moto endpoint in `_unsigned`."""
     if "X-Amz-Target" not in request.headers:
         return False
     url = request.url
-    return any(url.startswith(base + "/") for base in _apps)
+    return any(url.startswith(base + "/") for base in _unsigned)
+
+
+def serve_json_directly(app: Any) -> Any:
+    """`app` (moto's WSGI app) for its HTTP server, with JSON-protocol requests answered by
+    their moto handler without Flask, as in-process calls are (`_dispatch_json`): what the
+    functions that run in processes of their own (container.py) send."""
+    from werkzeug.http import HTTP_STATUS_CODES
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        if (
+            environ.get("REQUEST_METHOD") == "POST"
+            and environ.get("PATH_INFO") == "/"
+            and not environ.get("QUERY_STRING")
+            and "HTTP_X_AMZ_TARGET" in environ
+        ):
+            direct = _dispatch_json(app, environ)
+            if direct is not None:
+                status, headers, content = direct
+                body = content.encode() if isinstance(content, str) else bytes(content or b"")
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+                headers["Content-Length"] = str(len(body))
+                start_response(
+                    f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN')}", list(headers.items())
+                )
+                return [body]
+        return app(environ, start_response)
+
+    return wsgi
 
 
 def _patch_signing() -> None:
@@ -162,7 +193,7 @@ def _patch_signing() -> None:
     def local_sign(self: Any, operation_name: str, request: Any, *args: Any, **kwargs: Any) -> Any:
         signing_type = kwargs.get("signing_type", args[1] if len(args) > 1 else "standard")
         credentials = self._credentials
-        if signing_type != "standard" or credentials is None or not _in_process_json(request):
+        if signing_type != "standard" or credentials is None or not _unsigned_json(request):
             return sign(self, operation_name, request, *args, **kwargs)
         # the shape moto parses (`Credential=<access key>/...`); nothing checks the rest
         request.headers["Authorization"] = (
@@ -172,7 +203,7 @@ def _patch_signing() -> None:
         return None
 
     def local_user_agent(self: Any, operation_name: str, request: Any, **kwargs: Any) -> None:
-        if not _in_process_json(request):
+        if not _unsigned_json(request):
             rebuild_user_agent(self, operation_name, request, **kwargs)
 
     local_sign._localcloud = True  # type: ignore[attr-defined]
@@ -186,11 +217,21 @@ def install(endpoint: str, app: Any) -> None:
 
     with _lock:
         _apps[endpoint.rstrip("/")] = app
+        _unsigned.add(endpoint.rstrip("/"))
         if not any(entry[1] is _send for entry in botocore.handlers.BUILTIN_HANDLERS):
             botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _send))
+        _patch_signing()
+
+
+def install_unsigned(endpoint: str) -> None:
+    """JSON-protocol requests to the moto server at `endpoint` (another process's) go
+    unsigned, over HTTP as before."""
+    with _lock:
+        _unsigned.add(endpoint.rstrip("/"))
         _patch_signing()
 
 
 def uninstall(endpoint: str) -> None:
     with _lock:
         _apps.pop(endpoint.rstrip("/"), None)
+        _unsigned.discard(endpoint.rstrip("/"))
