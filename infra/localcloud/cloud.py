@@ -161,6 +161,7 @@ class LocalCloud:
         self._saved_environ: dict[str, str] | None = None
         self._saved_path: list[str] | None = None
         self._session: Any = None
+        self._relay: transport.Relay | None = None
         self._shares_moto = False
         self._started = False
 
@@ -202,13 +203,14 @@ class LocalCloud:
         patch_moto_response_overhead()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self._moto.start()
-        # what functions in processes of their own send it, answered as in-process calls are
-        self._moto._server.app = transport.serve_json_directly(self._moto._server.app)
         moto_host, moto_port = self._moto.get_host_and_port()
         self.moto_endpoint = f"http://{moto_host}:{moto_port}"
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        transport.install(self.moto_endpoint, DomainDispatcherApplication(create_backend_app))
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        transport.install(self.moto_endpoint, moto_app)
+        if self.processes != "none":
+            self._relay = transport.Relay(moto_app)
         # Moto's backends are process-global: start from a clean slate.
         with LocalCloud._live_lock:
             others = set(LocalCloud._live)
@@ -299,9 +301,9 @@ class LocalCloud:
             "all": set(self.stack.functions),
         }[self.processes]
         self.runtimes = {
-            lid: (ProcessRuntime if lid in own_process else FunctionRuntime)(
-                spec, role=self.roles.get(lid)
-            )
+            lid: ProcessRuntime(spec, self.roles.get(lid), self._relay)
+            if lid in own_process and self._relay is not None
+            else FunctionRuntime(spec, role=self.roles.get(lid))
             for lid, spec in self.stack.functions.items()
         }
         if self.reload:
@@ -401,6 +403,9 @@ class LocalCloud:
         ]
         for child in children:  # each exits once what it runs has answered (or is killed)
             child.wait(timeout=deadline + 1 - time.monotonic())
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
         if self.state is not None:

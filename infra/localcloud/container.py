@@ -3,10 +3,12 @@
 `ProcessRuntime` has `FunctionRuntime`'s interface; the handler runs in a child process
 (`main()`, started with the socket's fd) that the parent reaches over a socket pair. The
 child imports the handler on its first invocation (the cold start) and then keeps it warm;
-its AWS calls go over loopback HTTP to the parent's moto server, where the data stays (and
-is saved with the rest of the local state), checked against the function's role in the child
-as they are in process. So the functions that run this way use the second core instead of
-waiting for the one interpreter lock of the serve process.
+its AWS calls to moto go to the parent, where the data stays (and is saved with the rest of
+the local state), through the parent's `transport.Relay` (a unix socket: loopback HTTP cost
+the parent as much again as the call), checked against the function's role in the child as
+they are in process; other endpoints (the WebSocket management API) are HTTP as before. So
+the functions that run this way use the second core instead of waiting for the one
+interpreter lock of the serve process.
 
 The parent sends the child its `FunctionSpec` and role (pickled), then one JSON message per
 invocation; the child runs invocations on threads (the parent decides how many run at once:
@@ -40,6 +42,7 @@ from typing import Any
 from .iam import Role
 from .runtime import FunctionError
 from .stack import FunctionSpec
+from .transport import Relay
 
 log = logging.getLogger("localcloud")
 
@@ -52,7 +55,9 @@ CHILD_THREADS = 32
 class _Child:
     """One running child process and the invocations waiting for its answers."""
 
-    def __init__(self, spec: FunctionSpec, role: Role | None, *, sys_path: list[str]) -> None:
+    def __init__(
+        self, spec: FunctionSpec, role: Role | None, relay: Relay, *, sys_path: list[str]
+    ) -> None:
         self.spec = spec
         self.role = role
         parent_end, child_end = socket.socketpair()
@@ -76,6 +81,7 @@ class _Child:
             "role": role,
             "sys_path": sys_path,
             "parent_pid": os.getpid(),
+            "relay": (relay.address, relay.authkey),
             "log_level": logging.getLogger().level,
         }
         self._send(pickle.dumps(init))
@@ -175,9 +181,10 @@ class ProcessRuntime:
     """`FunctionRuntime`'s interface, the handler in a child process (started on the first
     invocation, replaced after `unload()` or if it died)."""
 
-    def __init__(self, spec: FunctionSpec, role: Role | None = None) -> None:
+    def __init__(self, spec: FunctionSpec, role: Role | None, relay: Relay) -> None:
         self.spec = spec
         self.role = role
+        self.relay = relay
         self.invocations = 0
         self._child: _Child | None = None
         self._lock = threading.Lock()
@@ -189,7 +196,7 @@ class ProcessRuntime:
                 raise FunctionError(self.spec.logical_id, RuntimeError("the cloud is stopping"))
             if self._child is None or not self._child.alive:
                 started = time.monotonic()
-                self._child = _Child(self.spec, self.role, sys_path=list(sys.path))
+                self._child = _Child(self.spec, self.role, self.relay, sys_path=list(sys.path))
                 log.info(
                     "%s: started in process %d (%.0f ms)",
                     self.spec.logical_id,
@@ -245,7 +252,7 @@ def _serve(conn: Connection) -> None:
         datefmt="%H:%M:%S",
     )
     threading.Thread(target=_watch_parent, args=(init["parent_pid"],), daemon=True).start()
-    transport.install_unsigned(os.environ["AWS_ENDPOINT_URL"])
+    transport.install_relay(os.environ["AWS_ENDPOINT_URL"], *init["relay"])
     if role is not None:
         iam.install()
     runtime = FunctionRuntime(spec, role=role)
