@@ -13,7 +13,14 @@ DEFAULT_MAX_MEMORIES=10,000); the bench lifts them with the local cloud's `--env
 the first two).
 
     python -m bench.ingest [--memories 1000] [--concurrency 8] [--round 1000]
-                           [--backend dynamodb|supabase]
+                           [--backend dynamodb|supabase] [--processes none|workers|all]
+                           [--label TEXT]
+
+`--processes` is serve's (which functions run in processes of their own; default: serve's
+default, the SQS workers). CPU is recorded for the whole serve process tree (function
+processes and the embedded Postgres included) and for the serve process alone, with the
+load average, since the machine is shared and wall-clock rates follow its load. `--label`
+records the run under its own key in the results file.
 
 With `--backend supabase` the local cloud runs on an embedded Postgres kept in its state
 directory (as `STORAGE_BACKEND=supabase make dev`), and the restart reads it back from there.
@@ -104,14 +111,21 @@ def tree_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0 once it is gone)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def tree_cpu_s(pid: int) -> float:
     """User + system CPU seconds of the process tree so far."""
-    ticks = 0
-    for member in tree(pid):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(process_cpu_s(member) for member in tree(pid))
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def content(i: int) -> str:
@@ -122,9 +136,13 @@ def content(i: int) -> str:
 class Serve:
     """`python -m infra.localcloud serve` in a subprocess, as `make dev` runs it."""
 
-    def __init__(self, state_dir: Path, stats_file: Path, backend: str) -> None:
+    def __init__(
+        self, state_dir: Path, stats_file: Path, backend: str, processes: str | None
+    ) -> None:
         command = [sys.executable, "-m", "infra.localcloud", "serve", "--port", "0", "--json"]
         command += ["--reload", "--state-dir", str(state_dir), "--dynamodb-stats", str(stats_file)]
+        if processes:
+            command += ["--processes", processes]
         for name, value in {**ENV_OVERRIDES, "STORAGE_BACKEND": backend}.items():
             command += ["--env", f"{name}={value}"]
         env = {**os.environ, "SUPABASE_JWT_SECRET": SECRET}
@@ -196,9 +214,11 @@ def list_statuses(http: httpx.Client) -> dict[str, int]:
             return statuses
 
 
-def restarted(state_dir: Path, stats_file: Path, token: str, backend: str) -> dict[str, Any]:
+def restarted(
+    state_dir: Path, stats_file: Path, token: str, backend: str, processes: str | None
+) -> dict[str, Any]:
     """Starts serve again on the saved state: how long it takes, and what is there."""
-    serve = Serve(state_dir, stats_file, backend)
+    serve = Serve(state_dir, stats_file, backend, processes)
     try:
         with httpx.Client(
             base_url=serve.info["base_url"],
@@ -231,13 +251,21 @@ def restarted(state_dir: Path, stats_file: Path, token: str, backend: str) -> di
     }
 
 
-def run(memories: int, concurrency: int, round_size: int, backend: str) -> dict[str, Any]:
+def run(
+    memories: int,
+    concurrency: int,
+    round_size: int,
+    backend: str,
+    processes: str | None,
+    label: str | None,
+) -> dict[str, Any]:
     from memlayer.auth.jwt import mint_dev_token
 
     token = mint_dev_token(SECRET, USER)
+    load_at_start = load_average()
     with tempfile.TemporaryDirectory(prefix="memlayer-ingest-") as tmp:
         stats_file = Path(tmp) / "dynamodb-stats.json"
-        serve = Serve(Path(tmp) / "state", stats_file, backend)
+        serve = Serve(Path(tmp) / "state", stats_file, backend, processes)
         try:
             http = httpx.Client(
                 base_url=serve.info["base_url"],
@@ -254,16 +282,21 @@ def run(memories: int, concurrency: int, round_size: int, backend: str) -> dict[
 
             rounds: list[dict[str, Any]] = []
             all_latencies: list[float] = []
+            cpu_total_s = serve_cpu_total_s = 0.0
             started = time.perf_counter()
             with ThreadPoolExecutor(concurrency) as pool:
                 for first in range(0, memories, round_size):
                     count = min(round_size, memories - first)
                     t0, cpu0 = time.perf_counter(), tree_cpu_s(serve.process.pid)
+                    serve_cpu0 = process_cpu_s(serve.process.pid)
                     latencies = list(pool.map(create, range(first, first + count)))
                     created_s = time.perf_counter() - t0
                     wait_drained(http, timeout=600)
                     wall_s = time.perf_counter() - t0
                     cpu_s = tree_cpu_s(serve.process.pid) - cpu0
+                    serve_cpu_s = process_cpu_s(serve.process.pid) - serve_cpu0
+                    cpu_total_s += cpu_s
+                    serve_cpu_total_s += serve_cpu_s
                     all_latencies += latencies
                     rounds.append(
                         {
@@ -272,6 +305,8 @@ def run(memories: int, concurrency: int, round_size: int, backend: str) -> dict[
                             "memories_per_s": round(count / wall_s, 2),
                             "ms_per_memory": round(wall_s * 1000 / count, 2),
                             "cpu_ms_per_memory": round(cpu_s * 1000 / count, 1),
+                            "serve_process_cpu_ms_per_memory": round(serve_cpu_s * 1000 / count, 1),
+                            "load_average": load_average(),
                             "create_p50_ms": round(statistics.median(latencies), 1),
                             "create_p95_ms": round(pct(latencies, 0.95), 1),
                             "create_phase_s": round(created_s, 2),
@@ -280,7 +315,7 @@ def run(memories: int, concurrency: int, round_size: int, backend: str) -> dict[
                     )
                     print(json.dumps(rounds[-1]), file=sys.stderr, flush=True)
                     progress = {"memories": memories, "in_progress": True, "rounds": rounds}
-                    record(memories, backend, progress)
+                    record(memories, backend, label, progress)
             total_s = time.perf_counter() - started
             statuses = list_statuses(http)
             peak_rss = max(r["rss_mb"] for r in rounds)
@@ -289,17 +324,22 @@ def run(memories: int, concurrency: int, round_size: int, backend: str) -> dict[
         dynamodb = json.loads(stats_file.read_text()) if stats_file.exists() else {}
         snapshot = Path(tmp) / "state" / "snapshot.jsonl"
         snapshot_mb = snapshot.stat().st_size / 2**20 if snapshot.exists() else 0.0
-        restart = restarted(Path(tmp) / "state", stats_file, token, backend)
+        restart = restarted(Path(tmp) / "state", stats_file, token, backend, processes)
 
     first, last = rounds[0], rounds[-1]
     return {
         "backend": backend,
+        "processes": processes or "serve's default (workers)",
+        "load_average_start_end": [load_at_start, load_average()],
         "memories": memories,
         "concurrency": concurrency,
         "round_size": round_size,
         "statuses": statuses,
         "all_ready": statuses.get("ready", 0) == memories,
         "throughput_memories_per_s": round(memories / total_s, 2),
+        "wall_ms_per_memory": round(total_s * 1000 / memories, 1),
+        "cpu_ms_per_memory": round(cpu_total_s * 1000 / memories, 1),
+        "serve_process_cpu_ms_per_memory": round(serve_cpu_total_s * 1000 / memories, 1),
         "first_round_memories_per_s": first["memories_per_s"],
         "last_over_first_cost": round(last["ms_per_memory"] / first["ms_per_memory"], 2),
         "last_over_first_cpu": round(last["cpu_ms_per_memory"] / first["cpu_ms_per_memory"], 2),
@@ -318,9 +358,10 @@ def run(memories: int, concurrency: int, round_size: int, backend: str) -> dict[
     }
 
 
-def record(memories: int, backend: str, result: dict[str, Any]) -> None:
+def record(memories: int, backend: str, label: str | None, result: dict[str, Any]) -> None:
     recorded = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     key = str(memories) if backend == "dynamodb" else f"{memories} {backend}"
+    key += f" {label}" if label else ""
     recorded[key] = result
     RESULTS.write_text(json.dumps(recorded, indent=2) + "\n")
 
@@ -336,9 +377,17 @@ def main() -> None:
         choices=["dynamodb", "supabase"],
         help="STORAGE_BACKEND of the local cloud (supabase: an embedded Postgres in its state)",
     )
+    parser.add_argument(
+        "--processes",
+        choices=["none", "workers", "all"],
+        help="serve's --processes: which functions run in processes of their own",
+    )
+    parser.add_argument("--label", help="record the run under '<key> <label>'")
     args = parser.parse_args()
-    result = run(args.memories, args.concurrency, args.round_size, args.backend)
-    record(args.memories, args.backend, result)
+    result = run(
+        args.memories, args.concurrency, args.round_size, args.backend, args.processes, args.label
+    )
+    record(args.memories, args.backend, args.label, result)
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=2))
 
 

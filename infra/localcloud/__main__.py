@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from infra.supabase.embedded import dev_database
 
-from .cloud import DEFAULT_PORT, LocalCloud
+from .cloud import DEFAULT_PORT, PROCESS_MODES, LocalCloud
 from .env import read_env_file
 from .runtime import FunctionError
 from .stack import build_stack
@@ -101,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
         "--on-ready",
         metavar="MODULE:CALLABLE",
         help="called with the started LocalCloud (e.g. to print a dev token)",
+    )
+    serve.add_argument(
+        "--processes",
+        choices=PROCESS_MODES,
+        default="workers",
+        help="run these functions each in a process of its own, as Lambda runs each in its "
+        "own container (default: the SQS-triggered workers; none: all in this process)",
     )
     serve.add_argument("--json", action="store_true", help="print the summary as JSON")
     serve.add_argument(
@@ -191,6 +198,7 @@ def _serve(args: argparse.Namespace, hook: Any, overrides: dict[str, str | None]
         http_timeout=None if args.no_timeout else 30.0,
         reload=args.reload,
         state_dir=args.state_dir,
+        processes=args.processes,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from . import iam, transport
+from .container import ProcessRuntime
 from .env import DUMMY_CREDENTIAL, EnvPlan, plan_environment
 from .gateway import Gateway
 from .motofixes import (
@@ -61,6 +62,9 @@ log = logging.getLogger("localcloud")
 
 DEFAULT_PORT = 8787
 STOP_GRACE_SECONDS = 5.0
+# Which functions run in processes of their own (container.py): none, the SQS-triggered
+# workers, or all of them.
+PROCESS_MODES = ("none", "workers", "all")
 
 
 def _display_path(path: Path, root: Path) -> str:
@@ -109,7 +113,10 @@ class LocalCloud:
         max_workers: int = 32,
         state_dir: str | os.PathLike[str] | None = None,
         enforce_iam: bool = True,
+        processes: str = "none",
     ) -> None:
+        if processes not in PROCESS_MODES:
+            raise ValueError(f"processes must be one of {PROCESS_MODES}, not {processes!r}")
         self.template_path = Path(template_path).resolve()
         self.host = host
         self.port = port
@@ -126,6 +133,7 @@ class LocalCloud:
         self.stack_name = stack_name
         self.max_workers = max_workers
         self.enforce_iam = enforce_iam
+        self.processes = processes
         self.roles: dict[str, iam.Role] = {}
         self._reload_lock = threading.Lock()
         self._idle = threading.Condition()
@@ -138,7 +146,7 @@ class LocalCloud:
         self.stack: Stack | None = None  # type: ignore[assignment]
         self.env_plan: EnvPlan | None = None
         self.warnings: list[str] = []
-        self.runtimes: dict[str, FunctionRuntime] = {}
+        self.runtimes: dict[str, FunctionRuntime | ProcessRuntime] = {}
         self.pumps: list[SqsPump] = []
         self.scheduler: Scheduler | None = None
         self.gateway: Any = None
@@ -153,6 +161,7 @@ class LocalCloud:
         self._saved_environ: dict[str, str] | None = None
         self._saved_path: list[str] | None = None
         self._session: Any = None
+        self._relay: transport.Relay | None = None
         self._shares_moto = False
         self._started = False
 
@@ -198,7 +207,10 @@ class LocalCloud:
         self.moto_endpoint = f"http://{moto_host}:{moto_port}"
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        transport.install(self.moto_endpoint, DomainDispatcherApplication(create_backend_app))
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        transport.install(self.moto_endpoint, moto_app)
+        if self.processes != "none":
+            self._relay = transport.Relay(moto_app)
         # Moto's backends are process-global: start from a clean slate.
         with LocalCloud._live_lock:
             others = set(LocalCloud._live)
@@ -283,8 +295,15 @@ class LocalCloud:
             self.roles, iam_warnings = iam.stack_roles(self.stack, self._ws_endpoints())
             self.warnings += iam_warnings
             iam.install()
+        own_process = {
+            "none": set(),
+            "workers": {source.function for source in self.stack.sqs_sources},
+            "all": set(self.stack.functions),
+        }[self.processes]
         self.runtimes = {
-            lid: FunctionRuntime(spec, role=self.roles.get(lid))
+            lid: ProcessRuntime(spec, self.roles.get(lid), self._relay)
+            if lid in own_process and self._relay is not None
+            else FunctionRuntime(spec, role=self.roles.get(lid))
             for lid, spec in self.stack.functions.items()
         }
         if self.reload:
@@ -377,6 +396,16 @@ class LocalCloud:
             )
             if self._in_flight:
                 log.warning("stopping with %d invocation(s) still running", self._in_flight)
+        children = [
+            child
+            for runtime in self.runtimes.values()
+            if isinstance(runtime, ProcessRuntime) and (child := runtime.stop()) is not None
+        ]
+        for child in children:  # each exits once what it runs has answered (or is killed)
+            child.wait(timeout=deadline + 1 - time.monotonic())
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
         if self.state is not None:
@@ -497,7 +526,7 @@ class LocalCloud:
 
     # ------------------------------------------------------------------ invoking
 
-    def runtime(self, function: str) -> FunctionRuntime:
+    def runtime(self, function: str) -> FunctionRuntime | ProcessRuntime:
         stack = self._require()
         return self.runtimes[stack.function(function).logical_id]
 

@@ -966,8 +966,34 @@ def patch_moto_server_dispatch() -> None:
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
+def patch_moto_set_sizes() -> None:
+    """moto checks the 400 KB item limit on every attribute it sets by sizing the whole item,
+    and sizes a set by wrapping each member in a `DynamoType` of its own: every `UpdateItem`
+    of a user's profile (three per memory, in its transactions) cost in proportion to the
+    profile's tag vocabulary, a string set that grows with the user's tags. A set is sized
+    as moto sizes its members (bytes of each string or binary, characters of each number),
+    without the wrappers."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.utilities import bytesize
+
+    original = DynamoType.size
+    if getattr(original, "_localcloud", False):
+        return
+
+    def size(self: Any) -> int:
+        if self.type in ("SS", "BS"):
+            return sum(bytesize(member) for member in self.value)
+        if self.type == "NS":
+            return sum(len(str(member)) for member in self.value)
+        return original(self)
+
+    size._localcloud = True  # type: ignore[attr-defined]
+    DynamoType.size = size  # type: ignore[method-assign]
+
+
 def patch_moto_dynamodb_scale() -> None:
     """The DynamoDB scale fixes: transactions, queries, scans, expressions (idempotent)."""
+    patch_moto_set_sizes()
     patch_moto_dynamodb_transactions()
     patch_moto_dynamodb_queries()
     patch_moto_dynamodb_scans()

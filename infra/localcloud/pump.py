@@ -1,8 +1,10 @@
 """SQS event source mappings: poll a queue, invoke the function with an SQS event.
 
 Mirrors Lambda's poller: batches up to BatchSize, waits up to
-MaximumBatchingWindowInSeconds to fill a batch, deletes what succeeded and leaves what
-failed for redelivery. With ReportBatchItemFailures only the reported messages are left;
+MaximumBatchingWindowInSeconds to fill a batch, runs up to the mapping's
+ScalingConfig.MaximumConcurrency batches at once (Lambda's poller starts with five
+concurrent batches when there is no maximum: so does this one), deletes what succeeded and
+leaves what failed for redelivery. With ReportBatchItemFailures only the reported messages are left;
 when the handler raises (or reports an unknown id) the whole batch is left. Left messages
 are made visible again after `retry_visibility_seconds` (instead of the queue's full
 VisibilityTimeout) so the queue's RedrivePolicy moves poison messages to the DLQ quickly.
@@ -16,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .iam import Role, acting_as
@@ -27,6 +30,8 @@ RECEIVE_WAIT_SECONDS = 1
 # While a batch fills, the queue is looked at this often (a long poll would return for each
 # message as it arrives: one ReceiveMessage per message while they trickle in).
 FILL_POLL_SECONDS = 0.25
+# Concurrent batches of a mapping without ScalingConfig.MaximumConcurrency.
+DEFAULT_CONCURRENCY = 5
 
 
 def is_s3_test_event(body: str) -> bool:
@@ -125,26 +130,60 @@ class SqsPump(threading.Thread):
         # Lambda's poller receives and deletes with the function's role.
         self.role = role
         self._stop_event = threading.Event()
-        self.busy = False
+        self.concurrency = source.maximum_concurrency or DEFAULT_CONCURRENCY
+        self._slots = threading.Semaphore(self.concurrency)
+        self._filling = False
+        self._running = 0  # batches being invoked
+        self._count_lock = threading.Lock()
         self.batches = 0
         self.processed = 0
         self.failed = 0
+
+    @property
+    def busy(self) -> bool:
+        """A batch is being filled or invoked."""
+        return self._filling or self._running > 0
 
     def stop(self) -> None:
         self._stop_event.set()
 
     def run(self) -> None:
         client = self._client_factory()
-        while not self._stop_event.is_set():
-            try:
-                self._poll_once(client)
-            except Exception:  # never let the pump die; moto may be stopping
-                if self._stop_event.is_set():
-                    break
-                log.exception("SQS pump for %s failed; retrying", self.source.queue)
-                self._stop_event.wait(0.5)
-            finally:
-                self.busy = False
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.name) as batches:
+            while not self._stop_event.is_set():
+                # a free slot first: messages are received only when a batch can start
+                if not self._slots.acquire(timeout=0.5):
+                    continue
+                try:
+                    batch = self._collect(client)
+                    if batch is not None:
+                        with self._count_lock:
+                            self._running += 1
+                except Exception:  # never let the pump die; moto may be stopping
+                    batch = None
+                    if not self._stop_event.is_set():
+                        log.exception("SQS pump for %s failed; retrying", self.source.queue)
+                        self._stop_event.wait(0.5)
+                finally:
+                    self._filling = False
+                if batch is None:
+                    self._slots.release()
+                    continue
+                batches.submit(self._run_batch, client, *batch)
+        # (leaving the executor waited for the running batches, their deletes included)
+
+    def _run_batch(
+        self, client: Any, messages: list[dict[str, Any]], records: list[dict[str, Any]]
+    ) -> None:
+        try:
+            self._process(client, messages, records)
+        except Exception:
+            if not self._stop_event.is_set():
+                log.exception("SQS pump for %s failed a batch", self.source.queue)
+        finally:
+            with self._count_lock:
+                self._running -= 1
+            self._slots.release()
 
     def _receive(self, client: Any, count: int, wait: float) -> list[dict[str, Any]]:
         with acting_as(self.role):
@@ -157,12 +196,13 @@ class SqsPump(threading.Thread):
             )
         return response.get("Messages") or []
 
-    def _poll_once(self, client: Any) -> None:
+    def _collect(self, client: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+        """A batch as Lambda's poller fills it: (messages, their event records), or None."""
         source = self.source
         messages = self._receive(client, source.batch_size, RECEIVE_WAIT_SECONDS)
         if not messages or self._stop_event.is_set():
-            return
-        self.busy = True
+            return None
+        self._filling = True
         deadline = time.monotonic() + source.batching_window_s
         while len(messages) < source.batch_size and not self._stop_event.is_set():
             remaining = deadline - time.monotonic()
@@ -181,10 +221,12 @@ class SqsPump(threading.Thread):
                 records.append(sqs_record(message, source.queue_arn, self.region))
         if drop:
             self._delete_messages(client, drop)
-        if not records:
-            return
+        return (messages, records) if records else None
 
-        self.batches += 1
+    def _process(
+        self, client: Any, messages: list[dict[str, Any]], records: list[dict[str, Any]]
+    ) -> None:
+        source = self.source
         by_id = {m["MessageId"]: m for m in messages}
         batch_ids = {r["messageId"] for r in records}
         try:
@@ -208,8 +250,10 @@ class SqsPump(threading.Thread):
                 )
                 retry = batch_ids
         succeeded = [by_id[i] for i in batch_ids - retry]
-        self.processed += len(succeeded)
-        self.failed += len(retry)
+        with self._count_lock:
+            self.batches += 1
+            self.processed += len(succeeded)
+            self.failed += len(retry)
         if succeeded:
             self._delete_messages(client, succeeded)
         if retry:

@@ -29,10 +29,12 @@ log = logging.getLogger("localcloud")
 class FunctionError(RuntimeError):
     """The handler raised; `error_type` / `error_message` mirror Lambda's error payload."""
 
-    def __init__(self, function: str, error: BaseException) -> None:
+    def __init__(
+        self, function: str, error: BaseException, *, error_type: str | None = None
+    ) -> None:
         self.function = function
         self.error = error
-        self.error_type = type(error).__name__
+        self.error_type = error_type or type(error).__name__
         self.error_message = str(error)
         super().__init__(f"{function} failed: {self.error_type}: {self.error_message}")
 
@@ -171,9 +173,8 @@ class FunctionRuntime:
             handler = self.load()
         except Exception as exc:
             log.exception("%s: cannot load handler %s", self.spec.logical_id, self.spec.handler)
-            error = FunctionError(self.spec.logical_id, exc)
-            error.error_type = "Runtime.ImportModuleError"
-            raise error from exc
+            error_type = "Runtime.ImportModuleError"
+            raise FunctionError(self.spec.logical_id, exc, error_type=error_type) from exc
         context = LambdaContext(self.spec, request_id)
         payload = _json_roundtrip(copy.deepcopy(event), "event")
         self.invocations += 1

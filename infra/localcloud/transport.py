@@ -23,13 +23,23 @@ carry. Requests that go over HTTP, S3's and presigned URLs are signed as before.
 from __future__ import annotations
 
 import io
+import multiprocessing
+import os
+import pickle
+import shutil
 import sys
+import tempfile
 import threading
 from typing import Any
 from urllib.parse import urlsplit
 
 _lock = threading.Lock()
 _apps: dict[str, Any] = {}  # "http://127.0.0.1:port" -> moto's WSGI app serving it
+# In a function's own process (container.py): the parent's moto endpoint -> its Relay.
+_relays: dict[str, _RelayClient] = {}
+# moto endpoints whose JSON-protocol requests go unsigned: this process's own (in `_apps`),
+# and in a function process the parent's.
+_unsigned: set[str] = set()
 
 
 def _json_environ(parts: Any, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -91,39 +101,19 @@ def _dispatch_json(app: Any, environ: dict[str, Any]) -> tuple[int, dict[str, st
     return int(status), {str(k): str(v) for k, v in headers.items()}, content
 
 
-def _send(request: Any, **_: Any) -> Any:
-    url = request.url
-    app = next((a for base, a in _apps.items() if url.startswith(base + "/")), None)
-    if app is None:
-        return None  # not ours: botocore sends it over HTTP
-    from botocore.awsrequest import AWSResponse
-    from moto.core.botocore_stubber import MockRawResponse
-
+def _answer(
+    app: Any, method: str, url: str, headers: dict[str, str], body: bytes
+) -> tuple[int, dict[str, str], Any]:
+    """moto's (status, headers, body) for one request, from `app` in this thread."""
     parts = urlsplit(url)
-    body = request.body
-    if hasattr(body, "read"):
-        body = body.read()
-    body = body or b""
-    if isinstance(body, str):
-        body = body.encode()
-    headers = {
-        name: value.decode() if isinstance(value, bytes) else value
-        for name, value in request.headers.items()
-    }
-    if (
-        request.method == "POST"
-        and parts.path == "/"
-        and not parts.query
-        and ("X-Amz-Target" in headers)
-    ):
+    if method == "POST" and parts.path == "/" and not parts.query and "X-Amz-Target" in headers:
         direct = _dispatch_json(app, _json_environ(parts, headers, body))
         if direct is not None:
-            status, response_headers, content = direct
-            return AWSResponse(url, status, response_headers, MockRawResponse(content))
+            return direct
     from werkzeug.test import EnvironBuilder, run_wsgi_app
 
     environ = EnvironBuilder(
-        method=request.method,
+        method=method,
         base_url=f"{parts.scheme}://{parts.netloc}",
         path=parts.path,
         query_string=parts.query,
@@ -137,17 +127,116 @@ def _send(request: Any, **_: Any) -> Any:
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
-    return AWSResponse(
-        url, int(status.split()[0]), dict(response_headers), MockRawResponse(content)
-    )
+    return int(status.split()[0]), dict(response_headers), content
 
 
-def _in_process_json(request: Any) -> bool:
-    """A JSON-protocol request (`_dispatch_json`'s) for one of this process's moto apps."""
+def _parts(request: Any) -> tuple[str, str, dict[str, str], bytes]:
+    body = request.body
+    if hasattr(body, "read"):
+        body = body.read()
+    body = body or b""
+    if isinstance(body, str):
+        body = body.encode()
+    headers = {
+        name: value.decode() if isinstance(value, bytes) else value
+        for name, value in request.headers.items()
+    }
+    return request.method, request.url, headers, body
+
+
+def _send(request: Any, **_: Any) -> Any:
+    url = request.url
+    app = next((a for base, a in _apps.items() if url.startswith(base + "/")), None)
+    relay = None
+    if app is None:
+        relay = next((r for base, r in _relays.items() if url.startswith(base + "/")), None)
+        if relay is None:
+            return None  # not ours: botocore sends it over HTTP
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import MockRawResponse
+
+    parts = _parts(request)
+    if app is not None:
+        status, headers, content = _answer(app, *parts)
+    else:
+        status, headers, content = relay.call(parts)
+    return AWSResponse(url, status, headers, MockRawResponse(content))
+
+
+class Relay:
+    """This process's moto app served to the function processes (container.py) over a unix
+    socket: each request is answered by `_answer` as an in-process one is, a pickled
+    (method, url, headers, body) in, (status, headers, body) out. Loopback HTTP cost the
+    parent as much again as the call (werkzeug's server parses and builds every request, and
+    Flask routes it) and the child its HTTP client."""
+
+    def __init__(self, app: Any) -> None:
+        from multiprocessing.connection import Listener
+
+        self._app = app
+        self._directory = tempfile.mkdtemp(prefix="localcloud-relay-")
+        self.address = os.path.join(self._directory, "moto.sock")
+        self.authkey = os.urandom(16)
+        self._listener = Listener(self.address, "AF_UNIX", authkey=self.authkey)
+        threading.Thread(target=self._accept, name="localcloud-relay", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self._listener.accept()
+            except (EOFError, multiprocessing.AuthenticationError):
+                continue  # a client that failed the handshake
+            except OSError:  # closed
+                return
+            threading.Thread(
+                target=self._serve, args=(conn,), name="localcloud-relay-conn", daemon=True
+            ).start()
+
+    def _serve(self, conn: Any) -> None:
+        with conn:
+            while True:
+                try:
+                    method, url, headers, body = pickle.loads(conn.recv_bytes())  # noqa: S301
+                except (EOFError, OSError):
+                    return
+                try:
+                    answer = _answer(self._app, method, url, headers, body)
+                except Exception as exc:  # as moto's server would answer it
+                    answer = (500, {}, f"{type(exc).__name__}: {exc}")
+                try:
+                    conn.send_bytes(pickle.dumps(answer))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self._listener.close()
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+
+class _RelayClient:
+    """A function process's end of a `Relay`: one connection per thread."""
+
+    def __init__(self, address: str, authkey: bytes) -> None:
+        self.address = address
+        self.authkey = authkey
+        self._local = threading.local()
+
+    def call(self, parts: tuple[str, str, dict[str, str], bytes]) -> Any:
+        from multiprocessing.connection import Client
+
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = Client(self.address, "AF_UNIX", authkey=self.authkey)
+        conn.send_bytes(pickle.dumps(parts))
+        return pickle.loads(conn.recv_bytes())  # noqa: S301 - our parent's answer
+
+
+def _unsigned_json(request: Any) -> bool:
+    """A JSON-protocol request (`_dispatch_json`'s) for a moto endpoint in `_unsigned`."""
     if "X-Amz-Target" not in request.headers:
         return False
     url = request.url
-    return any(url.startswith(base + "/") for base in _apps)
+    return any(url.startswith(base + "/") for base in _unsigned)
 
 
 def _patch_signing() -> None:
@@ -162,7 +251,7 @@ def _patch_signing() -> None:
     def local_sign(self: Any, operation_name: str, request: Any, *args: Any, **kwargs: Any) -> Any:
         signing_type = kwargs.get("signing_type", args[1] if len(args) > 1 else "standard")
         credentials = self._credentials
-        if signing_type != "standard" or credentials is None or not _in_process_json(request):
+        if signing_type != "standard" or credentials is None or not _unsigned_json(request):
             return sign(self, operation_name, request, *args, **kwargs)
         # the shape moto parses (`Credential=<access key>/...`); nothing checks the rest
         request.headers["Authorization"] = (
@@ -172,7 +261,7 @@ def _patch_signing() -> None:
         return None
 
     def local_user_agent(self: Any, operation_name: str, request: Any, **kwargs: Any) -> None:
-        if not _in_process_json(request):
+        if not _unsigned_json(request):
             rebuild_user_agent(self, operation_name, request, **kwargs)
 
     local_sign._localcloud = True  # type: ignore[attr-defined]
@@ -186,6 +275,20 @@ def install(endpoint: str, app: Any) -> None:
 
     with _lock:
         _apps[endpoint.rstrip("/")] = app
+        _unsigned.add(endpoint.rstrip("/"))
+        if not any(entry[1] is _send for entry in botocore.handlers.BUILTIN_HANDLERS):
+            botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _send))
+        _patch_signing()
+
+
+def install_relay(endpoint: str, address: str, authkey: bytes) -> None:
+    """Requests for the moto server at `endpoint` (the parent's, in a function process) go
+    through its `Relay`, JSON-protocol ones unsigned, for clients created from now on."""
+    import botocore.handlers
+
+    with _lock:
+        _relays[endpoint.rstrip("/")] = _RelayClient(address, authkey)
+        _unsigned.add(endpoint.rstrip("/"))
         if not any(entry[1] is _send for entry in botocore.handlers.BUILTIN_HANDLERS):
             botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _send))
         _patch_signing()
@@ -194,3 +297,5 @@ def install(endpoint: str, app: Any) -> None:
 def uninstall(endpoint: str) -> None:
     with _lock:
         _apps.pop(endpoint.rstrip("/"), None)
+        _relays.pop(endpoint.rstrip("/"), None)
+        _unsigned.discard(endpoint.rstrip("/"))
