@@ -4,7 +4,10 @@ tests isolate themselves by using fresh user ids."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,3 +171,29 @@ def remove_messages_of(cloud: Any, logical_id: str, text: str) -> None:
                 others.append(m["ReceiptHandle"])
     for handle in others:
         sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+
+
+def start_serve(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    """`python -m infra.localcloud serve` as `make dev` runs it (its default --processes),
+    on `state_dir` with the test environment; returns the process and its base URL once it
+    is up. Its log goes to serve.log beside the state directory (a pipe nobody reads would
+    stall it once full), and into the failure when it does not come up."""
+    command = [sys.executable, "-m", "infra.localcloud", "serve", "--port", "0", "--json"]
+    command += ["--no-schedules", "--state-dir", str(state_dir)]
+    for name, value in CLOUD_ENV.items():
+        command += ["--env", f"{name}={value or ''}"]
+    log_path = state_dir.parent / "serve.log"
+    state_dir.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, "SUPABASE_JWT_SECRET": JWT_SECRET},
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line, log_path.read_text()[-4000:] or "serve exited"
+    return process, json.loads(line)["base_url"]

@@ -78,6 +78,18 @@ class PostgresIndex:
         self.loop.close()
 
 
+# One row per memory: `storage.postgres._memory_values` of the record, then its vector columns
+# (halfvec text, dims, space, embedding hash). Straight into the table: the bench and the
+# fusion test load thousands of memories, not through the store one at a time.
+INSERT_MEMORIES_SQL = (
+    "insert into memlayer.memories (user_id, id, kind, status, version, provider, tags,"
+    " search_tags, title, content, content_hash, created_at, updated_at, size_bytes,"
+    " job_id, dedupe_key, record, embedding, embedding_dims, embedding_space,"
+    " embedding_hash) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+    " $14, $15, $16, $17::jsonb, $18::halfvec, $19, $20, $21)"
+)
+
+
 async def _load(url: str, user_id: str, docs: list[IndexedDoc], dims: int, shift: float) -> None:
     import asyncpg
 
@@ -117,14 +129,7 @@ async def _load(url: str, user_id: str, docs: list[IndexedDoc], dims: int, shift
         )
     conn = await asyncpg.connect(url, statement_cache_size=0)
     try:
-        await conn.executemany(
-            "insert into memlayer.memories (user_id, id, kind, status, version, provider, tags,"
-            " search_tags, title, content, content_hash, created_at, updated_at, size_bytes,"
-            " job_id, dedupe_key, record, embedding, embedding_dims, embedding_space,"
-            " embedding_hash) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-            " $14, $15, $16, $17::jsonb, $18::halfvec, $19, $20, $21)",
-            rows,
-        )
+        await conn.executemany(INSERT_MEMORIES_SQL, rows)
         await conn.execute(
             "insert into memlayer.profiles (user_id, memories) values ($1, $2)", user_id, len(rows)
         )

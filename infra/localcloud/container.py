@@ -156,7 +156,8 @@ class _Child:
         if self._retired and not self._pending and not self._closed:
             self._closed = True
             # the child reads EOF, finishes and exits; our reader then ends too
-            socket.socket(fileno=os.dup(self._conn.fileno())).shutdown(socket.SHUT_WR)
+            with socket.socket(fileno=os.dup(self._conn.fileno())) as end:
+                end.shutdown(socket.SHUT_WR)
 
     def retire(self) -> None:
         """No new invocations; the child exits once the running ones have answered."""

@@ -269,29 +269,30 @@ def _patch_signing() -> None:
     UserAgentString.rebuild_and_replace_user_agent_handler = local_user_agent  # type: ignore[method-assign]
 
 
-def install(endpoint: str, app: Any) -> None:
-    """Route requests for `endpoint` to `app` in process, for clients created from now on."""
+def _hook_botocore() -> None:
+    """(with _lock) `_send` answers before botocore sends, for clients created from now on."""
     import botocore.handlers
 
+    if not any(entry[1] is _send for entry in botocore.handlers.BUILTIN_HANDLERS):
+        botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _send))
+    _patch_signing()
+
+
+def install(endpoint: str, app: Any) -> None:
+    """Route requests for `endpoint` to `app` in process, for clients created from now on."""
     with _lock:
         _apps[endpoint.rstrip("/")] = app
         _unsigned.add(endpoint.rstrip("/"))
-        if not any(entry[1] is _send for entry in botocore.handlers.BUILTIN_HANDLERS):
-            botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _send))
-        _patch_signing()
+        _hook_botocore()
 
 
 def install_relay(endpoint: str, address: str, authkey: bytes) -> None:
     """Requests for the moto server at `endpoint` (the parent's, in a function process) go
     through its `Relay`, JSON-protocol ones unsigned, for clients created from now on."""
-    import botocore.handlers
-
     with _lock:
         _relays[endpoint.rstrip("/")] = _RelayClient(address, authkey)
         _unsigned.add(endpoint.rstrip("/"))
-        if not any(entry[1] is _send for entry in botocore.handlers.BUILTIN_HANDLERS):
-            botocore.handlers.BUILTIN_HANDLERS.append(("before-send", _send))
-        _patch_signing()
+        _hook_botocore()
 
 
 def uninstall(endpoint: str) -> None:

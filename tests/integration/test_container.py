@@ -4,12 +4,9 @@ local cloud."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import pytest
 
 from infra.localcloud import LocalCloud
 from infra.localcloud.container import ProcessRuntime
-from tests.conftest import CLOUD_ENV, JWT_SECRET, ROOT, make_user, reset_caches
+from tests.conftest import CLOUD_ENV, JWT_SECRET, ROOT, make_user, reset_caches, start_serve
 
 
 def _ready(http: httpx.Client, memory_id: str) -> str:
@@ -136,31 +133,12 @@ def test_a_worker_in_its_own_process_has_only_its_role(tmp_path: Path) -> None:
     assert status != "ready"
 
 
-def _serve(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "infra.localcloud", "serve", "--port", "0", "--json"]
-    command += ["--no-schedules", "--state-dir", str(state_dir)]  # --processes: workers
-    for name, value in CLOUD_ENV.items():
-        command += ["--env", f"{name}={value or ''}"]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env={**os.environ, "SUPABASE_JWT_SECRET": JWT_SECRET},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert line, "serve exited"
-    return process, json.loads(line)["base_url"]
-
-
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
-def test_no_function_process_outlives_serve(tmp_path: Path, stop: signal.Signals) -> None:
+def test_no_function_process_outlivesstart_serve(tmp_path: Path, stop: signal.Signals) -> None:
     from memlayer.auth.jwt import mint_dev_token
 
     headers = {"Authorization": f"Bearer {mint_dev_token(JWT_SECRET, 'processes-user')}"}
-    process, base = _serve(tmp_path / "state")
+    process, base = start_serve(tmp_path / "state")
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
             created = http.post("/v1/memories", json={"content": "worked on elsewhere"})

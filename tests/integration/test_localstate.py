@@ -3,11 +3,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +15,7 @@ from moto import mock_aws
 from infra.localcloud import LocalCloud
 from infra.localcloud.motofixes import serialize_moto_dynamodb
 from infra.localcloud.state import PREVIOUS, SNAPSHOT, LocalState
-from tests.conftest import CLOUD_ENV, JWT_SECRET, ROOT, make_user, reset_caches
+from tests.conftest import CLOUD_ENV, JWT_SECRET, ROOT, make_user, reset_caches, start_serve
 
 STACK = "memlayer-state"
 
@@ -99,31 +95,12 @@ def _check_things(state_dir: Path, ids: list[str], user: Any) -> None:
         assert new.status_code == 201
 
 
-def _serve(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "infra.localcloud", "serve", "--port", "0", "--json"]
-    command += ["--no-schedules", "--state-dir", str(state_dir)]
-    for name, value in CLOUD_ENV.items():
-        command += ["--env", f"{name}={value or ''}"]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env={**os.environ, "SUPABASE_JWT_SECRET": JWT_SECRET},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert line, process.stderr.read() if process.stderr else "serve exited"
-    return process, json.loads(line)["base_url"]
-
-
 def test_sigterm_stops_serve_promptly_and_the_state_is_there_next_time(tmp_path):
     from memlayer.auth.jwt import mint_dev_token
 
     state_dir = tmp_path / "state"
     headers = {"Authorization": f"Bearer {mint_dev_token(JWT_SECRET, 'sigterm-user')}"}
-    process, base = _serve(state_dir)
+    process, base = start_serve(state_dir)
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
             created = http.post("/v1/memories", json={"content": "kept across SIGTERM"})
@@ -139,7 +116,7 @@ def test_sigterm_stops_serve_promptly_and_the_state_is_there_next_time(tmp_path)
             process.kill()
             process.wait()
 
-    process, base = _serve(state_dir)
+    process, base = start_serve(state_dir)
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
             memory = _ready(http, memory_id)

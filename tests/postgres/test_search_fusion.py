@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from bench.retrieval.postgres_index import INSERT_MEMORIES_SQL
 from memlayer.ids import new_id
 from memlayer.models import MemoryRecord
 from memlayer.search import fusion
@@ -63,14 +64,7 @@ def _memories(user_id: str) -> list[tuple[Any, ...]]:
 async def _seed(url: str, user_id: str) -> None:
     conn = await asyncpg.connect(url, statement_cache_size=0)
     try:
-        await conn.executemany(
-            "insert into memlayer.memories (user_id, id, kind, status, version, provider, tags,"
-            " search_tags, title, content, content_hash, created_at, updated_at, size_bytes,"
-            " job_id, dedupe_key, record, embedding, embedding_dims, embedding_space,"
-            " embedding_hash) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-            " $14, $15, $16, $17::jsonb, $18::halfvec, $19, $20, $21)",
-            _memories(user_id),
-        )
+        await conn.executemany(INSERT_MEMORIES_SQL, _memories(user_id))
     finally:
         await conn.close()
 
