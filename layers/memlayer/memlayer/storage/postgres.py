@@ -6,7 +6,10 @@ with no server-side prepared-statement cache, a pool of at most two connections 
 loop (one warm container runs one loop), short timeouts, and one retry when a connection
 dropped under a transaction. A drop can lose the reply to a COMMIT that went through, so every
 write is safe to run twice: creates insert `on conflict do nothing` and take "this very record
-is already there" as done (`_inserted`), the rest are upserts or conditional updates.
+is already there" as done (`_inserted`, and `memlayer.create_memory`), the rest are upserts or
+conditional updates. A memory's create and a pipeline stage's save are one call of a SQL
+function each, sent with the transaction's `begin` and `commit` in one message (`_call`):
+one round trip, and the user's counter rows locked only while the server finishes it.
 
 Every operation on one user's data runs in a transaction as that user: `role authenticated`
 with the user's JWT claims, so row-level security, not only the `where user_id =` written here
@@ -27,7 +30,7 @@ import json
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -84,6 +87,7 @@ _MEMORY_COLUMNS = (
     "user_id, id, kind, status, version, provider, tags, search_tags, title, content,"
     " content_hash, created_at, updated_at, size_bytes, job_id, dedupe_key, record"
 )
+_COLUMN_NAMES = [name.strip() for name in _MEMORY_COLUMNS.split(",")]
 
 
 def _literal(text: str) -> str:
@@ -124,6 +128,53 @@ def _memory_values(record: MemoryRecord) -> tuple[Any, ...]:
         fields.dedupe_key,
         record.model_dump_json(),
     )
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_object(values: Mapping[str, Any], **raw: str | None) -> str:
+    """`values` as a JSON object, with the `raw` members (JSON texts already: a record's
+    `model_dump_json()`) spliced in as they are; a None member is left out."""
+    members = [json.dumps(values, default=_json_default)[1:-1]] if values else []
+    members += [f'"{name}": {text}' for name, text in raw.items() if text is not None]
+    return "{" + ", ".join(members) + "}"
+
+
+def _memory_json(record: MemoryRecord) -> str:
+    """The row's columns (`_memory_values`) as the JSON object `memlayer.create_memory` and
+    `memlayer.save_memory` read (migration 20261202143000)."""
+    *values, record_json = _memory_values(record)
+    return _json_object(dict(zip(_COLUMN_NAMES, values, strict=False)), record=record_json)
+
+
+def _job_json(job: JobRecord | None) -> str | None:
+    if job is None:
+        return None
+    expires_at = job.created_at + timedelta(days=get_settings().job_ttl_days)
+    values = {"user_id": job.user_id, "id": job.id, "expires_at": expires_at}
+    return _json_object(values, record=job.model_dump_json())
+
+
+def _refusal(exc: asyncpg.PostgresError, now: datetime) -> Exception | None:
+    """The storage error a memlayer call raised as its own SQLSTATE (migration
+    20261202143000), or None for any other error."""
+    if exc.sqlstate == "MLVC0":
+        return VersionConflict(exc.detail)
+    if exc.sqlstate == "MLLR0":
+        which = exc.detail
+        if which == "daily_writes":
+            return LimitReached(which, retry_after=seconds_to_midnight(now))
+        return LimitReached(
+            "max_memories" if which == "max_memories" else "max_bytes", retry_after=3600
+        )
+    if exc.sqlstate == "MLIR0":
+        first = json.loads(exc.detail)
+        return IdempotentReplay(IdempotencyRecord(first["body_hash"], first["response"]))
+    return None
 
 
 def _memory(text: str) -> MemoryRecord:
@@ -183,6 +234,20 @@ def _at(epoch: int | float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+def _session(user_id: str | None, settings: Mapping[str, str] | None) -> str:
+    """The statement that makes the transaction `user_id`'s (role authenticated with the
+    user's claims) or service_role's (None), with `settings` (GUCs) for the transaction."""
+    if user_id is None:
+        local = {"role": "service_role"}
+    else:
+        claims = json.dumps({"sub": user_id, "role": "authenticated"})
+        local = {"request.jwt.claims": claims, "role": "authenticated"}
+    local.update(settings or {})
+    return "select " + ", ".join(
+        f"set_config({_literal(name)}, {_literal(value)}, true)" for name, value in local.items()
+    )
+
+
 class PostgresStore:
     backend = "supabase"
 
@@ -240,35 +305,59 @@ class PostgresStore:
         One simple-protocol query opens the transaction and sets all of it: one round trip
         where a transaction block and a parametrized statement took three (asyncpg without a
         statement cache prepares each statement in a round trip of its own)."""
-        if user_id is None:
-            local = {"role": "service_role"}
-        else:
-            claims = json.dumps({"sub": user_id, "role": "authenticated"})
-            local = {"request.jwt.claims": claims, "role": "authenticated"}
-        local.update(settings or {})
-        begin = "begin; select " + ", ".join(
-            f"set_config({_literal(name)}, {_literal(value)}, true)"
-            for name, value in local.items()
+        begin = "begin; " + _session(user_id, settings)
+        return await self._attempt(lambda conn: self._transaction(conn, begin, op))
+
+    async def _call(self, user_id: str | None, function: str, argument: str, now: datetime) -> None:
+        """`memlayer.<function>(argument::jsonb)` in one transaction as `user_id` (as `_run`),
+        sent with its `begin` and `commit` as one simple-protocol message: one round trip, and
+        whatever rows the call locks stay locked only while the server finishes it. The call
+        answers with an error or not at all; its refusals (`_refusal`) are raised as the
+        storage errors they stand for. `argument` goes as a string constant (`_literal`)."""
+        sql = (
+            f"begin; {_session(user_id, None)};"
+            f" select memlayer.{function}({_literal(argument)}::jsonb); commit"
         )
+
+        async def op(conn: Any) -> None:
+            try:
+                await conn.execute(sql)
+            except asyncpg.PostgresError as exc:
+                if not conn.is_closed() and conn.is_in_transaction():
+                    await conn.execute("rollback")  # the message stopped at the error
+                refusal = _refusal(exc, now)
+                if refusal is None:
+                    raise
+                raise refusal from None
+
+        await self._attempt(op)
+
+    async def _attempt(self, op: Callable[[Any], Awaitable[T]]) -> T:
+        """`op(connection)` on a pooled connection; once more on a connection that dropped
+        under it."""
         for attempt in range(2):
             pool = await self._pool()
             try:
                 async with pool.acquire() as conn:
-                    try:
-                        await conn.execute(begin)
-                        result = await op(conn)
-                    except BaseException:
-                        # (a dropped connection rolled back already)
-                        if not conn.is_closed() and conn.is_in_transaction():
-                            await conn.execute("rollback")
-                        raise
-                    await conn.execute("commit")
-                    return result
+                    return await op(conn)
             except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
                 if attempt == 1:
                     raise
                 await pool.expire_connections()
         raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _transaction(conn: Any, begin: str, op: Callable[[Any], Awaitable[T]]) -> T:
+        try:
+            await conn.execute(begin)
+            result = await op(conn)
+        except BaseException:
+            # (a dropped connection rolled back already)
+            if not conn.is_closed() and conn.is_in_transaction():
+                await conn.execute("rollback")
+            raise
+        await conn.execute("commit")
+        return result
 
     async def ping(self) -> bool:
         try:
@@ -292,76 +381,27 @@ class PostgresStore:
         response: dict[str, Any] | None = None,
     ) -> None:
         now = record.created_at
-        uid = record.user_id
-
-        async def op(conn: Any) -> None:
-            # The row first: when it is there already, an earlier attempt of this create
-            # committed (and counted) and only its reply was lost.
-            if not await _inserted(
-                conn,
-                f"insert into memlayer.memories ({_MEMORY_COLUMNS})"  # noqa: S608
-                " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-                " $17::jsonb) on conflict (user_id, id) do nothing returning 1",
-                _memory_values(record),
-                "memories",
-                record,
-            ):
-                return
-            if idempotency is not None:
-                claimed = await conn.fetchval(
-                    "insert into memlayer.idempotency_keys"
-                    " (user_id, scope, key, body_hash, response, expires_at)"
-                    " values ($1, $2, $3, $4, $5::jsonb, $6) on conflict do nothing returning 1",
-                    uid,
-                    idempotency.scope,
-                    idempotency.key,
-                    idempotency.body_hash,
-                    json.dumps(response or {}),
-                    now + IDEMPOTENCY_TTL,
-                )
-                if claimed is None:
-                    first = await conn.fetchrow(
-                        "select body_hash, response::text from memlayer.idempotency_keys"
-                        " where user_id = $1 and scope = $2 and key = $3",
-                        uid,
-                        idempotency.scope,
-                        idempotency.key,
-                    )
-                    raise IdempotentReplay(
-                        IdempotencyRecord(first["body_hash"], json.loads(first["response"]))
-                    )
-            counted = await conn.fetchval(
-                "insert into memlayer.day_counters as d (user_id, day, writes, expires_at)"
-                " values ($1, $2, 1, $3) on conflict (user_id, day) do update"
-                " set writes = d.writes + 1 where $4 = 0 or d.writes < $4 returning 1",
-                uid,
-                now.date(),
-                now + timedelta(days=2),
-                limits.daily_writes,
-            )
-            if counted is None:
-                raise LimitReached("daily_writes", retry_after=seconds_to_midnight(now))
-            usage = await conn.fetchrow(
-                "insert into memlayer.profiles as p (user_id, memories, bytes) values ($1, 1, $2)"
-                " on conflict (user_id) do update"
-                " set memories = p.memories + 1, bytes = p.bytes + $2"
-                " where ($3 = 0 or p.memories < $3) and ($4 = 0 or p.bytes + $2 <= $4)"
-                " returning 1",
-                uid,
-                record.size_bytes,
-                limits.max_memories,
-                limits.max_bytes,
-            )
-            if usage is None:
-                current = await conn.fetchval(
-                    "select memories from memlayer.profiles where user_id = $1", uid
-                )
-                over_count = bool(limits.max_memories) and current >= limits.max_memories
-                raise LimitReached("max_memories" if over_count else "max_bytes", retry_after=3600)
-            if job is not None:
-                await self._put_job(conn, job)
-
-        await self._run(uid, op)
+        claim = None
+        if idempotency is not None:
+            claim = {
+                "scope": idempotency.scope,
+                "key": idempotency.key,
+                "body_hash": idempotency.body_hash,
+                "response": response or {},
+                "expires_at": now + IDEMPOTENCY_TTL,
+            }
+        values = {
+            "idempotency": claim,
+            "day": now.date(),
+            "day_expires_at": now + timedelta(days=2),
+            "limits": {
+                "daily_writes": limits.daily_writes,
+                "max_memories": limits.max_memories,
+                "max_bytes": limits.max_bytes,
+            },
+        }
+        argument = _json_object(values, memory=_memory_json(record), job=_job_json(job))
+        await self._call(record.user_id, "create_memory", argument, now)
 
     async def get_idempotency(self, user_id: str, scope: str, key: str) -> IdempotencyRecord | None:
         row = await self._run(
@@ -464,41 +504,9 @@ class PostgresStore:
     ) -> MemoryRecord:
         check_own_job(record, job)
         saved = record.model_copy(update={"version": expected_version + 1})
-        uid = record.user_id
-
-        async def op(conn: Any) -> None:
-            previous = await conn.fetchrow(
-                "select size_bytes, content_hash from memlayer.memories"
-                " where user_id = $1 and id = $2 and version = $3 for update",
-                uid,
-                record.id,
-                expected_version,
-            )
-            if previous is None:
-                raise VersionConflict(record.id)
-            grown = saved.size_bytes - previous["size_bytes"]
-            fits = await conn.fetchval(
-                "update memlayer.profiles set bytes = bytes + $2 where user_id = $1"
-                " and ($3 = 0 or $2 <= 0 or bytes + $2 <= $3) returning 1",
-                uid,
-                grown,
-                max_bytes,
-            )
-            if fits is None:
-                raise LimitReached("max_bytes", retry_after=3600)
-            # A vector describes the content it was computed from: new content drops it.
-            stale = "" if previous["content_hash"] == saved.content_hash else _NO_VECTOR + ","
-            await conn.execute(
-                f"update memlayer.memories set {stale} (kind, status, version, provider, tags,"  # noqa: S608
-                " search_tags, title, content, content_hash, created_at, updated_at, size_bytes,"
-                " job_id, dedupe_key, record) = ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-                " $14, $15, $16, $17::jsonb) where user_id = $1 and id = $2",
-                *_memory_values(saved),
-            )
-            if job is not None:  # in the memory's transaction, after its version check
-                await self._put_job(conn, job)
-
-        await self._run(uid, op)
+        values = {"expected_version": expected_version, "max_bytes": max_bytes}
+        argument = _json_object(values, memory=_memory_json(saved), job=_job_json(job))
+        await self._call(record.user_id, "save_memory", argument, saved.updated_at)
         return saved
 
     async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None:
@@ -612,19 +620,18 @@ class PostgresStore:
         return await self._run(owner, op)
 
     # ------------------------------------------------------------------ jobs
-    async def _put_job(self, conn: Any, job: JobRecord) -> None:
-        await conn.execute(
-            "insert into memlayer.jobs (user_id, id, record, expires_at)"
-            " values ($1, $2, $3::jsonb, $4) on conflict (user_id, id)"
-            " do update set record = excluded.record, expires_at = excluded.expires_at",
-            job.user_id,
-            job.id,
-            job.model_dump_json(),
-            job.created_at + timedelta(days=get_settings().job_ttl_days),
-        )
-
     async def put_job(self, job: JobRecord) -> None:
-        await self._run(job.user_id, lambda conn: self._put_job(conn, job))
+        await self._run(
+            job.user_id,
+            lambda conn: conn.execute(
+                "insert into memlayer.jobs (user_id, id, record, expires_at)"
+                " select j.user_id, j.id, j.record, j.expires_at"
+                " from jsonb_populate_record(null::memlayer.jobs, $1::jsonb) j"
+                " on conflict (user_id, id)"
+                " do update set record = excluded.record, expires_at = excluded.expires_at",
+                _job_json(job),
+            ),
+        )
 
     async def save_job(self, job: JobRecord) -> bool:
         """Updates a job that still exists; False when it is gone (its memory was deleted or
