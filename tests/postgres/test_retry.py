@@ -29,12 +29,14 @@ NO_LIMITS = Limits(daily_writes=0, max_memories=0, max_bytes=0)
 class CommitCutter:
     """Forwards connections to the server's socket; while armed, the first connection that
     sends a COMMIT is closed when the server's reply to it comes back (so the commit is
-    done, and the client never hears of it)."""
+    done, and the client never hears of it). `sends` counts what clients sent (each write
+    that reached the proxy: a round trip's request)."""
 
     def __init__(self, server_socket: str) -> None:
         self.server_socket = server_socket
         self.armed = False
         self.cuts = 0
+        self.sends = 0
 
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         server_r, server_w = await asyncio.open_unix_connection(self.server_socket)
@@ -42,6 +44,7 @@ class CommitCutter:
 
         async def upstream() -> None:
             while data := await client_r.read(65536):
+                self.sends += 1
                 if self.armed and b"COMMIT" in data.upper():
                     self.armed = False
                     committing.set()

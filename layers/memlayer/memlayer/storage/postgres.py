@@ -88,6 +88,14 @@ _MEMORY_COLUMNS = (
     " content_hash, created_at, updated_at, size_bytes, job_id, dedupe_key, record"
 )
 _COLUMN_NAMES = [name.strip() for name in _MEMORY_COLUMNS.split(",")]
+# Memories and their jobs by (memory id, job id), their records as text (either null if absent).
+_PAIRS_SQL = (
+    "select k.memory_id, k.job_id, m.record::text, j.record::text"
+    " from unnest($2::text[], $3::text[]) as k(memory_id, job_id)"
+    " left join memlayer.memories m on m.user_id = $1 and m.id = k.memory_id"
+    " left join memlayer.jobs j on j.user_id = $1 and j.id = k.job_id"
+)
+_Pair = tuple[str | None, str | None]
 
 
 def _literal(text: str) -> str:
@@ -260,6 +268,12 @@ class PostgresStore:
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
+        # `get_memory_and_job`'s reads waiting for the end of the current loop turn, per event
+        # loop (the local cloud runs functions on several threads, each with its own loop)
+        self._pair_reads: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple[str, str, str], asyncio.Future[_Pair]]
+        ] = weakref.WeakKeyDictionary()
+        self._pair_reading: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_settings(cls) -> PostgresStore:
@@ -432,21 +446,59 @@ class PostgresStore:
     async def get_memory_and_job(
         self, user_id: str, memory_id: str, job_id: str
     ) -> tuple[MemoryRecord | None, JobRecord | None]:
-        row = await self._run(
+        """Reads asked for in the same turn of the event loop (the records of a worker's
+        batch, each reading its memory and job first) are made together: one statement per
+        user (`_PAIRS_SQL`) in that user's transaction, instead of a transaction each. If it
+        fails, each pair is read on its own, so each caller gets its own outcome."""
+        loop = asyncio.get_running_loop()
+        pending = self._pair_reads.get(loop)
+        if pending is None:
+            pending = self._pair_reads[loop] = {}
+            loop.call_soon(self._read_pairs, loop)
+        key = (user_id, memory_id, job_id)
+        future = pending.get(key)
+        if future is None:
+            future = pending[key] = loop.create_future()
+        memory, job = await asyncio.shield(future)
+        return (
+            _memory(memory) if memory else None,
+            JobRecord.model_validate_json(job) if job else None,
+        )
+
+    def _read_pairs(self, loop: asyncio.AbstractEventLoop) -> None:
+        pending = self._pair_reads.pop(loop)
+        by_user: dict[str, dict[tuple[str, str, str], asyncio.Future[_Pair]]] = {}
+        for key, future in pending.items():
+            by_user.setdefault(key[0], {})[key] = future
+        for user_pending in by_user.values():
+            task = loop.create_task(self._read_user_pairs(user_pending))
+            self._pair_reading.add(task)  # referenced until done, so it is not collected
+            task.add_done_callback(self._pair_reading.discard)
+
+    async def _read_user_pairs(
+        self, pending: dict[tuple[str, str, str], asyncio.Future[_Pair]]
+    ) -> None:
+        try:
+            found = await self._pairs(list(pending))
+        except Exception as exc:
+            if len(pending) == 1:
+                next(iter(pending.values())).set_exception(exc)
+                return
+            # each pair on its own: each caller then gets its own outcome
+            await asyncio.gather(*(self._read_user_pairs({k: f}) for k, f in pending.items()))
+            return
+        for key, future in pending.items():
+            future.set_result(found[key[1:]])
+
+    async def _pairs(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str], _Pair]:
+        user_id = keys[0][0]
+        rows = await self._run(
             user_id,
-            lambda conn: conn.fetchrow(
-                "select (select record::text from memlayer.memories"
-                " where user_id = $1 and id = $2) as memory,"
-                " (select record::text from memlayer.jobs where user_id = $1 and id = $3) as job",
-                user_id,
-                memory_id,
-                job_id,
+            lambda conn: conn.fetch(
+                _PAIRS_SQL, user_id, [k[1] for k in keys], [k[2] for k in keys]
             ),
         )
-        return (
-            _memory(row["memory"]) if row["memory"] else None,
-            JobRecord.model_validate_json(row["job"]) if row["job"] else None,
-        )
+        return {(row[0], row[1]): (row[2], row[3]) for row in rows}
 
     async def list_memories(
         self, user_id: str, query: ListQuery
