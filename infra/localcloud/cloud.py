@@ -37,6 +37,7 @@ from .env import DUMMY_CREDENTIAL, EnvPlan, plan_environment
 from .gateway import Gateway
 from .motofixes import (
     patch_moto_dynamodb_scale,
+    patch_moto_random_ids,
     patch_moto_response_overhead,
     patch_moto_s3_events,
     patch_moto_server_dispatch,
@@ -199,6 +200,7 @@ class LocalCloud:
         patch_moto_dynamodb_scale()
         patch_moto_sqs_clock()
         patch_moto_sqs_scale()
+        patch_moto_random_ids()
         patch_moto_server_dispatch()
         patch_moto_response_overhead()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)

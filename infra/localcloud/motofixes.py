@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 import secrets
+import string
 import threading
 import time
 from array import array
@@ -801,6 +803,40 @@ def patch_moto_response_overhead() -> None:
         for name, replacement in replacements.items():
             if getattr(module, name, None) is originals[name]:
                 setattr(module, name, replacement)
+
+
+def _letters(alphabet: str) -> bytes:
+    """A `bytes.translate` table mapping every byte onto `alphabet` (as evenly as 256 allows)."""
+    return bytes(ord(alphabet[b % len(alphabet)]) for b in range(256))
+
+
+_LOWERCASE = _letters(string.ascii_lowercase)
+_ALPHANUMERIC = _letters(string.ascii_letters + string.digits)
+
+
+def patch_moto_random_ids() -> None:
+    """moto draws a received message's receipt handle (185 lowercase letters) and every
+    response's request id (52 letters and digits) one `random.choice` per character: 70 and
+    27 µs, ≈4% of the serve process's CPU through make dev with Postgres. The same shapes from
+    `os.urandom`, 1.5 µs each."""
+    from moto.core import responses
+    from moto.sqs import models
+
+    if getattr(models.generate_receipt_handle, "_localcloud", False):
+        return
+
+    def generate_receipt_handle() -> str:
+        return os.urandom(185).translate(_LOWERCASE).decode()
+
+    def gen_amzn_requestid_long(headerdict: dict[str, Any] | None = None) -> str:
+        request_id = os.urandom(52).translate(_ALPHANUMERIC).decode()
+        if isinstance(headerdict, dict):
+            headerdict["x-amzn-requestid"] = request_id
+        return request_id
+
+    generate_receipt_handle._localcloud = True  # type: ignore[attr-defined]
+    models.generate_receipt_handle = generate_receipt_handle
+    responses.gen_amzn_requestid_long = gen_amzn_requestid_long
 
 
 _ATTRIBUTE_VALUE_KEYS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})

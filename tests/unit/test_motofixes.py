@@ -13,7 +13,11 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from infra.localcloud.motofixes import patch_moto_dynamodb_scale, patch_moto_sqs_scale
+from infra.localcloud.motofixes import (
+    patch_moto_dynamodb_scale,
+    patch_moto_random_ids,
+    patch_moto_sqs_scale,
+)
 
 TABLE = "fixes"
 
@@ -577,3 +581,21 @@ def test_sets_are_sized_as_moto_sizes_their_members_and_the_item_limit_holds(dyn
             ExpressionAttributeValues={":p": {"S": "z" * 200_000}},
         )
     assert "padding" not in _get(dynamodb, "P", "profile")
+
+
+def test_receipt_handles_and_request_ids_keep_their_shape_and_differ(sqs):
+    patch_moto_random_ids()
+    url = sqs.create_queue(QueueName="handles")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    handles = set()
+    request_ids = set()
+    for _ in range(3):
+        response = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)
+        (message,) = response["Messages"]
+        handles.add(message["ReceiptHandle"])
+        request_ids.add(response["ResponseMetadata"]["RequestId"])
+    assert len(handles) == 3 and len(request_ids) == 3
+    assert all(len(h) == 185 and h.isalpha() and h.islower() for h in handles)
+    assert all(len(r) == 52 and r.isalnum() for r in request_ids)
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert "Messages" not in sqs.receive_message(QueueUrl=url)
