@@ -20,6 +20,19 @@
 --   MLIR0 idempotency key already used, DETAIL {"body_hash", "response"} of its first use
 -- Both run as the caller (security invoker): row-level security applies as it did.
 
+-- p_job: {user_id, id, record, expires_at}. Inserts or replaces the job (PostgresStore.put_job
+-- calls it too).
+create function memlayer.put_job(p_job jsonb) returns void
+language plpgsql security invoker as $$
+begin
+  insert into memlayer.jobs (user_id, id, record, expires_at)
+  select j.user_id, j.id, j.record, j.expires_at
+  from jsonb_populate_record(null::memlayer.jobs, p_job) j
+  on conflict (user_id, id)
+  do update set record = excluded.record, expires_at = excluded.expires_at;
+end
+$$;
+
 -- p: {memory: the row's columns (record included), job: {user_id, id, record, expires_at} or
 -- null, idempotency: {scope, key, body_hash, response, expires_at} or null, day,
 -- day_expires_at, limits: {daily_writes, max_memories, max_bytes} (0: no limit)}. A row
@@ -65,11 +78,7 @@ begin
     end if;
   end if;
   if jsonb_typeof(p -> 'job') = 'object' then
-    insert into memlayer.jobs (user_id, id, record, expires_at)
-    select j.user_id, j.id, j.record, j.expires_at
-    from jsonb_populate_record(null::memlayer.jobs, p -> 'job') j
-    on conflict (user_id, id)
-    do update set record = excluded.record, expires_at = excluded.expires_at;
+    perform memlayer.put_job(p -> 'job');
   end if;
   -- The hot rows last: their locks are held from here to the commit.
   insert into memlayer.day_counters as d (user_id, day, writes, expires_at)
@@ -134,16 +143,14 @@ begin
       case when v_stale then null else t.embedding_hash end)
   where t.user_id = m.user_id and t.id = m.id;
   if jsonb_typeof(p -> 'job') = 'object' then
-    insert into memlayer.jobs (user_id, id, record, expires_at)
-    select j.user_id, j.id, j.record, j.expires_at
-    from jsonb_populate_record(null::memlayer.jobs, p -> 'job') j
-    on conflict (user_id, id)
-    do update set record = excluded.record, expires_at = excluded.expires_at;
+    perform memlayer.put_job(p -> 'job');
   end if;
 end
 $$;
 
+revoke execute on function memlayer.put_job from public;
 revoke execute on function memlayer.create_memory from public;
 revoke execute on function memlayer.save_memory from public;
+grant execute on function memlayer.put_job to authenticated, service_role;
 grant execute on function memlayer.create_memory to authenticated, service_role;
 grant execute on function memlayer.save_memory to authenticated, service_role;

@@ -678,14 +678,7 @@ class PostgresStore:
     async def put_job(self, job: JobRecord) -> None:
         await self._run(
             job.user_id,
-            lambda conn: conn.execute(
-                "insert into memlayer.jobs (user_id, id, record, expires_at)"
-                " select j.user_id, j.id, j.record, j.expires_at"
-                " from jsonb_populate_record(null::memlayer.jobs, $1::jsonb) j"
-                " on conflict (user_id, id)"
-                " do update set record = excluded.record, expires_at = excluded.expires_at",
-                _job_json(job),
-            ),
+            lambda conn: conn.execute("select memlayer.put_job($1::jsonb)", _job_json(job)),
         )
 
     async def save_job(self, job: JobRecord) -> bool:
