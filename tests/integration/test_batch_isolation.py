@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import STORAGE_BACKEND, User, make_user, postgres_rows
+from tests.conftest import STORAGE_BACKEND, User, make_user, postgres_refusing
 
 
 def create(user: User, content: str) -> dict[str, Any]:
@@ -71,21 +71,9 @@ def vector_writes_failing_for(user_id: str) -> Iterator[None]:
         with injected("dynamodb") as faults:
             faults.add("dynamodb", "BatchWriteItem", "throttle", matching=user_id)
             yield
-        return
-    postgres_rows(
-        "create function memlayer.test_refuse_vector() returns trigger language plpgsql as"
-        " $$ begin raise exception 'vector write refused (test fault)'; end $$"
-    )
-    postgres_rows(
-        "create trigger test_refuse_vector before update of embedding on memlayer.memories"
-        f" for each row when (new.user_id = '{user_id}')"
-        " execute function memlayer.test_refuse_vector()"
-    )
-    try:
-        yield
-    finally:
-        postgres_rows("drop trigger test_refuse_vector on memlayer.memories")
-        postgres_rows("drop function memlayer.test_refuse_vector()")
+    else:
+        with postgres_refusing(user_id, "update of embedding"):
+            yield
 
 
 def dlq_count(cloud: Any) -> int:

@@ -12,6 +12,12 @@ class StorageError(Exception):
     pass
 
 
+class StorageUnavailable(StorageError):
+    """The database is briefly unavailable past the backend's own retry (unreachable, restarting,
+    overloaded, a statement timed out, a transaction lost a race): nothing was half-written
+    (every write is one transaction), so the caller may retry."""
+
+
 class InvalidCursor(StorageError):
     """A list cursor that this backend did not hand out (or that was tampered with)."""
 

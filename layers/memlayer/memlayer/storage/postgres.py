@@ -55,6 +55,7 @@ from memlayer.storage.errors import (
     IdempotentReplay,
     InvalidCursor,
     LimitReached,
+    StorageUnavailable,
     VersionConflict,
     seconds_to_midnight,
 )
@@ -84,6 +85,22 @@ _MEMORY_COLUMNS = (
     "user_id, id, kind, status, version, provider, tags, search_tags, title, content,"
     " content_hash, created_at, updated_at, size_bytes, job_id, dedupe_key, record"
 )
+
+
+# A connection that dropped or could not be made: tried once more on a fresh one.
+_DROPPED = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+# SQLSTATEs that mean "try again shortly", not a bug: connection exceptions (08), transaction
+# rollbacks (40: serialization failure, deadlock), insufficient resources (53: too many
+# connections), operator intervention (57: statement timeout, shutdown, restart), a lock
+# not available (55P03).
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57"})
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError):  # asyncpg's command_timeout
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return state[:2] in _TRANSIENT_CLASSES or state == "55P03"
 
 
 def _literal(text: str) -> str:
@@ -251,7 +268,7 @@ class PostgresStore:
             for name, value in local.items()
         )
         for attempt in range(2):
-            pool = await self._pool()
+            pool = await self._pool()  # (connects lazily: min_size 0)
             try:
                 async with pool.acquire() as conn:
                     try:
@@ -264,10 +281,14 @@ class PostgresStore:
                         raise
                     await conn.execute("commit")
                     return result
-            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+            except _DROPPED as exc:
                 if attempt == 1:
-                    raise
+                    raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
                 await pool.expire_connections()
+            except (asyncpg.PostgresError, TimeoutError) as exc:
+                if _transient(exc):
+                    raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                raise
         raise AssertionError("unreachable")
 
     async def ping(self) -> bool:
