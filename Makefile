@@ -51,12 +51,19 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(VENV)/bin/lint-imports
 
+POSTGRES_FLOWS := $(addprefix tests/integration/test_,$(addsuffix .py,memories pipeline \
+	retrieval time_search conversation_search erase api_keys quota faults batch_isolation \
+	input_validation fuzz export mcp share_uploads supabase_auth))
+
 test: lint typecheck imports
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/pytest -n 2 --ignore=tests/integration/test_localstate.py
 	# The durable-state tests start, kill and restart whole local clouds: in a pytest process of
 	# their own they cannot disturb the shared test cloud's caches.
 	$(VENV)/bin/pytest -n 0 tests/integration/test_localstate.py
+	# The flows that reach storage, again on Postgres (the contract suite covers the port; these
+	# catch what only a whole request meets: schemathesis, faults, batch isolation, erase).
+	STORAGE_BACKEND=supabase $(VENV)/bin/pytest -n 2 $(POSTGRES_FLOWS)
 
 # make invoke FN=health EVENT=events/health.json
 invoke: $(STAMP)

@@ -161,8 +161,6 @@ class Serve:
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
-        while line.startswith("database: "):  # STORAGE_BACKEND=supabase names its database
-            line = self.process.stdout.readline()
         if not line:
             raise RuntimeError("the local cloud exited before it was up")
         self.info = json.loads(line)

@@ -4,11 +4,12 @@ tests isolate themselves by using fresh user ids."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,42 @@ def postgres_rows(sql: str, *args: Any) -> list[Any]:
             await conn.close()
 
     return asyncio.run(read())
+
+
+@contextlib.contextmanager
+def postgres_refusing(
+    user_id: str, event: str, *, sqlstate: str = "40001", times: int | None = None
+) -> Iterator[Callable[[], int]]:
+    """While inside, the database refuses `event` ("insert", "update of embedding", …) on one
+    user's memory rows: a trigger raises `sqlstate` (by default a serialization failure, which
+    a client may retry), every time or for the first `times` rows only. Yields a function
+    that tells how often the trigger fired (a sequence: it counts rolled-back attempts too)."""
+    limit = "null" if times is None else str(times)
+    postgres_rows("create sequence memlayer.test_refuse_fired")
+    # security definer: it runs as the requests' role (authenticated), which may not use
+    # the sequence
+    postgres_rows(
+        "create function memlayer.test_refuse() returns trigger language plpgsql"
+        " security definer as $$ begin"
+        f" if nextval('memlayer.test_refuse_fired') <= coalesce({limit}, 2^62) then"
+        f" raise exception 'refused (test fault)' using errcode = '{sqlstate}'; end if;"
+        " return new; end $$"
+    )
+    postgres_rows(
+        f"create trigger test_refuse before {event} on memlayer.memories for each row"
+        f" when (new.user_id = '{user_id}') execute function memlayer.test_refuse()"
+    )
+
+    def fired() -> int:
+        row = postgres_rows("select last_value, is_called from memlayer.test_refuse_fired")[0]
+        return int(row["last_value"]) if row["is_called"] else 0
+
+    try:
+        yield fired
+    finally:
+        postgres_rows("drop trigger test_refuse on memlayer.memories")
+        postgres_rows("drop function memlayer.test_refuse()")
+        postgres_rows("drop sequence memlayer.test_refuse_fired")
 
 
 @dataclass

@@ -171,9 +171,9 @@ def cmd_serve(args: argparse.Namespace) -> NoReturn:
     # The database lives with the rest of the state: --state-dir (make dev's), else .localcloud.
     state_dir = Path(args.state_dir) if args.state_dir else STATE_DIR
     with dev_database(state_dir, overrides) as database_url:
-        if database_url:
+        if database_url and not args.json:  # --json keeps stdout one document: it is in there
             print(f"database: {database_url}", flush=True)
-        _serve(args, hook, overrides)
+        _serve(args, hook, overrides, database_url)
     # The state is saved and every server stopped (the database too, just now). Interpreter
     # teardown (collecting moto's and botocore's objects, joining worker threads still in a
     # handler) took another 8 s here, past the 10 s a SIGTERM allows, so the process ends now.
@@ -183,7 +183,12 @@ def cmd_serve(args: argparse.Namespace) -> NoReturn:
     os._exit(0)
 
 
-def _serve(args: argparse.Namespace, hook: Any, overrides: dict[str, str | None]) -> None:
+def _serve(
+    args: argparse.Namespace,
+    hook: Any,
+    overrides: dict[str, str | None],
+    database_url: str | None,
+) -> None:
     cloud = LocalCloud(
         args.template,
         host=args.host,
@@ -205,7 +210,7 @@ def _serve(args: argparse.Namespace, hook: Any, overrides: dict[str, str | None]
         signal.signal(sig, lambda *_: stop.set())
     with cloud:
         if args.json:
-            print(json.dumps(cloud.describe()), flush=True)
+            print(json.dumps({**cloud.describe(), "database_url": database_url}), flush=True)
         else:
             print("\n".join(cloud.summary_lines()), flush=True)
         if hook is not None:

@@ -11,8 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-from memlayer.auth.jwt import mint_dev_token
-from memlayer.ids import new_id
 from tests.conftest import User, make_user, queue_bodies, remove_messages_of
 
 
@@ -37,6 +35,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
 
 
 def test_admin_routes_are_404_for_everyone_else(cloud: Any, user: User, ops: User) -> None:
+    from memlayer.auth.jwt import mint_dev_token
+
     key = user.http.post("/v1/api-keys", json={"name": "k", "scopes": ["read", "write"]}).json()
     forged = mint_dev_token("not-the-secret-but-just-as-long-as-it", "ops", admin=True)
     for token in (None, user.token, key["key"], forged, "garbage"):
@@ -96,6 +96,8 @@ def test_invalid_limits_are_422(ops: User) -> None:
 
 
 def test_stats_count_items_and_queues(cloud: Any, user: User, other_user: User, ops: User) -> None:
+    from memlayer.ids import new_id
+
     before = ops.http.get("/v1/admin/stats").json()
     for who in (user, other_user):
         for i in range(3):
@@ -122,6 +124,8 @@ def test_stats_count_items_and_queues(cloud: Any, user: User, other_user: User, 
 
 
 def test_dlq_peek_leaves_messages_and_redrive_moves_them(cloud: Any, ops: User) -> None:
+    from memlayer.ids import new_id
+
     sqs = cloud.boto3_client("sqs")
     marker = new_id()
     bodies = [json.dumps({"type": "noop", "marker": marker, "n": i}) for i in range(3)]
@@ -163,6 +167,7 @@ def test_each_dlq_is_matched_to_its_source_queue(cloud: Any) -> None:
 def test_redrive_sends_every_message_back_to_its_source(cloud: Any) -> None:
     """On a queue pair of its own (the cloud's pumps consume the template's queues)."""
     from memlayer import dlq
+    from memlayer.ids import new_id
 
     sqs = cloud.boto3_client("sqs")
     suffix = new_id().lower()

@@ -5,12 +5,14 @@ batch where one user's vector write fails, and unreadable records among good one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import User, make_user
+from tests.conftest import STORAGE_BACKEND, User, make_user, postgres_refusing
 
 
 def create(user: User, content: str) -> dict[str, Any]:
@@ -59,6 +61,21 @@ def embed_event(messages: list[dict[str, str]]) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def vector_writes_failing_for(user_id: str) -> Iterator[None]:
+    """The backend refuses every vector write of one user while inside: DynamoDB throttles
+    them (past the SDK's retries); Postgres raises from a trigger on the memory's row."""
+    if STORAGE_BACKEND == "dynamodb":
+        from tests.faults import injected
+
+        with injected("dynamodb") as faults:
+            faults.add("dynamodb", "BatchWriteItem", "throttle", matching=user_id)
+            yield
+    else:
+        with postgres_refusing(user_id, "update of embedding"):
+            yield
+
+
 def dlq_count(cloud: Any) -> int:
     counts = cloud.queue_counts(["EmbedDLQ"])["EmbedDLQ"]
     return sum(counts.values())
@@ -105,10 +122,8 @@ def test_duplicate_embed_messages_do_not_fail_other_users(cloud: Any, three_user
 
 
 def test_a_failing_write_fails_only_its_own_records(cloud: Any, three_users: Any) -> None:
-    """One user's vector write keeps failing (throttled past the SDK's retries): only that
-    user's messages are reported failed (SQS redelivers them); the others are ready at once."""
-    from tests.faults import injected
-
+    """One user's vector write keeps failing: only that user's messages are reported failed
+    (SQS redelivers them); the others are ready at once."""
     first, second, third = three_users
     made = [
         (first, create(first, "This user's vector write is throttled")),
@@ -122,8 +137,7 @@ def test_a_failing_write_fails_only_its_own_records(cloud: Any, three_users: Any
         {"memory_id": memory["id"], "user_id": owner.user_id, "job_id": memory["job_id"]}
         for owner, memory in made
     ]
-    with injected("dynamodb") as faults:
-        faults.add("dynamodb", "BatchWriteItem", "throttle", matching=first.user_id)
+    with vector_writes_failing_for(first.user_id):
         result = cloud.invoke("embed", embed_event([messages[0], messages[0], *messages[1:]]))
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-1"}]}
@@ -131,7 +145,7 @@ def test_a_failing_write_fails_only_its_own_records(cloud: Any, three_users: Any
         owner.http.get(f"/v1/memories/{memory['id']}").json()["status"] for owner, memory in made
     ]
     assert statuses == ["processing", "ready", "ready"]
-    # the redelivery, once DynamoDB recovers, finishes the first user's memory
+    # the redelivery, once the backend recovers, finishes the first user's memory
     assert cloud.invoke("embed", embed_event([messages[0]])) == {"batchItemFailures": []}
     assert first.http.get(f"/v1/memories/{made[0][1]['id']}").json()["status"] == "ready"
 

@@ -134,7 +134,7 @@ def test_a_worker_in_its_own_process_has_only_its_role(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
-def test_no_function_process_outlivesstart_serve(tmp_path: Path, stop: signal.Signals) -> None:
+def test_no_function_process_outlives_serve(tmp_path: Path, stop: signal.Signals) -> None:
     from memlayer.auth.jwt import mint_dev_token
 
     headers = {"Authorization": f"Bearer {mint_dev_token(JWT_SECRET, 'processes-user')}"}

@@ -1,7 +1,8 @@
 """The system under AWS faults (tests/faults.py injects them below botocore, so the SDK's own
 retries run): DynamoDB throttling and transaction conflicts, SQS send failures after the memory
-is written, S3 errors and timeouts. HTTP answers a clean 503 with Retry-After (never a 500),
-no memory is lost, and the workers retry until they finish."""
+is written, S3 errors and timeouts; on Postgres, a database that refuses writes. HTTP answers a
+clean 503 with Retry-After (never a 500), no memory is lost, and the workers retry until they
+finish."""
 
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import User
+from tests.conftest import STORAGE_BACKEND, User, postgres_refusing
 from tests.faults import Faults, injected
+
+# The DynamoDB faults meet only the DynamoDB backend; Postgres meets its own below.
+dynamodb_faults = pytest.mark.skipif(
+    STORAGE_BACKEND != "dynamodb", reason="injects DynamoDB faults"
+)
+database_faults = pytest.mark.skipif(
+    STORAGE_BACKEND != "supabase", reason="a Postgres trigger refuses writes"
+)
 
 
 @pytest.fixture
@@ -37,6 +46,7 @@ def dlq_total(cloud: Any) -> int:
     return sum(sum(c.values()) for c in cloud.queue_counts(dlqs).values())
 
 
+@dynamodb_faults
 def test_throttled_writes_answer_503_and_a_retry_loses_nothing(
     cloud: Any, user: User, faults: Faults
 ) -> None:
@@ -52,6 +62,7 @@ def test_throttled_writes_answer_503_and_a_retry_loses_nothing(
     assert [(i["content"], i["status"]) for i in items] == [(body["content"], "ready")]
 
 
+@dynamodb_faults
 def test_throttled_reads_answer_503(user: User, faults: Faults) -> None:
     memory_id = user.http.post("/v1/memories", json={"content": "read me"}).json()["id"]
     for operation in ("GetItem", "Query", "BatchGetItem"):
@@ -63,6 +74,7 @@ def test_throttled_reads_answer_503(user: User, faults: Faults) -> None:
     assert user.http.get(f"/v1/memories/{memory_id}").status_code == 200
 
 
+@dynamodb_faults
 def test_transaction_conflicts_are_retried(cloud: Any, user: User, faults: Faults) -> None:
     rule = faults.add("dynamodb", "TransactWriteItems", "conflict", times=3)
     created = user.http.post("/v1/memories", json={"content": "won after three lost races"})
@@ -78,6 +90,36 @@ def test_transaction_conflicts_are_retried(cloud: Any, user: User, faults: Fault
     unavailable(user.http.delete(f"/v1/memories/{memory_id}"))
     faults.clear()
     assert user.http.get(f"/v1/memories/{memory_id}").json()["tags"] == ["raced"]
+
+
+@database_faults
+def test_a_refusing_database_answers_503_and_a_retry_loses_nothing(cloud: Any, user: User) -> None:
+    key = {"Idempotency-Key": "refused-create"}
+    body = {"content": "written while the database refuses"}
+    with postgres_refusing(user.user_id, "insert") as fired:
+        unavailable(user.http.post("/v1/memories", json=body, headers=key))
+        assert fired() >= 1
+    created = user.http.post("/v1/memories", json=body, headers=key)
+    assert created.status_code == 201, created.text
+    cloud.drain(timeout=60)
+    items = user.http.get("/v1/memories").json()["items"]
+    assert [(i["content"], i["status"]) for i in items] == [(body["content"], "ready")]
+
+
+@database_faults
+def test_workers_retry_a_refusing_database_until_they_finish(cloud: Any, user: User) -> None:
+    cloud.drain(timeout=60)  # earlier tests' work does not meet this fault
+    dlq_before = dlq_total(cloud)
+    with postgres_refusing(user.user_id, "update of embedding", times=2) as fired:
+        ids = [
+            user.http.post("/v1/memories", json={"content": f"database fault {n}"}).json()["id"]
+            for n in range(3)
+        ]
+        cloud.drain(timeout=120)
+        assert fired() > 2  # refused twice, then written
+    statuses = [user.http.get(f"/v1/memories/{i}").json()["status"] for i in ids]
+    assert statuses == ["ready"] * 3
+    assert dlq_total(cloud) == dlq_before
 
 
 def test_a_failed_enqueue_keeps_the_memory_and_the_sweep_finishes_it(
@@ -98,6 +140,7 @@ def test_a_failed_enqueue_keeps_the_memory_and_the_sweep_finishes_it(
     assert user.http.get(f"/v1/memories/{memory_id}").json()["status"] == "ready"
 
 
+@dynamodb_faults
 def test_workers_retry_throttling_and_timeouts_until_they_finish(
     cloud: Any, user: User, faults: Faults
 ) -> None:

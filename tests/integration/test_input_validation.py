@@ -173,6 +173,28 @@ def test_unpaired_surrogates_are_refused(user: User, path: str, raw: str) -> Non
     assert "unpaired surrogate" in json.dumps(body["detail"])
 
 
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/v1/memories", '{"content": "a NUL \\u0000 here"}'),
+        ("/v1/memories", '{"content": "x", "metadata": {"k\\u0000": 1}}'),
+        ("/v1/memories", '{"content": "x", "source": {"url": "https://a.example/\\u0000"}}'),
+        ("/v1/search", '{"query": "\\u0000"}'),
+        ("/v1/captures", '{"role":"prompt","provider":"p","conversation_id":"c","text":"\\u0000"}'),
+    ],
+)
+def test_nul_characters_are_refused(user: User, path: str, raw: str) -> None:
+    """No text column keeps U+0000 (Postgres refuses it), so no backend takes it."""
+    body = refused(raw_post(user, path, raw))
+    assert "U+0000" in json.dumps(body["detail"])
+
+
+@pytest.mark.parametrize("param", ["provider", "tag", "cursor"])
+def test_nul_characters_in_a_list_query_are_refused(user: User, param: str) -> None:
+    body = refused(user.http.get("/v1/memories", params={param: "a\x00b"}))
+    assert "U+0000" in json.dumps(body["detail"])
+
+
 def test_paired_surrogates_are_one_character(user: User) -> None:
     response = raw_post(user, "/v1/memories", '{"content": "a smile \\ud83d\\ude00"}')
     assert response.status_code == 201, response.text

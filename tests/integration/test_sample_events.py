@@ -103,10 +103,12 @@ def _acknowledged(result: Any, _: dict[str, Any]) -> None:
     assert result == {"batchItemFailures": []}
 
 
-def _cleanup(result: Any, _: dict[str, Any]) -> None:
+def _cleanup(result: Any, story: dict[str, Any]) -> None:
     assert result["errors"] == 0
     assert set(result["deleted"]) >= {"jobs", "connections", "uploads"}
-    assert all(depth["visible"] == 0 for depth in result["dlqs"].values()), result["dlqs"]
+    # what the cloud holds (other tests on this session's cloud leave poison in DLQs)
+    visible = {name: depth["visible"] for name, depth in result["dlqs"].items()}
+    assert visible == story["dlqs_visible"], result["dlqs"]
 
 
 # In the order the story needs; every file in events/ must be here.
@@ -137,6 +139,12 @@ def test_every_sample_event_runs_through_its_function(cloud: Any) -> None:
         text = event_with_token(str(EVENTS / name))
         assert "DEV_TOKEN" not in text, name
         function = name.split("_")[0].removesuffix(".json")
+        if check is _cleanup:
+            dlqs = [queue for queue in cloud.stack.queues if queue.endswith("DLQ")]
+            story["dlqs_visible"] = {
+                cloud.queue_url(queue).rsplit("/", 1)[-1]: counts["visible"]
+                for queue, counts in cloud.queue_counts(dlqs).items()
+            }
         result = cloud.invoke(function, json.loads(text))
         try:
             check(result, story)

@@ -13,7 +13,11 @@ def test_a_query_naming_a_month_ranks_that_months_memories_first(cloud: object, 
         "Lease renewal notes: the lease costs more, the lease agent wants an answer",
         occurred_at="2026-01-15T18:00:00Z",
     )
-    march = add(user, "We chose not to renew the lease.", occurred_at="2026-03-10T18:00:00Z")
+    march = add(
+        user,
+        "After a long talk over dinner we chose not to renew the lease.",
+        occurred_at="2026-03-10T18:00:00Z",
+    )
     june = add(
         user, "Signed the new lease, the lease starts in July.", occurred_at="2026-06-20T18:00:00Z"
     )

@@ -22,12 +22,13 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import to_json
 
 from memlayer.ai.analysis import Analysis
 from memlayer.ai.tags import normalize_tag
-from memlayer.text import truncate
+from memlayer.text import truncate, unstorable
 
 Kind = Literal["note", "prompt", "response", "exchange", "share", "file"]
 MemoryStatus = Literal["pending", "processing", "ready", "failed"]
@@ -154,6 +155,14 @@ class ListQuery(BaseModel):
     status: MemoryStatus | None = None
     since: Moment | None = None
     until: Moment | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        problem = unstorable(data)
+        if problem is not None:
+            raise ValueError(problem)
+        return data
 
     @field_validator("tag")
     @classmethod

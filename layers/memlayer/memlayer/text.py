@@ -34,6 +34,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from functools import lru_cache
+from typing import Any
 
 import Stemmer  # PyStemmer: Snowball's C stemmers, imports in ~1 ms
 
@@ -575,3 +576,30 @@ def highlight_terms(
         snippets.append(_render(text, start, end, covered))
         prev_end = end
     return snippets
+
+
+def unstorable(value: Any) -> str | None:
+    """Where `value` (a JSON document) holds a string no storage keeps, and why ("path:
+    reason"), or None: an unpaired UTF-16 surrogate (JSON can carry one as an escape; it has
+    no UTF-8 form) or U+0000 (Postgres's text and jsonb cannot hold it; refused on every
+    backend, so both answer alike)."""
+    stack: list[tuple[Any, list[str]]] = [(value, [])]
+    while stack:
+        node, loc = stack.pop()
+        why = None
+        if isinstance(node, str):
+            if "\x00" in node:
+                why = "a string holds U+0000 (NUL), which no text is stored with"
+            elif not node.isascii():
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError:
+                    why = "a string holds an unpaired surrogate (not valid Unicode)"
+        elif isinstance(node, dict):
+            stack += [(key, loc) for key in node]
+            stack += [(child, [*loc, str(key)]) for key, child in node.items()]
+        elif isinstance(node, list):
+            stack += [(child, [*loc, str(index)]) for index, child in enumerate(node)]
+        if why:
+            return f"{'.'.join(loc) or 'body'}: {why}"
+    return None

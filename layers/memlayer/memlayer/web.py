@@ -28,6 +28,7 @@ from memlayer.observability import logger, request_id_var
 from memlayer.runloop import thread_loop
 from memlayer.services.api_keys import authenticate
 from memlayer.services.limits import check_rate
+from memlayer.storage.errors import StorageUnavailable
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -94,10 +95,11 @@ class RequestContext:
         except Exception as exc:
             if status_holder["status"]:
                 logger.exception("error after the response started")
-            elif aws.is_transient(exc):
-                # AWS throttled or timed out past the SDK's retries: nothing is half-done that a
-                # retry cannot finish (writes are transactions; creates are idempotent by key).
-                logger.warning("AWS unavailable", error=f"{type(exc).__name__}: {exc}")
+            elif aws.is_transient(exc) or isinstance(exc, StorageUnavailable):
+                # AWS throttled or timed out past the SDK's retries, or the database is briefly
+                # unavailable: nothing is half-done that a retry cannot finish (writes are
+                # transactions; creates are idempotent by key).
+                logger.warning("backing service unavailable", error=f"{type(exc).__name__}: {exc}")
                 response = error_response(
                     503,
                     "service_unavailable",

@@ -11,6 +11,7 @@ from pydantic_core import to_json
 from memlayer.ai.tags import normalize_tag
 from memlayer.models import stored_size
 from memlayer.settings import get_settings
+from memlayer.text import unstorable
 
 
 def _check_tags(tags: list[str]) -> list[str]:
@@ -47,25 +48,6 @@ def _depth(value: Any) -> int:
         children = node.values() if isinstance(node, dict) else node
         stack += [(child, level + 1) for child in children]
     return deepest
-
-
-def _unpaired_surrogate(value: Any) -> list[str | int] | None:
-    """Where `value` holds a string with an unpaired UTF-16 surrogate (JSON can carry one as
-    an escape; no storage can encode it), or None."""
-    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
-    while stack:
-        node, loc = stack.pop()
-        if isinstance(node, str):
-            try:
-                node.encode("utf-8")
-            except UnicodeEncodeError:
-                return loc
-        elif isinstance(node, dict):
-            stack += [(key, loc) for key in node]
-            stack += [(child, [*loc, str(key)]) for key, child in node.items()]
-        elif isinstance(node, list):
-            stack += [(child, [*loc, index]) for index, child in enumerate(node)]
-    return None
 
 
 def _check_metadata_depth(metadata: Any) -> Any:
@@ -113,9 +95,9 @@ Content = Annotated[str, AfterValidator(_check_content)]
 class Body(BaseModel):
     """Base of request bodies: unknown fields are ignored (older extension builds send extras).
 
-    Strict: `true` is no integer and `"5"` no number. Every string must be encodable (no
-    unpaired surrogates) and no body nests deeper than MAX_BODY_DEPTH; both are checked on
-    the raw body, before any field, so every route refuses them the same way (422)."""
+    Strict: `true` is no integer and `"5"` no number. Every string must be storable (no
+    unpaired surrogates, no U+0000) and no body nests deeper than MAX_BODY_DEPTH; both are
+    checked on the raw body, before any field, so every route refuses them the same way (422)."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False, strict=True)
 
@@ -124,10 +106,9 @@ class Body(BaseModel):
     def _encodable(cls, data: Any) -> Any:
         if _depth(data) > MAX_BODY_DEPTH:
             raise ValueError(f"the body nests more than {MAX_BODY_DEPTH} levels deep")
-        where = _unpaired_surrogate(data)
-        if where is not None:
-            path = ".".join(str(part) for part in where) or "body"
-            raise ValueError(f"{path}: a string holds an unpaired surrogate (not valid Unicode)")
+        problem = unstorable(data)
+        if problem is not None:
+            raise ValueError(problem)
         return data
 
 

@@ -12,6 +12,14 @@ class StorageError(Exception):
     pass
 
 
+class StorageUnavailable(StorageError):
+    """The database is briefly unavailable past the backend's own retry (unreachable, restarting,
+    overloaded, a statement timed out, a transaction lost a race): nothing was half-written
+    (every write is one transaction), so the caller may retry. Raised by the Postgres
+    backend; DynamoDB's throttling still arrives as botocore's error (`aws.is_transient`,
+    which S3 and SQS share), and web.py answers both with 503 and Retry-After."""
+
+
 class InvalidCursor(StorageError):
     """A list cursor that this backend did not hand out (or that was tampered with)."""
 

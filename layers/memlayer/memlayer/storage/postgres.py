@@ -58,6 +58,7 @@ from memlayer.storage.errors import (
     IdempotentReplay,
     InvalidCursor,
     LimitReached,
+    StorageUnavailable,
     VersionConflict,
     seconds_to_midnight,
 )
@@ -96,6 +97,22 @@ _PAIRS_SQL = (
     " left join memlayer.jobs j on j.user_id = $1 and j.id = k.job_id"
 )
 _Pair = tuple[str | None, str | None]
+
+
+# A connection that dropped or could not be made: tried once more on a fresh one.
+_DROPPED = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+# SQLSTATEs that mean "try again shortly", not a bug: connection exceptions (08), transaction
+# rollbacks (40: serialization failure, deadlock), insufficient resources (53: too many
+# connections), operator intervention (57: statement timeout, shutdown, restart), a lock
+# not available (55P03).
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57"})
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError):  # asyncpg's command_timeout
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return state[:2] in _TRANSIENT_CLASSES or state == "55P03"
 
 
 def _literal(text: str) -> str:
@@ -351,16 +368,21 @@ class PostgresStore:
 
     async def _attempt(self, op: Callable[[Any], Awaitable[T]]) -> T:
         """`op(connection)` on a pooled connection; once more on a connection that dropped
-        under it."""
+        under it. A database still unreachable, or briefly unable to answer (`_transient`),
+        raises StorageUnavailable."""
         for attempt in range(2):
-            pool = await self._pool()
+            pool = await self._pool()  # (connects lazily: min_size 0)
             try:
                 async with pool.acquire() as conn:
                     return await op(conn)
-            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+            except _DROPPED as exc:
                 if attempt == 1:
-                    raise
+                    raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
                 await pool.expire_connections()
+            except (asyncpg.PostgresError, TimeoutError) as exc:
+                if _transient(exc):
+                    raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                raise
         raise AssertionError("unreachable")
 
     @staticmethod
