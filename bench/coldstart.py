@@ -8,6 +8,10 @@ same way in the same run. `mcp_sdk_import` is the mcp function with the official
 server imported too (what its init was when the SDK served the protocol): the evidence for
 memlayer.mcp_protocol.
 
+The functions import memlayer from the layer as built (infra.layers: compiled to .pyc, as
+deployed), not from the source tree, so neither side compiles at init: the baseline's
+site-packages are compiled by pip.
+
     python -m bench.coldstart [--runs 5]
 """
 
@@ -19,8 +23,11 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from infra.layers import build_memlayer_layer
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "coldstart.json"
@@ -95,11 +102,11 @@ def _event(path: str, token: str | None, body: dict | None = None) -> dict:
     return event
 
 
-def child(target: str, requests: int) -> None:
+def child(target: str, requests: int, layer: Path) -> None:
     """Runs in the fresh interpreter: prints one JSON line of timings."""
     import importlib.util
 
-    sys.path[:0] = [str(ROOT / "layers" / "memlayer"), str(ROOT)]
+    sys.path[:0] = [str(layer), str(ROOT)]
     from bench.inprocess import LambdaContext
 
     context = LambdaContext(f"memlayer-{target}")
@@ -117,6 +124,7 @@ def child(target: str, requests: int) -> None:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         handler = module.handler
+        assert Path(sys.modules["memlayer"].__file__ or "").is_relative_to(layer)
         if target == WITH_SDK:
             for name in SDK_SERVER_MODULES:
                 importlib.import_module(name)
@@ -177,7 +185,7 @@ def _seed_memory(handler, context, token: str) -> str:  # type: ignore[no-untype
     return json.loads(handler(event, context)["body"])["id"]
 
 
-def measure(target: str, runs: int, requests: int) -> dict:
+def measure(target: str, runs: int, requests: int, layer: Path) -> dict:
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "bench",
@@ -200,6 +208,8 @@ def measure(target: str, runs: int, requests: int) -> dict:
                 target,
                 "--requests",
                 str(requests),
+                "--layer",
+                str(layer),
             ],
             capture_output=True,
             text=True,
@@ -240,12 +250,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--child")
+    parser.add_argument("--layer", type=Path, help="(child) the built memlayer layer's python/")
     parser.add_argument("--functions", nargs="*", help="only these (default: every HTTP one)")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.requests)
+        child(args.child, args.requests, args.layer)
         return
-    baseline = measure("baseline", args.runs, args.requests)
+    with tempfile.TemporaryDirectory(prefix="memlayer-layer-") as artifacts:
+        run(args, build_memlayer_layer(Path(artifacts)))
+
+
+def run(args: argparse.Namespace, layer: Path) -> None:
+    started_load = [round(load, 2) for load in os.getloadavg()]
+    baseline = measure("baseline", args.runs, args.requests, layer)
     results = {"baseline": baseline, "functions": {}}
     header = ("function", "init ms", "x base", "cpu x", "1st req ms", "warm p50", "p99", "path")
     row = "{:<10} {:>8} {:>7} {:>6} {:>11} {:>9} {:>7}  {}"
@@ -268,19 +285,20 @@ def main() -> None:
 
     show("baseline", baseline)
     for name in args.functions or http_functions():
-        result = measure(name, args.runs, args.requests)
+        result = measure(name, args.runs, args.requests, layer)
         result["init_vs_baseline"] = result["init_ms"] / baseline["init_ms"]
         result["init_cpu_vs_baseline"] = result["init_cpu_ms"] / baseline["init_cpu_ms"]
         assert not result["heavy_modules_loaded"], (name, result["heavy_modules_loaded"])
         results["functions"][name] = result
         show(name, result)
     if "mcp" in results["functions"]:
-        with_sdk = measure(WITH_SDK, args.runs, args.requests)
+        with_sdk = measure(WITH_SDK, args.runs, args.requests, layer)
         with_sdk["init_vs_baseline"] = with_sdk["init_ms"] / baseline["init_ms"]
         with_sdk["init_cpu_vs_baseline"] = with_sdk["init_cpu_ms"] / baseline["init_cpu_ms"]
         results[WITH_SDK] = with_sdk
         show("(+sdk)", with_sdk)
     # The wall times depend on it (shared cores); the CPU-time ratios much less.
+    results["load_average_at_start_1_5_15"] = started_load
     results["load_average_1_5_15"] = [round(load, 2) for load in os.getloadavg()]
     if not args.functions:  # a partial run does not replace the recorded one
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
