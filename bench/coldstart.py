@@ -4,15 +4,15 @@ Each measurement runs in a fresh interpreter (as a new Lambda container would): 
 import the function module and build its app/handler (init), then the warm per-request time
 of a GET through the real handler (payload 2.0 event → Mangum → FastAPI → response). The
 baseline is a bare FastAPI + Mangum app that imports boto3 and builds a client, measured the
-same way in the same run. `mcp_sdk_import` is the mcp function with the official MCP SDK's
-server imported too (what its init was when the SDK served the protocol): the evidence for
-memlayer.mcp_protocol.
+same way in the same run, round-robin with the functions. `mcp_sdk_import` is the mcp function
+with the official MCP SDK's server imported too (what its init was when the SDK served the
+protocol): the evidence for memlayer.mcp_protocol.
 
 The functions import memlayer from the layer as built (infra.layers: compiled to .pyc, as
 deployed), not from the source tree, so neither side compiles at init: the baseline's
 site-packages are compiled by pip.
 
-    python -m bench.coldstart [--runs 5]
+    python -m bench.coldstart [--runs 7] [--functions account admin] [--source]
 """
 
 from __future__ import annotations
@@ -185,7 +185,8 @@ def _seed_memory(handler, context, token: str) -> str:  # type: ignore[no-untype
     return json.loads(handler(event, context)["body"])["id"]
 
 
-def measure(target: str, runs: int, requests: int, layer: Path) -> dict:
+def sample(target: str, requests: int, layer: Path) -> dict:
+    """One cold start of target in a fresh interpreter."""
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "bench",
@@ -197,27 +198,28 @@ def measure(target: str, runs: int, requests: int, layer: Path) -> dict:
         "RATE_LIMIT_PER_IP_PER_MIN": "0",
         "POWERTOOLS_METRICS_NAMESPACE": "bench",
     }
-    samples = []
-    for _ in range(runs):
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.coldstart",
-                "--child",
-                target,
-                "--requests",
-                str(requests),
-                "--layer",
-                str(layer),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=env,
-            check=True,
-        )
-        samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.coldstart",
+            "--child",
+            target,
+            "--requests",
+            str(requests),
+            "--layer",
+            str(layer),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def summarize(target: str, samples: list[dict]) -> dict:
     return {
         "init_ms": statistics.median(s["init_ms"] for s in samples),
         "init_cpu_ms": statistics.median(s["init_cpu_ms"] for s in samples),
@@ -252,9 +254,18 @@ def main() -> None:
     parser.add_argument("--child")
     parser.add_argument("--layer", type=Path, help="(child) the built memlayer layer's python/")
     parser.add_argument("--functions", nargs="*", help="only these (default: every HTTP one)")
+    parser.add_argument(
+        "--source",
+        action="store_true",
+        help="memlayer from the source tree (a layer without .pyc: compiled at each init); "
+        "not recorded",
+    )
     args = parser.parse_args()
     if args.child:
         child(args.child, args.requests, args.layer)
+        return
+    if args.source:
+        run(args, ROOT / "layers" / "memlayer")
         return
     with tempfile.TemporaryDirectory(prefix="memlayer-layer-") as artifacts:
         run(args, build_memlayer_layer(Path(artifacts)))
@@ -262,7 +273,14 @@ def main() -> None:
 
 def run(args: argparse.Namespace, layer: Path) -> None:
     started_load = [round(load, 2) for load in os.getloadavg()]
-    baseline = measure("baseline", args.runs, args.requests, layer)
+    functions = args.functions or http_functions()
+    targets = ["baseline", *functions, *([WITH_SDK] if "mcp" in functions else [])]
+    # Round-robin, so the baseline and every function see the same stretch of the machine's load.
+    samples: dict[str, list[dict]] = {target: [] for target in targets}
+    for _ in range(args.runs):
+        for target in targets:
+            samples[target].append(sample(target, args.requests, layer))
+    baseline = summarize("baseline", samples["baseline"])
     results = {"baseline": baseline, "functions": {}}
     header = ("function", "init ms", "x base", "cpu x", "1st req ms", "warm p50", "p99", "path")
     row = "{:<10} {:>8} {:>7} {:>6} {:>11} {:>9} {:>7}  {}"
@@ -284,23 +302,21 @@ def run(args: argparse.Namespace, layer: Path) -> None:
         )
 
     show("baseline", baseline)
-    for name in args.functions or http_functions():
-        result = measure(name, args.runs, args.requests, layer)
+    for target in targets[1:]:
+        result = summarize(target, samples[target])
         result["init_vs_baseline"] = result["init_ms"] / baseline["init_ms"]
         result["init_cpu_vs_baseline"] = result["init_cpu_ms"] / baseline["init_cpu_ms"]
-        assert not result["heavy_modules_loaded"], (name, result["heavy_modules_loaded"])
-        results["functions"][name] = result
-        show(name, result)
-    if "mcp" in results["functions"]:
-        with_sdk = measure(WITH_SDK, args.runs, args.requests, layer)
-        with_sdk["init_vs_baseline"] = with_sdk["init_ms"] / baseline["init_ms"]
-        with_sdk["init_cpu_vs_baseline"] = with_sdk["init_cpu_ms"] / baseline["init_cpu_ms"]
-        results[WITH_SDK] = with_sdk
-        show("(+sdk)", with_sdk)
+        if target == WITH_SDK:
+            results[WITH_SDK] = result
+            show("(+sdk)", result)
+            continue
+        assert not result["heavy_modules_loaded"], (target, result["heavy_modules_loaded"])
+        results["functions"][target] = result
+        show(target, result)
     # The wall times depend on it (shared cores); the CPU-time ratios much less.
     results["load_average_at_start_1_5_15"] = started_load
     results["load_average_1_5_15"] = [round(load, 2) for load in os.getloadavg()]
-    if not args.functions:  # a partial run does not replace the recorded one
+    if not args.functions and not args.source:  # a partial run does not replace the recorded one
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 
