@@ -185,10 +185,20 @@ def _seed_memory(handler, context, token: str) -> str:  # type: ignore[no-untype
     return json.loads(handler(event, context)["body"])["id"]
 
 
-def sample(target: str, requests: int, layer: Path) -> dict:
+def deployed_constants() -> dict[str, str]:
+    """The environment template.yaml gives every function that needs no stack to resolve
+    (OPENBLAS_NUM_THREADS, ...): the children run with it, baseline included, as deployed."""
+    from infra.localcloud.template import load_template
+
+    variables = load_template(ROOT / "template.yaml")["Globals"]["Function"]["Environment"]
+    return {name: value for name, value in variables["Variables"].items() if isinstance(value, str)}
+
+
+def sample(target: str, requests: int, layer: Path, constants: dict[str, str]) -> dict:
     """One cold start of target in a fresh interpreter."""
     env = {
         **os.environ,
+        **constants,
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -277,9 +287,10 @@ def run(args: argparse.Namespace, layer: Path) -> None:
     targets = ["baseline", *functions, *([WITH_SDK] if "mcp" in functions else [])]
     # Round-robin, so the baseline and every function see the same stretch of the machine's load.
     samples: dict[str, list[dict]] = {target: [] for target in targets}
+    constants = deployed_constants()
     for _ in range(args.runs):
         for target in targets:
-            samples[target].append(sample(target, args.requests, layer))
+            samples[target].append(sample(target, args.requests, layer, constants))
     baseline = summarize("baseline", samples["baseline"])
     results = {"baseline": baseline, "functions": {}}
     header = ("function", "init ms", "x base", "cpu x", "1st req ms", "warm p50", "p99", "path")
