@@ -192,6 +192,7 @@ def _seed_memory(handler, context, token: str) -> str:  # type: ignore[no-untype
 def deployed_constants() -> dict[str, str]:
     """The environment template.yaml gives every function that needs no stack to resolve
     (OPENBLAS_NUM_THREADS, ...): the children run with it, baseline included, as deployed."""
+    # Here, not at the top: each child imports this module too, and needs no template reader.
     from infra.localcloud.template import load_template
 
     variables = load_template(ROOT / "template.yaml")["Globals"]["Function"]["Environment"]
