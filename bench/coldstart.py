@@ -4,23 +4,31 @@ Each measurement runs in a fresh interpreter (as a new Lambda container would): 
 import the function module and build its app/handler (init), then the warm per-request time
 of a GET through the real handler (payload 2.0 event → Mangum → FastAPI → response). The
 baseline is a bare FastAPI + Mangum app that imports boto3 and builds a client, measured the
-same way in the same run. `mcp_sdk_import` is the mcp function with the official MCP SDK's
-server imported too (what its init was when the SDK served the protocol): the evidence for
-memlayer.mcp_protocol.
+same way in the same run, round-robin with the functions. `mcp_sdk_import` is the mcp function
+with the official MCP SDK's server imported too (what its init was when the SDK served the
+protocol): the evidence for memlayer.mcp_protocol.
 
-    python -m bench.coldstart [--runs 5]
+The functions import memlayer from the layer as built (infra.layers: compiled to .pyc, as
+deployed), not from the source tree, so neither side compiles at init: the baseline's
+site-packages are compiled by pip.
+
+    python -m bench.coldstart [--runs 7] [--functions account admin] [--source]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from infra.layers import build_memlayer_layer
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "coldstart.json"
@@ -95,11 +103,11 @@ def _event(path: str, token: str | None, body: dict | None = None) -> dict:
     return event
 
 
-def child(target: str, requests: int) -> None:
+def child(target: str, requests: int, layer: Path) -> None:
     """Runs in the fresh interpreter: prints one JSON line of timings."""
     import importlib.util
 
-    sys.path[:0] = [str(ROOT / "layers" / "memlayer"), str(ROOT)]
+    sys.path[:0] = [str(layer), str(ROOT)]
     from bench.inprocess import LambdaContext
 
     context = LambdaContext(f"memlayer-{target}")
@@ -117,6 +125,7 @@ def child(target: str, requests: int) -> None:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         handler = module.handler
+        assert Path(sys.modules["memlayer"].__file__ or "").is_relative_to(layer)
         if target == WITH_SDK:
             for name in SDK_SERVER_MODULES:
                 importlib.import_module(name)
@@ -148,6 +157,9 @@ def child(target: str, requests: int) -> None:
         if "{id}" in path:
             path = path.replace("{id}", _seed_memory(handler, context, token))
         event = _event(path, token, body)
+        # The setup above (moto, the template) leaves garbage that a full collection during the
+        # first request would charge it with (up to ~90 ms); a container has no such setup.
+        gc.collect()
         t0 = time.perf_counter()
         status = handler(event, context)["statusCode"]
         first_ms = (time.perf_counter() - t0) * 1000
@@ -177,9 +189,21 @@ def _seed_memory(handler, context, token: str) -> str:  # type: ignore[no-untype
     return json.loads(handler(event, context)["body"])["id"]
 
 
-def measure(target: str, runs: int, requests: int) -> dict:
+def deployed_constants() -> dict[str, str]:
+    """The environment template.yaml gives every function that needs no stack to resolve
+    (OPENBLAS_NUM_THREADS, ...): the children run with it, baseline included, as deployed."""
+    # Here, not at the top: each child imports this module too, and needs no template reader.
+    from infra.localcloud.template import load_template
+
+    variables = load_template(ROOT / "template.yaml")["Globals"]["Function"]["Environment"]
+    return {name: value for name, value in variables["Variables"].items() if isinstance(value, str)}
+
+
+def sample(target: str, requests: int, layer: Path, constants: dict[str, str]) -> dict:
+    """One cold start of target in a fresh interpreter."""
     env = {
         **os.environ,
+        **constants,
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -189,25 +213,28 @@ def measure(target: str, runs: int, requests: int) -> dict:
         "RATE_LIMIT_PER_IP_PER_MIN": "0",
         "POWERTOOLS_METRICS_NAMESPACE": "bench",
     }
-    samples = []
-    for _ in range(runs):
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.coldstart",
-                "--child",
-                target,
-                "--requests",
-                str(requests),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=env,
-            check=True,
-        )
-        samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.coldstart",
+            "--child",
+            target,
+            "--requests",
+            str(requests),
+            "--layer",
+            str(layer),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def summarize(target: str, samples: list[dict]) -> dict:
     return {
         "init_ms": statistics.median(s["init_ms"] for s in samples),
         "init_cpu_ms": statistics.median(s["init_cpu_ms"] for s in samples),
@@ -240,12 +267,36 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--child")
+    parser.add_argument("--layer", type=Path, help="(child) the built memlayer layer's python/")
     parser.add_argument("--functions", nargs="*", help="only these (default: every HTTP one)")
+    parser.add_argument(
+        "--source",
+        action="store_true",
+        help="memlayer from the source tree (a layer without .pyc: compiled at each init); "
+        "not recorded",
+    )
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.requests)
+        child(args.child, args.requests, args.layer)
         return
-    baseline = measure("baseline", args.runs, args.requests)
+    if args.source:
+        run(args, ROOT / "layers" / "memlayer")
+        return
+    with tempfile.TemporaryDirectory(prefix="memlayer-layer-") as artifacts:
+        run(args, build_memlayer_layer(Path(artifacts)))
+
+
+def run(args: argparse.Namespace, layer: Path) -> None:
+    started_load = [round(load, 2) for load in os.getloadavg()]
+    functions = args.functions or http_functions()
+    targets = ["baseline", *functions, *([WITH_SDK] if "mcp" in functions else [])]
+    # Round-robin, so the baseline and every function see the same stretch of the machine's load.
+    samples: dict[str, list[dict]] = {target: [] for target in targets}
+    constants = deployed_constants()
+    for _ in range(args.runs):
+        for target in targets:
+            samples[target].append(sample(target, args.requests, layer, constants))
+    baseline = summarize("baseline", samples["baseline"])
     results = {"baseline": baseline, "functions": {}}
     header = ("function", "init ms", "x base", "cpu x", "1st req ms", "warm p50", "p99", "path")
     row = "{:<10} {:>8} {:>7} {:>6} {:>11} {:>9} {:>7}  {}"
@@ -267,22 +318,21 @@ def main() -> None:
         )
 
     show("baseline", baseline)
-    for name in args.functions or http_functions():
-        result = measure(name, args.runs, args.requests)
+    for target in targets[1:]:
+        result = summarize(target, samples[target])
         result["init_vs_baseline"] = result["init_ms"] / baseline["init_ms"]
         result["init_cpu_vs_baseline"] = result["init_cpu_ms"] / baseline["init_cpu_ms"]
-        assert not result["heavy_modules_loaded"], (name, result["heavy_modules_loaded"])
-        results["functions"][name] = result
-        show(name, result)
-    if "mcp" in results["functions"]:
-        with_sdk = measure(WITH_SDK, args.runs, args.requests)
-        with_sdk["init_vs_baseline"] = with_sdk["init_ms"] / baseline["init_ms"]
-        with_sdk["init_cpu_vs_baseline"] = with_sdk["init_cpu_ms"] / baseline["init_cpu_ms"]
-        results[WITH_SDK] = with_sdk
-        show("(+sdk)", with_sdk)
+        if target == WITH_SDK:
+            results[WITH_SDK] = result
+            show("(+sdk)", result)
+            continue
+        assert not result["heavy_modules_loaded"], (target, result["heavy_modules_loaded"])
+        results["functions"][target] = result
+        show(target, result)
     # The wall times depend on it (shared cores); the CPU-time ratios much less.
+    results["load_average_at_start_1_5_15"] = started_load
     results["load_average_1_5_15"] = [round(load, 2) for load in os.getloadavg()]
-    if not args.functions:  # a partial run does not replace the recorded one
+    if not args.functions and not args.source:  # a partial run does not replace the recorded one
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 
