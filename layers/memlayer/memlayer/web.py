@@ -214,9 +214,17 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def client_ip(request: Request) -> str:
+    event = request.scope.get("aws.event") or {}
+    source = event.get("requestContext", {}).get("http", {}).get("sourceIp")
+    if source:
+        return str(source)
+    return request.client.host if request.client else "unknown"
+
+
 async def current_user(request: Request) -> Principal:
     principal = await authenticate(request.headers.get("authorization"))
-    await check_rate(principal.user_id, request)
+    await check_rate(principal.user_id, client_ip(request))
     return principal
 
 

@@ -6,8 +6,6 @@ import asyncio
 import math
 import time
 
-from fastapi import Request
-
 from memlayer.errors import QuotaExceeded, RateLimited
 from memlayer.models import Limits
 from memlayer.settings import get_settings
@@ -41,15 +39,7 @@ async def limits_for(user_id: str) -> Limits:
     return limits_of(await get_store().get_profile(user_id))
 
 
-def client_ip(request: Request) -> str:
-    event = request.scope.get("aws.event") or {}
-    source = event.get("requestContext", {}).get("http", {}).get("sourceIp")
-    if source:
-        return str(source)
-    return request.client.host if request.client else "unknown"
-
-
-async def check_rate(user_id: str, request: Request) -> None:
+async def check_rate(user_id: str, client_ip: str) -> None:
     """Per-user and per-IP request rates (each a token bucket refilled evenly over a minute,
     counted atomically in the store); 0 disables a limit."""
     settings = get_settings()
@@ -57,7 +47,7 @@ async def check_rate(user_id: str, request: Request) -> None:
     store = get_store()
     checks = (
         (f"user#{user_id}", settings.rate_limit_per_user_per_min, user_id),
-        (f"ip#{client_ip(request)}", settings.rate_limit_per_ip_per_min, None),
+        (f"ip#{client_ip}", settings.rate_limit_per_ip_per_min, None),
     )
     active = [check for check in checks if check[1]]
     waits = await asyncio.gather(
