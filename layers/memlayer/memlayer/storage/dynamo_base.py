@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from typing import Any, TypeVar
 
 from memlayer.ids import is_id
 from memlayer.storage.errors import InvalidCursor
+from memlayer.storage.turn_reads import TurnReads
 
 T = TypeVar("T")
 
@@ -65,12 +65,10 @@ class DynamoBase:
     def __init__(self, table_name: str, client: Any) -> None:
         self.table = table_name
         self.client = client
-        # `_get`'s reads waiting for the end of the current loop turn, per event loop (the
-        # local cloud runs functions on several threads, each with its own loop)
-        self._point_reads: dict[
-            asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Future[dict[str, Any] | None]]
-        ] = {}
-        self._point_reading: set[asyncio.Task[None]] = set()
+        # `_get`'s reads of one loop turn: one BatchGetItem (a key asked twice read once)
+        self._point_reads: TurnReads[tuple[str, str], dict[str, Any] | None] = TurnReads(
+            self._read_points, self._read_point
+        )
 
     async def _run(self, fn: Callable[..., T], **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, **kwargs)
@@ -85,52 +83,19 @@ class DynamoBase:
             request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     async def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        """One item by key, strongly consistent (reads follow the caller's own writes).
+        """One item by key, strongly consistent (reads follow the caller's own writes); point
+        reads asked for in the same turn of the event loop are made together (`TurnReads`)."""
+        return await self._point_reads.read((pk, sk))
 
-        Point reads asked for in the same turn of the event loop (the records of a batch,
-        each reading its memory and job) are made together: one BatchGetItem instead of a
-        GetItem each (a key asked for twice is read once). If that call fails, every key is
-        read on its own, so each caller gets its own outcome."""
-        loop = asyncio.get_running_loop()
-        pending = self._point_reads.get(loop)
-        if pending is None:
-            pending = self._point_reads[loop] = {}
-            loop.call_soon(self._read_points, loop)
-        future = pending.get((pk, sk))
-        if future is None:
-            future = pending[(pk, sk)] = loop.create_future()
-        item: dict[str, Any] | None = await asyncio.shield(future)
-        return item
-
-    def _read_points(self, loop: asyncio.AbstractEventLoop) -> None:
-        pending = self._point_reads.pop(loop)
-        task = loop.create_task(self._read_points_now(pending))
-        self._point_reading.add(task)  # referenced until done, so it is not collected
-        task.add_done_callback(self._point_reading.discard)
-
-    async def _read_points_now(
-        self, pending: dict[tuple[str, str], asyncio.Future[dict[str, Any] | None]]
-    ) -> None:
-        items = None
-        if len(pending) > 1:
-            # If the batch fails, each key is read on its own below: each caller then gets
-            # its own outcome (and the error, if it is one, from its own read).
-            with contextlib.suppress(Exception):
-                items = await self._run(self._batch_get_keys, keys=list(pending))
-        if items is None:
-            await asyncio.gather(*(self._read_point_alone(k, f) for k, f in pending.items()))
-            return
+    async def _read_points(
+        self, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any] | None]:
+        items = await self._run(self._batch_get_keys, keys=keys)
         found = {(i["PK"]["S"], i["SK"]["S"]): i for i in items}
-        for key, future in pending.items():
-            future.set_result(found.get(key))
+        return {key: found.get(key) for key in keys}
 
-    async def _read_point_alone(
-        self, key: tuple[str, str], future: asyncio.Future[dict[str, Any] | None]
-    ) -> None:
-        try:
-            future.set_result(await self._run(self._get_one, pk=key[0], sk=key[1]))
-        except Exception as exc:
-            future.set_exception(exc)
+    async def _read_point(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        return await self._run(self._get_one, pk=key[0], sk=key[1])
 
     def _get_one(self, pk: str, sk: str) -> dict[str, Any] | None:
         resp = self.client.get_item(

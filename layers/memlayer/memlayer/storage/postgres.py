@@ -63,6 +63,7 @@ from memlayer.storage.errors import (
     seconds_to_midnight,
 )
 from memlayer.storage.search_fields import request_reembed, search_fields
+from memlayer.storage.turn_reads import TurnReads
 from memlayer.storage.uploads import OPEN_STATUSES, UploadRecord
 from memlayer.text import highlight_terms, query_terms
 
@@ -97,6 +98,7 @@ _PAIRS_SQL = (
     " left join memlayer.jobs j on j.user_id = $1 and j.id = k.job_id"
 )
 _Pair = tuple[str | None, str | None]
+_PairKey = tuple[str, str, str]  # (user id, memory id, job id)
 
 
 # A connection that dropped or could not be made: tried once more on a fresh one.
@@ -288,12 +290,10 @@ class PostgresStore:
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
-        # `get_memory_and_job`'s reads waiting for the end of the current loop turn, per event
-        # loop (the local cloud runs functions on several threads, each with its own loop)
-        self._pair_reads: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple[str, str, str], asyncio.Future[_Pair]]
-        ] = weakref.WeakKeyDictionary()
-        self._pair_reading: set[asyncio.Task[None]] = set()
+        # `get_memory_and_job`'s reads of one loop turn: one statement per user
+        self._pair_reads: TurnReads[_PairKey, _Pair] = TurnReads(
+            self._pairs, self._pair, group=lambda key: key[0]
+        )
 
     @classmethod
     def from_settings(cls) -> PostgresStore:
@@ -472,58 +472,27 @@ class PostgresStore:
         self, user_id: str, memory_id: str, job_id: str
     ) -> tuple[MemoryRecord | None, JobRecord | None]:
         """Reads asked for in the same turn of the event loop (the records of a worker's
-        batch, each reading its memory and job first) are made together: one statement per
-        user (`_PAIRS_SQL`) in that user's transaction, instead of a transaction each. If it
-        fails, each pair is read on its own, so each caller gets its own outcome."""
-        loop = asyncio.get_running_loop()
-        pending = self._pair_reads.get(loop)
-        if pending is None:
-            pending = self._pair_reads[loop] = {}
-            loop.call_soon(self._read_pairs, loop)
-        key = (user_id, memory_id, job_id)
-        future = pending.get(key)
-        if future is None:
-            future = pending[key] = loop.create_future()
-        memory, job = await asyncio.shield(future)
+        batch, each reading its memory and job first) are made together (`TurnReads`): one
+        statement per user (`_PAIRS_SQL`) in that user's transaction."""
+        memory, job = await self._pair_reads.read((user_id, memory_id, job_id))
         return (
             _memory(memory) if memory else None,
             JobRecord.model_validate_json(job) if job else None,
         )
 
-    def _read_pairs(self, loop: asyncio.AbstractEventLoop) -> None:
-        pending = self._pair_reads.pop(loop)
-        by_user: dict[str, dict[tuple[str, str, str], asyncio.Future[_Pair]]] = {}
-        for key, future in pending.items():
-            by_user.setdefault(key[0], {})[key] = future
-        for user_pending in by_user.values():
-            task = loop.create_task(self._read_user_pairs(user_pending))
-            self._pair_reading.add(task)  # referenced until done, so it is not collected
-            task.add_done_callback(self._pair_reading.discard)
-
-    async def _read_user_pairs(
-        self, pending: dict[tuple[str, str, str], asyncio.Future[_Pair]]
-    ) -> None:
-        try:
-            found = await self._pairs(list(pending))
-        except Exception as exc:
-            if len(pending) == 1:
-                next(iter(pending.values())).set_exception(exc)
-                return
-            # each pair on its own: each caller then gets its own outcome
-            await asyncio.gather(*(self._read_user_pairs({k: f}) for k, f in pending.items()))
-            return
-        for key, future in pending.items():
-            future.set_result(found[key[1:]])
-
-    async def _pairs(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str], _Pair]:
-        user_id = keys[0][0]
+    async def _pairs(self, keys: list[_PairKey]) -> dict[_PairKey, _Pair]:
+        user_id = keys[0][0]  # (one user's keys: TurnReads groups them)
         rows = await self._run(
             user_id,
             lambda conn: conn.fetch(
                 _PAIRS_SQL, user_id, [k[1] for k in keys], [k[2] for k in keys]
             ),
         )
-        return {(row[0], row[1]): (row[2], row[3]) for row in rows}
+        found = {(row[0], row[1]): (row[2], row[3]) for row in rows}
+        return {key: found[key[1:]] for key in keys}
+
+    async def _pair(self, key: _PairKey) -> _Pair:
+        return (await self._pairs([key]))[key]
 
     async def list_memories(
         self, user_id: str, query: ListQuery
