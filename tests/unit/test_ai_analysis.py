@@ -23,6 +23,7 @@ from memlayer.ai.heuristic_analysis import HeuristicAnalyzer
 from memlayer.ai.resilience import CircuitBreaker
 from memlayer.errors import ProviderError
 from memlayer.settings import Settings
+from memlayer.text import unstorable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -242,6 +243,25 @@ def test_cheap_fixes_are_forgiven():
     assert len(a.title) <= 200 and len(a.description) <= 1000
     assert (a.category, a.sentiment, a.confidence) == ("technology", "positive", 0.85)
     assert len(a.tags) == 10 and a.tags[0] == "tag-0"
+
+
+def test_nul_and_lone_surrogates_in_the_providers_json_are_dropped_not_stored():
+    # JSON carries both as escapes; no backend stores them (Postgres refuses the save), so the
+    # analysis keeps the rest of each string instead of failing the record.
+    dirty = {
+        **GOOD_INPUT,
+        "title": "Async\x00 IO",
+        "description": "lone \ud800surrogate",
+        "key_topics": ["event\x00 loop"],
+    }
+    body = json.dumps(tool_message(dirty)).encode()  # ensure_ascii: the escapes as sent
+    assert b"\\u0000" in body and b"\\ud800" in body
+    response = httpx2.Response(200, content=body, headers={"content-type": "application/json"})
+    outcome = run(FakeAnthropic(response).analyzer().analyze(TEXT))
+    a = outcome.analysis
+    assert outcome.fallback_reason is None
+    assert (a.title, a.description, a.key_topics) == ("Async IO", "lone surrogate", ["event loop"])
+    assert unstorable(a.model_dump()) is None
 
 
 def test_401_falls_back_with_reason_and_is_not_retried():

@@ -578,6 +578,22 @@ def highlight_terms(
     return snippets
 
 
+_UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` (a JSON document) with every character `unstorable` refuses dropped from its
+    strings: for text memlayer produces itself (a provider's answer, extracted text), where
+    there is no caller to refuse. Surrogates only ever reach a `str` unpaired, so all go."""
+    if isinstance(value, str):
+        return _UNSTORABLE_CHARS.sub("", value) if unstorable(value) else value
+    if isinstance(value, dict):
+        return {storable(key): storable(child) for key, child in value.items()}
+    if isinstance(value, list):
+        return [storable(child) for child in value]
+    return value
+
+
 def unstorable(value: Any) -> str | None:
     """Where `value` (a JSON document) holds a string no storage keeps, and why ("path:
     reason"), or None: an unpaired UTF-16 surrogate (JSON can carry one as an escape; it has

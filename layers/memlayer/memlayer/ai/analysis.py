@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from memlayer.ai.tags import normalize_tag
-from memlayer.text import clean_whitespace
+from memlayer.text import clean_whitespace, storable
 
 Category = Literal[
     "technology",
@@ -59,6 +59,13 @@ class Analysis(BaseModel):
     key_topics: list[str] = Field(default_factory=list, max_length=MAX_TOPICS)
     confidence: float = Field(ge=0.0, le=1.0)
     model: str = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        # A provider's JSON may carry a NUL or a lone surrogate as an escape: no backend stores
+        # them (Postgres refuses the save), so they are dropped rather than failing the record.
+        return storable(value)
 
     @field_validator("tags", mode="before")
     @classmethod
