@@ -583,12 +583,13 @@ _UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 def storable(value: Any) -> Any:
     """`value` (a JSON document) with every character `unstorable` refuses dropped from its
-    strings: for text memlayer produces itself (a provider's answer, extracted text), where
-    there is no caller to refuse. Surrogates only ever reach a `str` unpaired, so all go."""
+    string values: for a provider's answer, where there is no caller to refuse. Any surrogate
+    code point in a `str` has no UTF-8 form (a pair only exists in UTF-16), so all go. Keys stay
+    as they are: a model validates them, and a cleaned key could pass for a field's name."""
     if isinstance(value, str):
-        return _UNSTORABLE_CHARS.sub("", value) if unstorable(value) else value
+        return _UNSTORABLE_CHARS.sub("", value)
     if isinstance(value, dict):
-        return {storable(key): storable(child) for key, child in value.items()}
+        return {key: storable(child) for key, child in value.items()}
     if isinstance(value, list):
         return [storable(child) for child in value]
     return value
