@@ -5,7 +5,7 @@ one `os.environ` (a variable two functions set differently is reported). Rules:
 
 * template values win, except that an empty template value (an empty parameter default such
   as `AnthropicApiKey: ""`) never clobbers what the developer already exported;
-* an empty-string variable is removed, so pydantic-settings sees "unset" (None), not "";
+* an empty-string variable is removed, so the settings see "unset" (None), not "";
 * `ENVIRONMENT=local`; AWS SDK settings point at moto with dummy credentials;
 * execute-api URLs of this template's APIs become the local server's URLs (so
   `WS_MANAGEMENT_ENDPOINT` reaches the local management API);

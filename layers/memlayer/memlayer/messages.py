@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import ConfigDict, Field, TypeAdapter
 
+from memlayer.lazy_model import LazyModel
 from memlayer.settings import get_settings
 
 T = TypeVar("T")
@@ -38,7 +39,7 @@ class Delivery(Generic[T]):
         return self.receive_count >= get_settings().queue_max_receives
 
 
-class StageMessage(BaseModel):
+class StageMessage(LazyModel):
     """Analyze or embed one memory, for the job that asked."""
 
     model_config = ConfigDict(frozen=True)
@@ -48,7 +49,7 @@ class StageMessage(BaseModel):
     job_id: str
 
 
-class CaptureFlush(BaseModel):
+class CaptureFlush(LazyModel):
     """A captured prompt whose response never came: after the pairing window it becomes a
     memory on its own."""
 
@@ -59,13 +60,13 @@ class CaptureFlush(BaseModel):
     capture_id: str
 
 
-class ExportTask(BaseModel):
+class ExportTask(LazyModel):
     type: Literal["export"] = "export"
     user_id: str
     job_id: str
 
 
-class ReembedTask(BaseModel):
+class ReembedTask(LazyModel):
     """Re-embed the user's memories whose vectors are from another embedding space."""
 
     type: Literal["reembed"] = "reembed"

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BaseModel,
     Field,
     PlainSerializer,
     PlainValidator,
@@ -28,6 +27,7 @@ from pydantic_core import to_json
 
 from memlayer.ai.analysis import Analysis
 from memlayer.ai.tags import normalize_tag
+from memlayer.lazy_model import LazyModel
 from memlayer.text import truncate, unstorable
 
 Kind = Literal["note", "prompt", "response", "exchange", "share", "file"]
@@ -99,7 +99,7 @@ def truncate_stored(text: str, limit: int) -> str:
 ShortText = Annotated[str, Field(max_length=2_000)]
 
 
-class Source(BaseModel):
+class Source(LazyModel):
     url: ShortText | None = None
     canonical_url: ShortText | None = None
     title: Annotated[str, Field(max_length=500)] | None = None
@@ -112,13 +112,13 @@ def display_title(analysis: Analysis | None, source: Source) -> str | None:
     return (analysis.title if analysis else None) or source.title
 
 
-class Usage(BaseModel):
+class Usage(LazyModel):
     input_tokens: int = 0
     output_tokens: int = 0
     provider_calls: int = 0
 
 
-class MemoryRecord(BaseModel):
+class MemoryRecord(LazyModel):
     """A memory as storage keeps it."""
 
     user_id: str
@@ -146,7 +146,7 @@ class MemoryRecord(BaseModel):
     upload_ids: list[str] = []
 
 
-class ListQuery(BaseModel):
+class ListQuery(LazyModel):
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = None
     kind: Kind | None = None
@@ -170,7 +170,7 @@ class ListQuery(BaseModel):
         return normalize_tag(value) if value else value
 
 
-class JobRecord(BaseModel):
+class JobRecord(LazyModel):
     user_id: str
     id: str
     kind: JobKind = "enrich"
@@ -185,13 +185,13 @@ class JobRecord(BaseModel):
     stage_times: dict[str, Timestamp] = {}  # when each stage began
 
 
-class Limits(BaseModel):
+class Limits(LazyModel):
     daily_writes: int = Field(ge=0)
     max_memories: int = Field(ge=0)
     max_bytes: int = Field(ge=0)
 
 
-class UsageCounts(BaseModel):
+class UsageCounts(LazyModel):
     memories: int = 0
     bytes: int = 0
     writes_today: int = 0

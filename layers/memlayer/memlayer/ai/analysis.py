@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from memlayer.ai.tags import normalize_tag
+from memlayer.lazy_model import LazyModel
 from memlayer.text import clean_whitespace, storable
 
 Category = Literal[
@@ -46,7 +47,7 @@ MAX_TOPICS = 8
 MAX_TOPIC_LENGTH = 100
 
 
-class Analysis(BaseModel):
+class Analysis(LazyModel):
     """The analysis stored on a memory. Tags are normalised (lowercase, hyphenated)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
+from memlayer.lazy_model import LazyModel
 from memlayer.models import Limits, Timestamp, UsageCounts
 
 
-class Me(BaseModel):
+class Me(LazyModel):
     user_id: str
     usage: UsageCounts
     limits: Limits
 
 
-class ExportAccepted(BaseModel):
+class ExportAccepted(LazyModel):
     job_id: str
     status_url: str
 
 
-class EraseReceipt(BaseModel):
+class EraseReceipt(LazyModel):
     deleted: dict[str, int]
     completed_at: Timestamp

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from memlayer.api.common import Body
+from memlayer.lazy_model import LazyModel
 from memlayer.models import Limits, UsageCounts
 
 
-class UserSummary(BaseModel):
+class UserSummary(LazyModel):
     user_id: str
     usage: UsageCounts
     limits: Limits
     overrides: dict[str, int]
 
 
-class QueueDepthOut(BaseModel):
+class QueueDepthOut(LazyModel):
     queue: str
     visible: int
     in_flight: int
@@ -25,7 +26,7 @@ class QueueDepthOut(BaseModel):
     error: str | None = None
 
 
-class Stats(BaseModel):
+class Stats(LazyModel):
     items: dict[str, int]
     users: int = Field(description="Users holding at least one memory.")
     complete: bool = Field(description="False when the count stopped at its time budget.")
@@ -36,7 +37,7 @@ class Stats(BaseModel):
     dlqs: dict[str, QueueDepthOut]
 
 
-class DeadLetterOut(BaseModel):
+class DeadLetterOut(LazyModel):
     queue: str
     message_id: str
     body: str
@@ -47,7 +48,7 @@ class DeadLetterOut(BaseModel):
     message_attributes: dict[str, str]
 
 
-class DeadLetters(BaseModel):
+class DeadLetters(LazyModel):
     items: list[DeadLetterOut]
     depths: dict[str, QueueDepthOut]
 
@@ -59,7 +60,7 @@ class RedriveIn(Body):
     limit: int = Field(100, ge=1, le=1_000, description="At most this many messages per DLQ.")
 
 
-class RedriveOut(BaseModel):
+class RedriveOut(LazyModel):
     queue: str
     source: str | None
     moved: int
@@ -67,7 +68,7 @@ class RedriveOut(BaseModel):
     detail: str | None = None
 
 
-class RedriveReport(BaseModel):
+class RedriveReport(LazyModel):
     results: list[RedriveOut]
     moved: int
 

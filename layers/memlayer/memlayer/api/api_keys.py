@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from memlayer.api.common import Body
+from memlayer.lazy_model import LazyModel
 from memlayer.models import Timestamp
 from memlayer.storage.accounts import ApiKeyRecord
 
@@ -33,7 +34,7 @@ class ApiKeyCreate(Body):
         return [s for s in ("read", "write") if s in wanted]
 
 
-class ApiKey(BaseModel):
+class ApiKey(LazyModel):
     """A key as listed: everything but the key itself."""
 
     id: str
@@ -54,5 +55,5 @@ class ApiKeyCreated(ApiKey):
     key: str = Field(description="The key itself. Shown only in this response.")
 
 
-class ApiKeyList(BaseModel):
+class ApiKeyList(LazyModel):
     items: list[ApiKey]

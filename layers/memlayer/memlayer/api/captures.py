@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from memlayer.api.common import Body, Content, UploadIds
+from memlayer.lazy_model import LazyModel
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 
@@ -39,7 +40,7 @@ class CaptureIn(Body):
     _url = field_validator("url")(lambda cls, v: _http_url(v))
 
 
-class CaptureResult(BaseModel):
+class CaptureResult(LazyModel):
     status: Literal["pending", "saved"]
     paired: bool = False
     capture_id: str | None = None
@@ -62,7 +63,7 @@ class ShareIn(Body):
         return self
 
 
-class ShareAccepted(BaseModel):
+class ShareAccepted(LazyModel):
     job_id: str
     memory_id: str
     status_url: str

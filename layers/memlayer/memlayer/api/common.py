@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import to_json
 
 from memlayer.ai.tags import normalize_tag
+from memlayer.lazy_model import LazyModel
 from memlayer.models import stored_size
 from memlayer.settings import get_settings
 from memlayer.text import unstorable
@@ -92,7 +93,7 @@ Metadata = Annotated[
 Content = Annotated[str, AfterValidator(_check_content)]
 
 
-class Body(BaseModel):
+class Body(LazyModel):
     """Base of request bodies: unknown fields are ignored (older extension builds send extras).
 
     Strict: `true` is no integer and `"5"` no number. Every string must be storable (no
@@ -112,7 +113,7 @@ class Body(BaseModel):
         return data
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(LazyModel):
     error: str
     detail: Any
     request_id: str

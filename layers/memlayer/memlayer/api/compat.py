@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from memlayer.api.captures import ShareIn
 from memlayer.api.common import Body, Content
 from memlayer.api.memories import MemoryCreate
+from memlayer.lazy_model import LazyModel
 
 
 class SavePrompt(Body):
@@ -24,7 +25,7 @@ class SaveResponse(Body):
     provider: Annotated[str, Field(max_length=64)] = "unknown"
 
 
-class Saved(BaseModel):
+class Saved(LazyModel):
     success: bool = True
     memory_id: str
     job_id: str | None
@@ -34,7 +35,7 @@ class CompatShare(ShareIn):
     user_id: str | None = None
 
 
-class ShareStatus(BaseModel):
+class ShareStatus(LazyModel):
     processing_id: str
     status: str
     progress: float

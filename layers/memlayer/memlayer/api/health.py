@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from memlayer.lazy_model import LazyModel
 
 
-class Health(BaseModel):
+class Health(LazyModel):
     status: Literal["healthy", "degraded"]
     services: dict[str, str]

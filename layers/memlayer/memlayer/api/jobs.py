@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
+from memlayer.lazy_model import LazyModel
 from memlayer.models import JobRecord, JobStatus, Timestamp
 
 
-class Job(BaseModel):
+class Job(LazyModel):
     job_id: str
     memory_id: str | None
     status: JobStatus

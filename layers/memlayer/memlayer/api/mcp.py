@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from memlayer.api.common import Body, Content, Tags
+from memlayer.lazy_model import LazyModel
 from memlayer.models import ShortText, Timestamp
 
 
@@ -22,14 +23,14 @@ class MemoryIdIn(Body):
     id: Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class SavedMemory(BaseModel):
+class SavedMemory(LazyModel):
     id: str
     status: str
     tags: list[str]
     created_at: Timestamp
 
 
-class MemorySummary(BaseModel):
+class MemorySummary(LazyModel):
     id: str
     title: str | None
     snippet: str
@@ -45,14 +46,14 @@ class SearchResult(MemorySummary):
     neighbour_of: str | None = None  # with expand: a turn listed next to this result's id
 
 
-class SearchMemoriesOut(BaseModel):
+class SearchMemoriesOut(LazyModel):
     results: list[SearchResult]
 
 
-class RecentMemoriesOut(BaseModel):
+class RecentMemoriesOut(LazyModel):
     memories: list[MemorySummary]
     next_cursor: str | None
 
 
-class DeletedMemory(BaseModel):
+class DeletedMemory(LazyModel):
     deleted: str

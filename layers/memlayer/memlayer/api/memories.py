@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from memlayer.ai.analysis import Analysis
 from memlayer.api.common import Body, Content, Metadata, Tags
+from memlayer.lazy_model import LazyModel
 from memlayer.models import Kind, MemoryRecord, MemoryStatus, Moment, Source, Timestamp
 
 
@@ -27,7 +26,7 @@ class MemoryPatch(Body):
     occurred_at: Moment | None = None
 
 
-class Memory(BaseModel):
+class Memory(LazyModel):
     """A memory as the API shows it."""
 
     id: str
@@ -51,6 +50,6 @@ class Memory(BaseModel):
         return cls.model_validate(record.model_dump(exclude={"user_id"}), from_attributes=False)
 
 
-class MemoryPage(BaseModel):
+class MemoryPage(LazyModel):
     items: list[Memory]
     next_cursor: str | None

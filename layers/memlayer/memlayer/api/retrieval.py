@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from memlayer.api.common import Body
 from memlayer.api.memories import Memory
+from memlayer.lazy_model import LazyModel
 from memlayer.models import Kind, Moment, Timestamp
 from memlayer.search.fusion import SearchMode
 
@@ -30,14 +31,14 @@ class SearchIn(Body):
     expand: bool = False
 
 
-class SearchHit(BaseModel):
+class SearchHit(LazyModel):
     memory: Memory
     score: float
     highlights: list[str]
     neighbour_of: str | None = None  # with `expand`: listed as a turn next to this hit
 
 
-class SearchOut(BaseModel):
+class SearchOut(LazyModel):
     items: list[SearchHit]
     took_ms: float
 
@@ -49,7 +50,7 @@ class ContextIn(Body):
     max_tokens: Annotated[int, Field(ge=50, le=16_000)] = 1_000
 
 
-class ContextOut(BaseModel):
+class ContextOut(LazyModel):
     context: str
     memories: list[str]
     tokens: int
@@ -60,7 +61,7 @@ class ChatIn(Body):
     conversation_id: Annotated[str, Field(max_length=256)] | None = None
 
 
-class ChatOut(BaseModel):
+class ChatOut(LazyModel):
     response: str
     context_used: list[str]
     timestamp: Timestamp

@@ -5,10 +5,11 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from memlayer.api.common import Body
 from memlayer.content.files import ALLOWED_CONTENT_TYPES, normalize_content_type
+from memlayer.lazy_model import LazyModel
 from memlayer.models import Timestamp
 from memlayer.storage.uploads import UploadRecord, UploadStatus
 
@@ -38,7 +39,7 @@ class UploadCreate(Body):
         return normalized
 
 
-class UploadTicket(BaseModel):
+class UploadTicket(LazyModel):
     """A presigned upload. POST (S3): send a multipart form with every `fields` entry, then
     the file as the last part named `file`. PUT (R2): send the file as the body with
     `headers`."""
@@ -53,7 +54,7 @@ class UploadTicket(BaseModel):
     status_url: str
 
 
-class Upload(BaseModel):
+class Upload(LazyModel):
     """An upload as the API shows it."""
 
     upload_id: str

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel
-
+from memlayer.lazy_model import LazyModel
 from memlayer.models import Timestamp
 from memlayer.storage.dynamo_base import DynamoBase, _n, _s, user_pk
 
@@ -78,7 +77,7 @@ def item_kind(item: dict[str, Any]) -> str:
     return next((k for prefix, k in _KIND_BY_SK_PREFIX if sk.startswith(prefix)), "other")
 
 
-class ApiKeyRecord(BaseModel):
+class ApiKeyRecord(LazyModel):
     """An API key as storage keeps it (the key itself is never stored, only its hash)."""
 
     user_id: str

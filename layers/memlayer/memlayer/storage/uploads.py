@@ -12,9 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
-
 from memlayer.ids import is_id
+from memlayer.lazy_model import LazyModel
 from memlayer.models import Timestamp
 from memlayer.storage.dynamo_base import DynamoBase, _n, _s, user_pk
 from memlayer.storage.errors import VersionConflict
@@ -24,7 +23,7 @@ OPEN_STATUSES: frozenset[str] = frozenset({"awaiting", "received", "extracting"}
 OPEN_UPLOADS_PK = "UPLOADS#OPEN"
 
 
-class UploadRecord(BaseModel):
+class UploadRecord(LazyModel):
     """An upload as storage keeps it."""
 
     user_id: str
