@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from infra.supabase.embedded import dev_database
 
-from .cloud import DEFAULT_PORT, PROCESS_MODES, WARM_MODES, LocalCloud
+from .cloud import DEFAULT_PORT, PROCESS_MODES, LocalCloud
 from .env import read_env_file
 from .runtime import FunctionError
 from .stack import build_stack
@@ -108,13 +108,6 @@ def _parser() -> argparse.ArgumentParser:
         default="workers",
         help="run these functions each in a process of its own, as Lambda runs each in its "
         "own container (default: the SQS-triggered workers; none: all in this process)",
-    )
-    serve.add_argument(
-        "--warm-containers",
-        choices=WARM_MODES,
-        default="eager",
-        help="eager (default): the functions in processes of their own start and import their "
-        "handler when the cloud starts, in parallel with it; lazy: on their first invocation",
     )
     serve.add_argument("--json", action="store_true", help="print the summary as JSON")
     serve.add_argument(
@@ -211,7 +204,6 @@ def _serve(
         reload=args.reload,
         state_dir=args.state_dir,
         processes=args.processes,
-        warm_containers=args.warm_containers,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

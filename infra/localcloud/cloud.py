@@ -66,10 +66,6 @@ STOP_GRACE_SECONDS = 5.0
 # Which functions run in processes of their own (container.py): none, the SQS-triggered
 # workers, or all of them.
 PROCESS_MODES = ("none", "workers", "all")
-# When the functions in processes of their own start and import their handler: at the
-# cloud's start, in parallel with it (eager, as `sam local start-api --warm-containers EAGER`),
-# or on their first invocation (lazy). In-process functions always import on first use.
-WARM_MODES = ("lazy", "eager")
 
 
 def _display_path(path: Path, root: Path) -> str:
@@ -119,14 +115,9 @@ class LocalCloud:
         state_dir: str | os.PathLike[str] | None = None,
         enforce_iam: bool = True,
         processes: str = "none",
-        warm_containers: str = "lazy",
     ) -> None:
         if processes not in PROCESS_MODES:
             raise ValueError(f"processes must be one of {PROCESS_MODES}, not {processes!r}")
-        if warm_containers not in WARM_MODES:
-            raise ValueError(
-                f"warm_containers must be one of {WARM_MODES}, not {warm_containers!r}"
-            )
         self.template_path = Path(template_path).resolve()
         self.host = host
         self.port = port
@@ -144,7 +135,6 @@ class LocalCloud:
         self.max_workers = max_workers
         self.enforce_iam = enforce_iam
         self.processes = processes
-        self.warm_containers = warm_containers
         self.roles: dict[str, iam.Role] = {}
         self._reload_lock = threading.Lock()
         self._idle = threading.Condition()
@@ -318,10 +308,6 @@ class LocalCloud:
             else FunctionRuntime(spec, role=self.roles.get(lid))
             for lid, spec in self.stack.functions.items()
         }
-        if self.warm_containers == "eager":
-            for runtime in self.runtimes.values():
-                if isinstance(runtime, ProcessRuntime):
-                    runtime.load()
         if self.reload:
             self._code_fingerprint = self._fingerprint()
         self.executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="lambda")

@@ -16,10 +16,6 @@ an SQS mapping's MaximumConcurrency, the HTTP API's clients) and answers each wi
 handler's result or Lambda's error payload, plus the calls its role refused, so
 `Role.denied` tells the same story in both modes.
 
-With `load()` (the local cloud's `--warm-containers eager`, make dev's default) the child also
-imports the handler as soon as it starts, as `sam local start-api --warm-containers EAGER`
-does, so the first message does not wait for a cold start.
-
 The child ends when its socket closes: the parent stopping (SIGTERM, Ctrl-C: the child
 ignores SIGINT and finishes what it runs), a code change under `--reload` (a new child
 cold-starts on the next invocation), or the parent dying (a watchdog thread sees the parent
@@ -60,13 +56,7 @@ class _Child:
     """One running child process and the invocations waiting for its answers."""
 
     def __init__(
-        self,
-        spec: FunctionSpec,
-        role: Role | None,
-        relay: Relay,
-        *,
-        sys_path: list[str],
-        import_handler: bool = False,
+        self, spec: FunctionSpec, role: Role | None, relay: Relay, *, sys_path: list[str]
     ) -> None:
         self.spec = spec
         self.role = role
@@ -86,8 +76,6 @@ class _Child:
         self._next_id = 0
         self._retired = False
         self._closed = False
-        # Set when the child reports its handler imported (started with import_handler).
-        self.imported = threading.Event()
         init = {
             "spec": spec,
             "role": role,
@@ -95,7 +83,6 @@ class _Child:
             "parent_pid": os.getpid(),
             "relay": (relay.address, relay.authkey),
             "log_level": logging.getLogger().level,
-            "import_handler": import_handler,
         }
         self._send(pickle.dumps(init))
         self._reader = threading.Thread(
@@ -138,12 +125,6 @@ class _Child:
                 message = json.loads(self._conn.recv_bytes())
             except (EOFError, OSError):
                 break
-            if "imported_ms" in message:
-                log.info(
-                    "%s: handler imported (%.0f ms)", self.spec.logical_id, message["imported_ms"]
-                )
-                self.imported.set()
-                continue
             if self.role is not None:
                 self.role.denied += [tuple(pair) for pair in message.get("denied", ())]
             with self._pending_lock:
@@ -210,19 +191,13 @@ class ProcessRuntime:
         self._lock = threading.Lock()
         self._stopped = False
 
-    def _current(self, *, import_handler: bool = False) -> _Child:
+    def _current(self) -> _Child:
         with self._lock:
             if self._stopped:
                 raise FunctionError(self.spec.logical_id, RuntimeError("the cloud is stopping"))
             if self._child is None or not self._child.alive:
                 started = time.monotonic()
-                self._child = _Child(
-                    self.spec,
-                    self.role,
-                    self.relay,
-                    sys_path=list(sys.path),
-                    import_handler=import_handler,
-                )
+                self._child = _Child(self.spec, self.role, self.relay, sys_path=list(sys.path))
                 log.info(
                     "%s: started in process %d (%.0f ms)",
                     self.spec.logical_id,
@@ -232,13 +207,7 @@ class ProcessRuntime:
             return self._child
 
     def load(self) -> None:
-        """Starts the child, which imports the handler at once (without waiting for it)."""
-        self._current(import_handler=True)
-
-    def wait_imported(self, timeout: float) -> bool:
-        """Whether the running child has imported its handler at start (`load()`) by then."""
-        child = self._child
-        return child is not None and child.imported.wait(timeout)
+        self._current()
 
     def unload(self) -> None:
         with self._lock:
@@ -304,22 +273,7 @@ def _serve(conn: Connection) -> None:
                 reported = len(role.denied)
             conn.send_bytes(json.dumps(answer).encode())
 
-    def import_handler() -> None:
-        started = time.monotonic()
-        try:
-            runtime.load()
-        except Exception:  # the first invocation imports it again and reports the error
-            logging.getLogger("localcloud").exception(
-                "%s: cannot load its handler", spec.logical_id
-            )
-            return
-        imported = {"imported_ms": (time.monotonic() - started) * 1000}
-        with send_lock:
-            conn.send_bytes(json.dumps(imported).encode())
-
     with ThreadPoolExecutor(CHILD_THREADS, thread_name_prefix="lambda") as pool:
-        if init.get("import_handler"):
-            pool.submit(import_handler)
         while True:
             try:
                 message = json.loads(conn.recv_bytes())

@@ -90,29 +90,6 @@ def test_the_workers_run_the_pipeline_in_their_own_processes() -> None:
     assert not any(_alive(pid) for pid in children)
 
 
-@pytest.mark.parametrize("warm_containers", ["eager", "lazy"])
-def test_eager_workers_import_their_handler_when_the_cloud_starts(warm_containers: str) -> None:
-    with LocalCloud(
-        ROOT / "template.yaml",
-        port=0,
-        env_overrides=CLOUD_ENV,
-        serve_http=False,
-        pumps=False,
-        schedules=False,
-        stack_name=f"memlayer-warm-{warm_containers}",
-        processes="workers",
-        warm_containers=warm_containers,
-    ) as cloud:
-        for function in ("AnalyzeFunction", "EmbedFunction"):
-            runtime = cloud.runtime(function)
-            assert isinstance(runtime, ProcessRuntime)
-            assert runtime.invocations == 0
-            # eager: imported before any message; lazy: no process until the first one
-            assert runtime.wait_imported(60) is (warm_containers == "eager")
-        if warm_containers == "lazy":
-            assert not _children(os.getpid())
-
-
 def _without_analyze_policies(tmp_path: Path) -> Path:
     """template.yaml with the analyze worker's Policies removed (paths made absolute)."""
     text = (ROOT / "template.yaml").read_text()
