@@ -104,32 +104,37 @@ def _event(path: str, token: str | None, body: dict | None = None) -> dict:
     return event
 
 
-def child(target: str, requests: int, layer: Path) -> None:
-    """Runs in the fresh interpreter: prints one JSON line of timings."""
+def init(target: str, layer: Path):  # type: ignore[no-untyped-def]
+    """A cold start: imports the function's module (memlayer from `layer`) and returns its
+    handler; the baseline builds its bare app."""
     import importlib.util
 
+    if target == "baseline":
+        namespace: dict = {}
+        exec(compile(BASELINE_APP, "baseline", "exec"), namespace)  # noqa: S102
+        return namespace["handler"]
+    function = "mcp" if target == WITH_SDK else target
+    spec = importlib.util.spec_from_file_location(
+        f"fn_{function}", ROOT / "functions" / function / "app.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert Path(sys.modules["memlayer"].__file__ or "").is_relative_to(layer)
+    if target == WITH_SDK:
+        for name in SDK_SERVER_MODULES:
+            importlib.import_module(name)
+    return module.handler
+
+
+def child(target: str, requests: int, layer: Path) -> None:
+    """Runs in the fresh interpreter: prints one JSON line of timings."""
     sys.path[:0] = [str(layer), str(ROOT)]
     from bench.inprocess import LambdaContext
 
     context = LambdaContext(f"memlayer-{target}")
     started, started_cpu = time.perf_counter(), time.process_time()
-    if target == "baseline":
-        namespace: dict = {}
-        exec(compile(BASELINE_APP, "baseline", "exec"), namespace)  # noqa: S102
-        handler = namespace["handler"]
-    else:
-        function = "mcp" if target == WITH_SDK else target
-        spec = importlib.util.spec_from_file_location(
-            f"fn_{function}", ROOT / "functions" / function / "app.py"
-        )
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        handler = module.handler
-        assert Path(sys.modules["memlayer"].__file__ or "").is_relative_to(layer)
-        if target == WITH_SDK:
-            for name in SDK_SERVER_MODULES:
-                importlib.import_module(name)
+    handler = init(target, layer)
     init_ms = (time.perf_counter() - started) * 1000
     # CPU time is the steadier figure on a shared machine (it leaves out waiting for a core).
     init_cpu_ms = (time.process_time() - started_cpu) * 1000
@@ -202,9 +207,9 @@ def deployed_constants() -> dict[str, str]:
     return {name: value for name, value in variables["Variables"].items() if isinstance(value, str)}
 
 
-def sample(target: str, requests: int, layer: Path, constants: dict[str, str]) -> dict:
-    """One cold start of target in a fresh interpreter."""
-    env = {
+def child_environment(constants: dict[str, str]) -> dict[str, str]:
+    """What a child runs with: the template's constants and a dummy AWS identity."""
+    return {
         **os.environ,
         **constants,
         "AWS_ACCESS_KEY_ID": "bench",
@@ -216,6 +221,10 @@ def sample(target: str, requests: int, layer: Path, constants: dict[str, str]) -
         "RATE_LIMIT_PER_IP_PER_MIN": "0",
         "POWERTOOLS_METRICS_NAMESPACE": "bench",
     }
+
+
+def sample(target: str, requests: int, layer: Path, constants: dict[str, str]) -> dict:
+    """One cold start of target in a fresh interpreter."""
     out = subprocess.run(
         [
             sys.executable,
@@ -231,7 +240,7 @@ def sample(target: str, requests: int, layer: Path, constants: dict[str, str]) -
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=env,
+        env=child_environment(constants),
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -242,6 +251,7 @@ def summarize(target: str, samples: list[dict]) -> dict:
         "init_ms": statistics.median(s["init_ms"] for s in samples),
         "init_cpu_ms": statistics.median(s["init_cpu_ms"] for s in samples),
         "first_request_ms": statistics.median(s["first_request_ms"] for s in samples),
+        "first_request_cpu_ms": statistics.median(s["first_request_cpu_ms"] for s in samples),
         "path": _shown_path(target),
         "warm_p50_ms": statistics.median(s["warm_p50_ms"] for s in samples),
         "warm_p99_ms": statistics.median(s["warm_p99_ms"] for s in samples),

@@ -2,10 +2,10 @@
 first used, not when its module is imported.
 
 Every function imports the package's models (the API's, the records', the queue messages')
-but validates only its own few: built at import, the others cost a cold start ≈ 0.17 s of
-CPU (retrieval: init 800 → 640 ms CPU at this machine's speed, first search unchanged;
-bench/coldstart.py). FastAPI builds the models of a function's routes when the app is
-created, so requests see no difference.
+but uses only its own few. Deferred, a function builds the models of its routes at init
+(FastAPI, when the app is created), the ones a request validates or serializes on the first
+such request, and the rest never. Retrieval: 55 M instructions off its init, ≈ 35 M of them
+back in its first search (bench/instructions.py; README, Benchmarks).
 """
 
 from __future__ import annotations
