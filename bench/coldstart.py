@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from infra.layers import build_memlayer_layer
 
@@ -104,7 +105,7 @@ def _event(path: str, token: str | None, body: dict | None = None) -> dict:
     return event
 
 
-def init(target: str, layer: Path):  # type: ignore[no-untyped-def]
+def init(target: str, layer: Path) -> Any:
     """A cold start: imports the function's module (memlayer from `layer`) and returns its
     handler; the baseline builds its bare app."""
     import importlib.util

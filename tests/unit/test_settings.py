@@ -7,6 +7,12 @@ import pytest
 from memlayer.settings import ConfigurationError, Settings, get_settings
 
 
+def _settings_from(monkeypatch, environment: dict[str, str]) -> Settings:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
 @pytest.fixture
 def fresh_settings():
     get_settings.cache_clear()
@@ -15,12 +21,16 @@ def fresh_settings():
 
 
 def test_fields_come_from_their_variables_in_any_case(monkeypatch) -> None:
-    monkeypatch.setenv("TABLE_NAME", "memlayer-prod")
-    monkeypatch.setenv("embedding_dimensions", "256")
-    monkeypatch.setenv("SCRUB_STORED_CONTENT", "false")
-    monkeypatch.setenv("PROVIDER_TIMEOUT_SECONDS", "2.5")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant")
-    settings = Settings()
+    settings = _settings_from(
+        monkeypatch,
+        {
+            "TABLE_NAME": "memlayer-prod",
+            "embedding_dimensions": "256",
+            "SCRUB_STORED_CONTENT": "false",
+            "PROVIDER_TIMEOUT_SECONDS": "2.5",
+            "ANTHROPIC_API_KEY": "sk-ant",
+        },
+    )
     assert settings.table_name == "memlayer-prod"
     assert settings.embedding_dimensions == 256
     assert settings.scrub_stored_content is False
@@ -31,11 +41,15 @@ def test_fields_come_from_their_variables_in_any_case(monkeypatch) -> None:
 
 
 def test_renamed_variables_and_comma_separated_lists(monkeypatch) -> None:
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "memlayer-dev")
-    monkeypatch.setenv("METRICS_NAMESPACE", "ignored: not this field's variable")
-    monkeypatch.setenv("CORS_ORIGINS", "chrome-extension://abc, https://app.example ,")
-    monkeypatch.setenv("DLQ_URLS", "")
-    settings = Settings()
+    settings = _settings_from(
+        monkeypatch,
+        {
+            "POWERTOOLS_METRICS_NAMESPACE": "memlayer-dev",
+            "METRICS_NAMESPACE": "ignored: not this field's variable",
+            "CORS_ORIGINS": "chrome-extension://abc, https://app.example ,",
+            "DLQ_URLS": "",
+        },
+    )
     assert settings.metrics_namespace == "memlayer-dev"
     assert settings.cors_origins == ["chrome-extension://abc", "https://app.example"]
     assert settings.dlq_urls == []
