@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.retrieval.run import embed, make_embedder
+from bench.retrieval.run import embed, embed_queries, make_embedder
 from memlayer.search import conversation
 from memlayer.search.conversation import (
     boost_period,
@@ -408,7 +408,7 @@ def prepare(seeds: Sequence[int], embedder_name: str) -> list[_Prepared]:
         for doc, vec in zip(corpus.docs, vectors, strict=True):
             doc.vector = vec
         index = UserIndex.build(corpus.docs, int(embedder.dimensions))
-        qvecs = embed(embedder, [q.text for q in corpus.questions])
+        qvecs = embed_queries(embedder, [q.text for q in corpus.questions])
         out.append(_Prepared(corpus, index, qvecs, float(getattr(embedder, "fusion_weight", 1.0))))
     return out
 
@@ -455,7 +455,7 @@ def tune(embedder_name: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--embedder", default="hash", choices=["hash", "local", "concept"])
+    parser.add_argument("--embedder", default="hash", choices=["hash", "local", "e5", "concept"])
     parser.add_argument("--tune", action="store_true", help="grid-search the constants first")
     args = parser.parse_args(argv)
     params = tune(args.embedder) if args.tune else None

@@ -53,6 +53,10 @@ def make_embedder(name: str, dimensions: int) -> Any:
         from memlayer.ai.embeddings import LocalEmbedder
 
         return LocalEmbedder()
+    if name == "e5":
+        from memlayer.ai.embeddings import E5Embedder
+
+        return E5Embedder()
     raise SystemExit(f"unknown embedder {name!r}")
 
 
@@ -64,6 +68,17 @@ def embed(embedder: Any, texts: list[str], batch: int = 256) -> np.ndarray:
         rows = sync(chunk) if sync is not None else asyncio.run(embedder.embed(chunk))
         parts.append(np.asarray(rows, dtype=np.float32))
     return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+
+
+def embed_queries(embedder: Any, queries: list[str]) -> np.ndarray:
+    """Queries as search embeds them (`embed_query`: e5's "query: " prefix)."""
+    if not hasattr(embedder, "embed_query"):
+        return embed(embedder, queries)
+
+    async def each() -> list[np.ndarray]:
+        return [await embedder.embed_query(q) for q in queries]
+
+    return np.asarray(asyncio.run(each()), dtype=np.float32).reshape(len(queries), -1)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -98,7 +113,7 @@ def evaluate(
     build_cpu_seconds = time.process_time() - cpu0
     build_seconds = index.build_seconds
     queries = corpus.queries[:max_queries]
-    qvecs = embed(embedder, [q.text for q in queries])
+    qvecs = embed_queries(embedder, [q.text for q in queries])
 
     weight = float(getattr(embedder, "fusion_weight", 1.0))
     quality: dict[str, dict[str, float]] = {}
@@ -317,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--embedder",
         default=None,
-        help="comma-separated: concept, hash, local (instead of the suites; needs --corpus)",
+        help="comma-separated: concept, hash, local, e5 (instead of the suites; needs --corpus)",
     )
     parser.add_argument("--sizes", default=None, help="comma-separated memory counts")
     parser.add_argument("--dimensions", type=int, default=384)

