@@ -10,7 +10,20 @@ back in its first search (bench/instructions.py; README, Benchmarks).
 
 from __future__ import annotations
 
+import warnings
+
 from pydantic import BaseModel, ConfigDict
+from pydantic.warnings import UnsupportedFieldAttributeWarning
+
+# FastAPI wraps each body and query model as `Annotated[Model, Field(alias=<parameter>)]` and
+# silences pydantic's "alias has no effect here" while it builds that adapter; a deferred model
+# is built later, on its first request, where the same warning would reach every container's
+# log. Only that warning, for those wrappers, is ignored.
+warnings.filterwarnings(
+    "ignore",
+    message=r"The 'alias' attribute with value '\w+' was provided to the `Field\(\)` function",
+    category=UnsupportedFieldAttributeWarning,
+)
 
 
 class LazyModel(BaseModel):
