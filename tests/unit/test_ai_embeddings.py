@@ -319,3 +319,26 @@ def test_get_embedder_picks_by_settings_and_caches():
     assert get_embedder(settings.model_copy()) is openai_embedder
     forced = get_embedder(Settings(openai_api_key=SecretStr("k"), embeddings_provider="hash"))
     assert isinstance(forced, HashEmbedder)
+
+
+def test_search_embeds_its_query_through_embed_query(monkeypatch):
+    """Search asks for a query embedding (e5's "query: " prefix), not a memory's."""
+    from memlayer.services import retrieval
+
+    class Recording(HashEmbedder):
+        def __init__(self) -> None:
+            super().__init__(64)
+            self.queries: list[str] = []
+
+        async def embed_query(self, query: str) -> np.ndarray:
+            self.queries.append(query)
+            return await super().embed_query(query)
+
+    embedder = Recording()
+    monkeypatch.setattr(retrieval, "_embedder", lambda: embedder)
+    vector = asyncio.run(retrieval._query_vector("lease agent", "hybrid"))
+    assert embedder.queries == ["lease agent"]
+    assert vector is not None and vector.shape == (64,)
+    np.testing.assert_allclose(vector, embedder.embed_one("lease agent"), rtol=1e-6)
+    assert asyncio.run(retrieval._query_vector("lease agent", "keyword")) is None
+    assert embedder.queries == ["lease agent"]
