@@ -14,7 +14,7 @@ the first two).
 
     python -m bench.ingest [--memories 1000] [--concurrency 8] [--round 1000]
                            [--backend dynamodb|supabase] [--processes none|workers|all]
-                           [--label TEXT]
+                           [--embeddings hash|e5|local] [--label TEXT]
 
 `--processes` is serve's (which functions run in processes of their own; default: serve's
 default, the SQS workers). CPU is recorded for the whole serve process tree (function
@@ -67,7 +67,6 @@ WORDS = [
     "mike",
 ]
 ENV_OVERRIDES = {
-    "EMBEDDINGS_PROVIDER": "hash",
     "ANTHROPIC_API_KEY": "",
     "OPENAI_API_KEY": "",
     "LOG_LEVEL": "WARNING",
@@ -77,6 +76,10 @@ ENV_OVERRIDES = {
     "DEFAULT_MAX_MEMORIES": "1000000",
 }
 WORK_QUEUES = ("AnalyzeQueue", "EmbedQueue")
+
+
+def overrides(backend: str, embeddings: str) -> dict[str, str]:
+    return {**ENV_OVERRIDES, "EMBEDDINGS_PROVIDER": embeddings, "STORAGE_BACKEND": backend}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -146,13 +149,18 @@ class Serve:
     """`python -m infra.localcloud serve` in a subprocess, as `make dev` runs it."""
 
     def __init__(
-        self, state_dir: Path, stats_file: Path, backend: str, processes: str | None
+        self,
+        state_dir: Path,
+        stats_file: Path,
+        backend: str,
+        processes: str | None,
+        embeddings: str,
     ) -> None:
         command = [sys.executable, "-m", "infra.localcloud", "serve", "--port", "0", "--json"]
         command += ["--reload", "--state-dir", str(state_dir), "--dynamodb-stats", str(stats_file)]
         if processes:
             command += ["--processes", processes]
-        for name, value in {**ENV_OVERRIDES, "STORAGE_BACKEND": backend}.items():
+        for name, value in overrides(backend, embeddings).items():
             command += ["--env", f"{name}={value}"]
         env = {**os.environ, "SUPABASE_JWT_SECRET": SECRET}
         self.started = time.perf_counter()
@@ -222,10 +230,15 @@ def list_statuses(http: httpx.Client) -> dict[str, int]:
 
 
 def restarted(
-    state_dir: Path, stats_file: Path, token: str, backend: str, processes: str | None
+    state_dir: Path,
+    stats_file: Path,
+    token: str,
+    backend: str,
+    processes: str | None,
+    embeddings: str,
 ) -> dict[str, Any]:
     """Starts serve again on the saved state: how long it takes, and what is there."""
-    serve = Serve(state_dir, stats_file, backend, processes)
+    serve = Serve(state_dir, stats_file, backend, processes, embeddings)
     try:
         with httpx.Client(
             base_url=serve.info["base_url"],
@@ -265,6 +278,7 @@ def run(
     backend: str,
     processes: str | None,
     label: str | None,
+    embeddings: str = "hash",
 ) -> dict[str, Any]:
     from memlayer.auth.jwt import mint_dev_token
 
@@ -272,7 +286,7 @@ def run(
     load_at_start = load_average()
     with tempfile.TemporaryDirectory(prefix="memlayer-ingest-") as tmp:
         stats_file = Path(tmp) / "dynamodb-stats.json"
-        serve = Serve(Path(tmp) / "state", stats_file, backend, processes)
+        serve = Serve(Path(tmp) / "state", stats_file, backend, processes, embeddings)
         try:
             http = httpx.Client(
                 base_url=serve.info["base_url"],
@@ -336,7 +350,7 @@ def run(
         dynamodb = json.loads(stats_file.read_text()) if stats_file.exists() else {}
         snapshot = Path(tmp) / "state" / "snapshot.jsonl"
         snapshot_mb = snapshot.stat().st_size / 2**20 if snapshot.exists() else 0.0
-        restart = restarted(Path(tmp) / "state", stats_file, token, backend, processes)
+        restart = restarted(Path(tmp) / "state", stats_file, token, backend, processes, embeddings)
 
     first, last = rounds[0], rounds[-1]
     return {
@@ -365,9 +379,10 @@ def run(
         "after_restart": restart,
         "rounds": rounds,
         "dynamodb_handler_ms": dynamodb,
-        "env_overrides": ENV_OVERRIDES,
-        "note": "make dev's local cloud (moto in process), offline analyzer, hash embedder, "
-        "one user; RSS is the serve process tree; DynamoDB times are moto's handler per call",
+        "env_overrides": overrides(backend, embeddings),
+        "note": f"make dev's local cloud (moto in process), offline analyzer, {embeddings} "
+        "embedder, one user; RSS is the serve process tree; DynamoDB times are moto's handler "
+        "per call",
     }
 
 
@@ -395,10 +410,22 @@ def main() -> None:
         choices=["none", "workers", "all"],
         help="serve's --processes: which functions run in processes of their own",
     )
+    parser.add_argument(
+        "--embeddings",
+        default="hash",
+        choices=["hash", "e5", "local"],
+        help="EMBEDDINGS_PROVIDER of the local cloud (the offline ones)",
+    )
     parser.add_argument("--label", help="record the run under '<key> <label>'")
     args = parser.parse_args()
     result = run(
-        args.memories, args.concurrency, args.round_size, args.backend, args.processes, args.label
+        args.memories,
+        args.concurrency,
+        args.round_size,
+        args.backend,
+        args.processes,
+        args.label,
+        args.embeddings,
     )
     record(args.memories, args.backend, args.label, result)
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=2))

