@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -264,6 +265,18 @@ def test_http_route_gets_payload_v2_event_and_response(cloud, http):
     assert payload["context"]["function_name"] == f"{STACK}-ApiFunction"
     assert payload["context"]["memory_limit_in_mb"] == 256
     assert 0 < payload["context"]["remaining_ms"] <= 10_000
+
+
+def test_http_connections_send_without_nagle_delay(cloud, http):
+    # uvicorn writes a response's headers and body apart; on a kept-alive connection with
+    # Nagle's algorithm on, the body waited for the client's delayed ACK (~40 ms a request).
+    for _ in range(2):
+        assert http.get(f"{cloud.base_url}/hello").status_code == 200
+    connections = cloud._server.server_state.connections
+    assert connections
+    for connection in connections:
+        sock = connection.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 def test_path_parameters_precedence_and_greedy(cloud, http):
