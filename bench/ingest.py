@@ -18,9 +18,10 @@ the first two).
 
 `--processes` is serve's (which functions run in processes of their own; default: serve's
 default, the SQS workers). CPU is recorded for the whole serve process tree (function
-processes included), for the serve process alone and, with `--backend supabase`, for the
-embedded Postgres (its server and backends: a daemon outside serve's tree), with the load
-average, since the machine is shared and wall-clock rates follow its load. `--label`
+processes included), for the serve process alone, with `--backend supabase` for the embedded
+Postgres (its server and backends: a daemon outside serve's tree), and for the bench's own
+clients (this process: they share the machine's cores), with the load average, since the
+machine is shared and wall-clock rates follow its load. `--label`
 records the run under its own key in the results file.
 
 With `--backend supabase` the local cloud runs on an embedded Postgres kept in its state
@@ -303,7 +304,7 @@ def run(
 
             rounds: list[dict[str, Any]] = []
             all_latencies: list[float] = []
-            cpu_total_s = serve_cpu_total_s = postgres_cpu_total_s = 0.0
+            cpu_total_s = serve_cpu_total_s = postgres_cpu_total_s = client_cpu_total_s = 0.0
             postgres = postmaster_pid(Path(tmp) / "state")
             started = time.perf_counter()
             with ThreadPoolExecutor(concurrency) as pool:
@@ -312,6 +313,7 @@ def run(
                     t0, cpu0 = time.perf_counter(), tree_cpu_s(serve.process.pid)
                     serve_cpu0 = process_cpu_s(serve.process.pid)
                     postgres_cpu0 = tree_cpu_s(postgres) if postgres else 0.0
+                    client_cpu0 = time.process_time()
                     latencies = list(pool.map(create, range(first, first + count)))
                     created_s = time.perf_counter() - t0
                     wait_drained(http, timeout=600)
@@ -319,9 +321,11 @@ def run(
                     cpu_s = tree_cpu_s(serve.process.pid) - cpu0
                     serve_cpu_s = process_cpu_s(serve.process.pid) - serve_cpu0
                     postgres_cpu_s = (tree_cpu_s(postgres) - postgres_cpu0) if postgres else 0.0
+                    client_cpu_s = time.process_time() - client_cpu0
                     cpu_total_s += cpu_s
                     serve_cpu_total_s += serve_cpu_s
                     postgres_cpu_total_s += postgres_cpu_s
+                    client_cpu_total_s += client_cpu_s
                     all_latencies += latencies
                     rounds.append(
                         {
@@ -332,6 +336,7 @@ def run(
                             "cpu_ms_per_memory": round(cpu_s * 1000 / count, 1),
                             "serve_process_cpu_ms_per_memory": round(serve_cpu_s * 1000 / count, 1),
                             "postgres_cpu_ms_per_memory": round(postgres_cpu_s * 1000 / count, 1),
+                            "client_cpu_ms_per_memory": round(client_cpu_s * 1000 / count, 1),
                             "load_average": load_average(),
                             "create_p50_ms": round(statistics.median(latencies), 1),
                             "create_p95_ms": round(pct(latencies, 0.95), 1),
@@ -367,6 +372,7 @@ def run(
         "cpu_ms_per_memory": round(cpu_total_s * 1000 / memories, 1),
         "serve_process_cpu_ms_per_memory": round(serve_cpu_total_s * 1000 / memories, 1),
         "postgres_cpu_ms_per_memory": round(postgres_cpu_total_s * 1000 / memories, 1),
+        "client_cpu_ms_per_memory": round(client_cpu_total_s * 1000 / memories, 1),
         "first_round_memories_per_s": first["memories_per_s"],
         "last_over_first_cost": round(last["ms_per_memory"] / first["ms_per_memory"], 2),
         "last_over_first_cpu": round(last["cpu_ms_per_memory"] / first["cpu_ms_per_memory"], 2),
