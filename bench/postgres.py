@@ -299,7 +299,7 @@ async def _ingest_bench(url: str, n: int) -> dict[str, Any]:
             size_bytes=len(text),
         )
         async with gate:
-            await store.create_memory(record, job=None, limits=limits, idempotency=None)
+            await store.create_memory(record, job=None, default_limits=limits, idempotency=None)
 
     await one("warm up")
     t0 = time.perf_counter()

@@ -116,7 +116,7 @@ def test_memories_round_trip_list_save_and_delete(backend: Backend) -> None:
         ]
         records.append(_memory(uid, "a link", kind="share", source=Source(provider="chatgpt")))
         for record in records:
-            await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+            await store.create_memory(record, job=None, default_limits=NO_LIMITS, idempotency=None)
 
         assert await store.get_memory(uid, records[0].id) == records[0]
         assert await store.get_memory(uid, new_id()) is None
@@ -181,7 +181,7 @@ def test_list_since_until_compare_when_it_happened(backend: Backend) -> None:
             update={"occurred_at": now - timedelta(days=7)}
         )
         for record in [*saved, imported]:
-            await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+            await store.create_memory(record, job=None, default_limits=NO_LIMITS, idempotency=None)
 
         week_ago, _ = await store.list_memories(
             uid, ListQuery(since=now - timedelta(days=8), until=now - timedelta(days=6))
@@ -209,7 +209,7 @@ def test_jobs_and_a_late_worker(backend: Backend) -> None:
         now = datetime.now(UTC)
         job = JobRecord(user_id=uid, id=new_id(), created_at=now, updated_at=now)
         record = _memory(uid, "with a job", job_id=job.id)
-        await store.create_memory(record, job=job, limits=NO_LIMITS, idempotency=None)
+        await store.create_memory(record, job=job, default_limits=NO_LIMITS, idempotency=None)
         assert await store.get_job(uid, job.id) == job
         running = job.model_copy(update={"status": "analyzing", "progress": 0.5})
         assert await store.save_job(running) is True
@@ -232,7 +232,7 @@ def test_a_memory_and_its_job_are_saved_in_one_write(backend: Backend) -> None:
         now = datetime.now(UTC)
         job = JobRecord(user_id=uid, id=new_id(), created_at=now, updated_at=now)
         record = _memory(uid, "a memory with a job", job_id=job.id)
-        await store.create_memory(record, job=job, limits=NO_LIMITS, idempotency=None)
+        await store.create_memory(record, job=job, default_limits=NO_LIMITS, idempotency=None)
 
         embedding = job.model_copy(update={"status": "embedding", "progress": 0.7})
         analyzed = record.model_copy(update={"status": "processing"})
@@ -283,7 +283,10 @@ def test_limits_hold_under_concurrent_creates(backend: Backend) -> None:
         return await asyncio.gather(
             *(
                 store.create_memory(
-                    _memory(uid, f"memory {i:02d}"), job=None, limits=limits, idempotency=None
+                    _memory(uid, f"memory {i:02d}"),
+                    job=None,
+                    default_limits=limits,
+                    idempotency=None,
                 )
                 for i in range(n)
             ),
@@ -320,6 +323,61 @@ def test_limits_hold_under_concurrent_creates(backend: Backend) -> None:
     backend.run(test)
 
 
+def test_a_users_own_limits_replace_the_defaults_in_the_create(backend: Backend) -> None:
+    store = backend.store
+    capped, raised = _user(), _user()
+    defaults = Limits(daily_writes=0, max_memories=2, max_bytes=0)
+
+    async def created(uid: str) -> int:
+        done = 0
+        for i in range(4):
+            try:
+                await store.create_memory(
+                    _memory(uid, f"memory {i:02d}"),
+                    job=None,
+                    default_limits=defaults,
+                    idempotency=None,
+                )
+                done += 1
+            except LimitReached as exc:
+                assert exc.which == "max_memories"
+        return done
+
+    async def test() -> None:
+        await store.set_limits(capped, {"max_memories": 1})
+        await store.set_limits(raised, {"max_memories": 3})
+        assert await created(capped) == 1
+        assert await created(raised) == 3
+        assert await created(_user()) == 2  # no limits of its own: the defaults
+
+    backend.run(test)
+
+
+def test_a_memory_larger_than_the_storage_limit_is_refused_whole(backend: Backend) -> None:
+    store = backend.store
+    by_default, by_override = _user(), _user()
+
+    async def test() -> None:
+        await store.set_limits(by_override, {"max_bytes": 5})
+        for uid, defaults in (
+            (by_default, Limits(daily_writes=0, max_memories=0, max_bytes=5)),
+            (by_override, NO_LIMITS),
+        ):
+            with pytest.raises(LimitReached) as refused:
+                await store.create_memory(
+                    _memory(uid, "memory 00"),  # 9 bytes
+                    job=None,
+                    default_limits=defaults,
+                    idempotency=None,
+                )
+            assert refused.value.which == "memory_size" and refused.value.retry_after == 3600
+            assert await store.all_memories(uid) == []
+            usage = (await store.get_profile(uid)).usage
+            assert (usage.memories, usage.bytes, usage.writes_today) == (0, 0, 0)
+
+    backend.run(test)
+
+
 def test_an_idempotency_key_creates_once_under_concurrency(backend: Backend) -> None:
     store = backend.store
     uid = _user()
@@ -331,7 +389,7 @@ def test_an_idempotency_key_creates_once_under_concurrency(backend: Backend) -> 
                 store.create_memory(
                     _memory(uid, f"attempt {i}"),
                     job=None,
-                    limits=NO_LIMITS,
+                    default_limits=NO_LIMITS,
                     idempotency=claim,
                     response={"attempt": i},
                 )
@@ -510,11 +568,11 @@ def test_users_are_isolated_and_erase_removes_everything(backend: Backend) -> No
         now = datetime.now(UTC)
         job = JobRecord(user_id=alice, id=new_id(), created_at=now, updated_at=now)
         secret = _memory(alice, "alice secret zanzibar plans", job_id=job.id)
-        await store.create_memory(secret, job=job, limits=NO_LIMITS, idempotency=None)
+        await store.create_memory(secret, job=job, default_limits=NO_LIMITS, idempotency=None)
         await store.put_vectors(alice, [await _vector(secret)])
         await store.put_connection(alice, f"conn-{new_id()}", int(now.timestamp()) + 600)
         mine = _memory(bob, "bob notes about zanzibar")
-        await store.create_memory(mine, job=None, limits=NO_LIMITS, idempotency=None)
+        await store.create_memory(mine, job=None, default_limits=NO_LIMITS, idempotency=None)
 
         # bob reaches none of alice's data by her ids, listing or search
         assert await store.get_memory(bob, secret.id) is None
@@ -596,7 +654,7 @@ def test_search_legs_filters_and_freshness(backend: Backend) -> None:
             }
         )
         for record in records.values():
-            await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+            await store.create_memory(record, job=None, default_limits=NO_LIMITS, idempotency=None)
         await store.put_vectors(uid, [await _vector(r) for r in records.values()])
 
         async def ids(
@@ -664,7 +722,7 @@ def test_search_since_until_compare_when_it_happened(backend: Backend) -> None:
         }
         records["now"] = _memory(uid, "Lease notes from today: the lease agent called")
         for record in records.values():
-            await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+            await store.create_memory(record, job=None, default_limits=NO_LIMITS, idempotency=None)
         await store.put_vectors(uid, [await _vector(r) for r in records.values()])
         qvec = await _query_vector("lease agent")
 
@@ -726,7 +784,9 @@ def test_recency_boost_follows_when_it_happened(backend: Backend) -> None:
                 for text in texts
             }
             for record in records.values():
-                await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+                await store.create_memory(
+                    record, job=None, default_limits=NO_LIMITS, idempotency=None
+                )
             await store.put_vectors(uid, [await _vector(r) for r in records.values()])
             await search.refresh(uid)
             hits = await search.search(
@@ -775,7 +835,7 @@ def test_the_turns_around_a_hit_in_conversation_order(backend: Backend) -> None:
         ).model_copy(update={"occurred_at": start + timedelta(minutes=2, seconds=30)})
         loose = _memory(uid, "a note of no conversation")
         for record in (*turns, other_provider, loose):
-            await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+            await store.create_memory(record, job=None, default_limits=NO_LIMITS, idempotency=None)
         name = {r.id: f"t{i}" for i, r in enumerate(turns)} | {
             other_provider.id: "gpt",
             loose.id: "loose",

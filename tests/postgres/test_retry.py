@@ -124,7 +124,11 @@ def test_create_memory_whose_commit_reply_was_lost_is_done_once(
         claim = IdempotencyClaim("memories", new_id(), "body") if idempotent else None
         cutter.armed = True
         await store.create_memory(
-            record, job=None, limits=NO_LIMITS, idempotency=claim, response={"id": record.id}
+            record,
+            job=None,
+            default_limits=NO_LIMITS,
+            idempotency=claim,
+            response={"id": record.id},
         )
         assert cutter.cuts == 1  # the first attempt's commit went through, unanswered
         assert await store.get_memory(record.user_id, record.id) == record
@@ -166,10 +170,10 @@ def test_api_key_and_upload_whose_commit_reply_was_lost_are_created(postgres_url
 def test_another_record_under_a_taken_id_is_a_conflict(postgres_url: str) -> None:
     async def test(store: PostgresStore, cutter: CommitCutter) -> None:
         record = _memory(f"retry-{new_id()}")
-        await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+        await store.create_memory(record, job=None, default_limits=NO_LIMITS, idempotency=None)
         other = record.model_copy(update={"content": "something else", "content_hash": "x"})
         with pytest.raises(VersionConflict):
-            await store.create_memory(other, job=None, limits=NO_LIMITS, idempotency=None)
+            await store.create_memory(other, job=None, default_limits=NO_LIMITS, idempotency=None)
         assert cutter.cuts == 0
         assert await store.get_memory(record.user_id, record.id) == record
         assert (await store.get_profile(record.user_id)).usage.memories == 1

@@ -27,7 +27,7 @@ def test_a_create_and_a_save_are_one_request_each(postgres_url: str) -> None:
         )
         record = record.model_copy(update={"job_id": job.id})
         before = cutter.sends
-        await store.create_memory(record, job=job, limits=LIMITS, idempotency=None)
+        await store.create_memory(record, job=job, default_limits=LIMITS, idempotency=None)
         assert cutter.sends - before == 1
         before = cutter.sends
         analyzed = record.model_copy(update={"status": "processing", "title": "the pooler"})
@@ -46,7 +46,7 @@ def test_a_batch_of_reads_is_one_transaction_per_user(postgres_url: str) -> None
         alice, bob = f"trips-{new_id()}", f"trips-{new_id()}"
         records = [_memory(alice) for _ in range(4)] + [_memory(bob)]
         for record in records:
-            await store.create_memory(record, job=None, limits=LIMITS, idempotency=None)
+            await store.create_memory(record, job=None, default_limits=LIMITS, idempotency=None)
         missing = new_id()
         await asyncio.gather(store.ping(), store.ping())  # the pool's two connections are open
         before = cutter.sends

@@ -68,7 +68,9 @@ def test_which_database_errors_are_unavailable(
                 f" when (new.user_id = '{record.user_id}') execute function memlayer.{name}()"
             )
             with pytest.raises((StorageUnavailable, asyncpg.PostgresError)) as raised:
-                await store.create_memory(record, job=None, limits=NO_LIMITS, idempotency=None)
+                await store.create_memory(
+                    record, job=None, default_limits=NO_LIMITS, idempotency=None
+                )
             assert isinstance(raised.value, StorageUnavailable) is unavailable
             assert await store.get_memory(record.user_id, record.id) is None  # nothing written
         finally:

@@ -8,6 +8,7 @@ accepts as they are."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -189,6 +190,10 @@ class Limits(LazyModel):
     daily_writes: int = Field(ge=0)
     max_memories: int = Field(ge=0)
     max_bytes: int = Field(ge=0)
+
+    def overridden(self, override: Mapping[str, int]) -> Limits:
+        """These (the defaults) with the user's own limits, set by an admin, in their place."""
+        return Limits(**{**self.model_dump(), **override})
 
 
 class UsageCounts(LazyModel):

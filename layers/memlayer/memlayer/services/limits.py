@@ -17,17 +17,21 @@ _LIMIT_WORDING = {
     "daily_writes": "daily write limit reached",
     "max_memories": "memory count limit reached",
     "max_bytes": "storage limit reached",
+    "memory_size": "memory is larger than the storage limit",
 }
 
 
-def limits_of(profile: Profile) -> Limits:
+def default_limits() -> Limits:
     settings = get_settings()
-    defaults = {
-        "daily_writes": settings.default_daily_writes,
-        "max_memories": settings.default_max_memories,
-        "max_bytes": settings.default_max_bytes,
-    }
-    return Limits(**{**defaults, **profile.limits_override})
+    return Limits(
+        daily_writes=settings.default_daily_writes,
+        max_memories=settings.default_max_memories,
+        max_bytes=settings.default_max_bytes,
+    )
+
+
+def limits_of(profile: Profile) -> Limits:
+    return default_limits().overridden(profile.limits_override)
 
 
 def quota_exceeded(exc: LimitReached) -> QuotaExceeded:

@@ -12,12 +12,12 @@ from typing import Any
 from memlayer import blobs, queues
 from memlayer.api.memories import Memory, MemoryPage, MemoryPatch
 from memlayer.content.scrub import scrub
-from memlayer.errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuotaExceeded
+from memlayer.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from memlayer.ids import is_id, new_id, utcnow
 from memlayer.messages import StageMessage
 from memlayer.models import JobRecord, Kind, ListQuery, MemoryRecord, Source
 from memlayer.observability import logger
-from memlayer.services.limits import limits_for, quota_exceeded
+from memlayer.services.limits import default_limits, limits_for, quota_exceeded
 from memlayer.settings import get_settings
 from memlayer.storage import get_store
 from memlayer.storage.base import IdempotencyClaim, IdempotentReplay, VersionConflict
@@ -97,16 +97,13 @@ async def create(
         secrets_found=secrets_found,
         upload_ids=draft.upload_ids,
     )
-    limits = await limits_for(user_id)
-    if limits.max_bytes and record.size_bytes > limits.max_bytes:
-        raise QuotaExceeded("memory is larger than the storage limit", retry_after=3600)
     claim = None
     response = Memory.of(record).model_dump(mode="json")
     if idempotency_key:
         claim = IdempotencyClaim(idempotency_scope, idempotency_key, body_hash(request_body))
     try:
         await get_store().create_memory(
-            record, job=job, limits=limits, idempotency=claim, response=response
+            record, job=job, default_limits=default_limits(), idempotency=claim, response=response
         )
     except IdempotentReplay as replay:
         if claim is None or replay.record.body_hash != claim.body_hash:

@@ -74,10 +74,16 @@ class Store(
         record: MemoryRecord,
         *,
         job: JobRecord | None,
-        limits: Limits,
+        default_limits: Limits,
         idempotency: IdempotencyClaim | None,
         response: dict[str, Any] | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Writes a new memory (and its job and idempotency claim) within the user's limits:
+        `default_limits` with the user's own (`set_limits`) in their place, read by the same
+        call (no request of the caller's own before it). Refusals: `LimitReached` (nothing
+        written; `memory_size` when the memory alone is larger than the storage limit),
+        `IdempotentReplay`, `VersionConflict` (the id is taken by another memory)."""
+        ...
 
     async def get_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None: ...
 

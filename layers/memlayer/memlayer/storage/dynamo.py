@@ -243,12 +243,16 @@ class DynamoStore(
         record: MemoryRecord,
         *,
         job: JobRecord | None,
-        limits: Limits,
+        default_limits: Limits,
         idempotency: IdempotencyClaim | None,
         response: dict[str, Any] | None = None,
     ) -> None:
         now = record.created_at
         pk = user_pk(record.user_id)
+        profile = await self.get_profile(record.user_id)
+        limits = default_limits.overridden(profile.limits_override)
+        if limits.max_bytes and record.size_bytes > limits.max_bytes:
+            raise LimitReached("memory_size", retry_after=3600)
         items: list[dict[str, Any]] = [
             {
                 "Put": {

@@ -42,7 +42,8 @@ class IdempotentReplay(StorageError):
         self.record = record
 
 
-Limit = Literal["daily_writes", "max_memories", "max_bytes"]
+# memory_size: one memory larger than the whole storage limit (no deleting makes room)
+Limit = Literal["daily_writes", "max_memories", "max_bytes", "memory_size"]
 
 
 class LimitReached(StorageError):

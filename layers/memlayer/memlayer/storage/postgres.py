@@ -187,8 +187,8 @@ def _job_json(job: JobRecord | None) -> str | None:
 
 
 def _refusal(exc: asyncpg.PostgresError, now: datetime) -> Exception | None:
-    """The storage error a memlayer call raised as its own SQLSTATE (migration
-    20261202143000), or None for any other error."""
+    """The storage error a memlayer call raised as its own SQLSTATE (migrations
+    20261202143000, 20261204000000), or None for any other error."""
     if exc.sqlstate == "MLVC0":
         return VersionConflict(exc.detail)
     if exc.sqlstate == "MLLR0":
@@ -196,7 +196,7 @@ def _refusal(exc: asyncpg.PostgresError, now: datetime) -> Exception | None:
         if which == "daily_writes":
             return LimitReached(which, retry_after=seconds_to_midnight(now))
         return LimitReached(
-            "max_memories" if which == "max_memories" else "max_bytes", retry_after=3600
+            which if which in ("max_memories", "memory_size") else "max_bytes", retry_after=3600
         )
     if exc.sqlstate == "MLIR0":
         first = json.loads(exc.detail)
@@ -415,7 +415,7 @@ class PostgresStore:
         record: MemoryRecord,
         *,
         job: JobRecord | None,
-        limits: Limits,
+        default_limits: Limits,
         idempotency: IdempotencyClaim | None,
         response: dict[str, Any] | None = None,
     ) -> None:
@@ -433,10 +433,11 @@ class PostgresStore:
             "idempotency": claim,
             "day": now.date(),
             "day_expires_at": now + timedelta(days=2),
+            # the user's own limits replace these in the call (migration 20261204000000)
             "limits": {
-                "daily_writes": limits.daily_writes,
-                "max_memories": limits.max_memories,
-                "max_bytes": limits.max_bytes,
+                "daily_writes": default_limits.daily_writes,
+                "max_memories": default_limits.max_memories,
+                "max_bytes": default_limits.max_bytes,
             },
         }
         argument = _json_object(values, memory=_memory_json(record), job=_job_json(job))
