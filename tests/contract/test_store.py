@@ -378,6 +378,52 @@ def test_a_memory_larger_than_the_storage_limit_is_refused_whole(backend: Backen
     backend.run(test)
 
 
+def test_a_save_writes_its_vector_in_the_same_write(backend: Backend) -> None:
+    store, search = backend.store, backend.search
+    uid = _user()
+
+    async def semantic(text: str) -> list[str]:
+        await search.refresh(uid)
+        hits = await search.search(
+            uid,
+            text,
+            await _query_vector(text),
+            mode="semantic",
+            filters=None,
+            limit=10,
+            semantic_weight=1.0,
+            min_similarity=None,
+        )
+        return [record.id for record, _ in hits]
+
+    async def test() -> None:
+        kept = _memory(uid, "The staging database listens on port 6543")
+        refused = _memory(uid, "Sourdough needs a long cold proof")
+        for record in (kept, refused):
+            await store.create_memory(record, job=None, default_limits=NO_LIMITS, idempotency=None)
+        ready = {"status": "ready", "embedded_hash": kept.content_hash}
+        saved = await store.save_memory(
+            kept.model_copy(update=ready), expected_version=1, vector=await _vector(kept)
+        )
+        assert saved.version == 2
+        assert await semantic(kept.content) == [kept.id]
+
+        # a save refused by its version check writes no vector either
+        with pytest.raises(VersionConflict):
+            await store.save_memory(
+                refused.model_copy(update=ready), expected_version=7, vector=await _vector(refused)
+            )
+        # and a vector of other content is not this memory's
+        with pytest.raises(ValueError):
+            await store.save_memory(
+                refused.model_copy(update=ready), expected_version=1, vector=await _vector(kept)
+            )
+        assert refused.id not in await semantic(refused.content)
+        assert (await store.get_memory(uid, refused.id)) == refused
+
+    backend.run(test)
+
+
 def test_an_idempotency_key_creates_once_under_concurrency(backend: Backend) -> None:
     store = backend.store
     uid = _user()

@@ -22,8 +22,8 @@ def create(user: User, content: str) -> dict[str, Any]:
 
 
 def back_to_analyzed(user_id: str, memory_id: str) -> None:
-    """Puts a ready memory back where the analyze step leaves it (analyzed, not embedded, its
-    vector not written yet), so the next embed delivery has real work to do."""
+    """Puts a ready memory back where the analyze step leaves it (analyzed, not embedded), so
+    the next embed delivery has real work to do (its vector is written again with `ready`)."""
     from memlayer.models import JobRecord
     from memlayer.storage import get_store
 
@@ -34,7 +34,6 @@ def back_to_analyzed(user_id: str, memory_id: str) -> None:
             record.model_copy(update={"status": "processing", "embedded_hash": None}),
             expected_version=record.version,
         )
-        await store.delete_vector(user_id, memory_id)
         job = await store.get_job(user_id, record.job_id)
         assert isinstance(job, JobRecord)
         await store.put_job(job.model_copy(update={"status": "embedding", "progress": 0.6}))
@@ -63,13 +62,14 @@ def embed_event(messages: list[dict[str, str]]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def vector_writes_failing_for(user_id: str) -> Iterator[None]:
-    """The backend refuses every vector write of one user while inside: DynamoDB throttles
-    them (past the SDK's retries); Postgres raises from a trigger on the memory's row."""
+    """The backend refuses every vector write of one user while inside (the embed stage's
+    save of the vector with `ready`): DynamoDB throttles the user's transactions (past the
+    SDK's retries); Postgres raises from a trigger on the memory's row."""
     if STORAGE_BACKEND == "dynamodb":
         from tests.faults import injected
 
         with injected("dynamodb") as faults:
-            faults.add("dynamodb", "BatchWriteItem", "throttle", matching=user_id)
+            faults.add("dynamodb", "TransactWriteItems", "throttle", matching=user_id)
             yield
     else:
         with postgres_refusing(user_id, "update of embedding"):

@@ -195,15 +195,21 @@ async def _fetch_share(record: MemoryRecord, *, final: bool) -> dict[str, Any]:
 
 
 async def _save(
-    record: MemoryRecord, update: dict[str, Any], job: JobRecord | None = None
+    record: MemoryRecord,
+    update: dict[str, Any],
+    job: JobRecord | None = None,
+    vector: StoredVector | None = None,
 ) -> MemoryRecord:
-    """Saves the step's result, and `job` (the step's progress) in the same write, then pushes
-    the progress; unless the memory changed meanwhile: a content edit has its own job then, so
-    this one's result is dropped (the edit's job supersedes it)."""
+    """Saves the step's result, and `job` (the step's progress) and `vector` in the same
+    write, then pushes the progress; unless the memory changed meanwhile: a content edit has
+    its own job then, so this one's result is dropped (the edit's job supersedes it)."""
     store = get_store()
     try:
         saved = await store.save_memory(
-            record.model_copy(update=update), expected_version=record.version, job=job
+            record.model_copy(update=update),
+            expected_version=record.version,
+            job=job,
+            vector=vector,
         )
     except VersionConflict:
         latest = await store.get_memory(record.user_id, record.id)
@@ -214,7 +220,10 @@ async def _save(
             raise SupersededError(record.id) from None
         merged = {k: v for k, v in update.items() if k not in ("tags", "metadata")}
         saved = await store.save_memory(
-            latest.model_copy(update=merged), expected_version=latest.version, job=job
+            latest.model_copy(update=merged),
+            expected_version=latest.version,
+            job=job,
+            vector=vector,
         )
     if job is not None:
         await jobs.notify(job)
@@ -297,51 +306,33 @@ async def embed(deliveries: list[Delivery[StageMessage]]) -> dict[int, Exception
         return failures
     count("EmbeddingCalls")
     count("MemoriesEmbedded", len(todo))
-    by_user: dict[str, list[tuple[int, StoredVector]]] = {}
-    for (position, record, _), vector in zip(todo, vectors, strict=True):
-        by_user.setdefault(record.user_id, []).append(
-            (
-                position,
-                StoredVector(
-                    memory_id=record.id,
-                    space=embedder.space,
-                    content_hash=record.content_hash,
-                    vector=np.asarray(vector, dtype="<f2").tobytes(),
-                ),
-            )
-        )
-    writes = await asyncio.gather(
-        *(
-            get_store().put_vectors(user_id, [vector for _, vector in stored])
-            for user_id, stored in by_user.items()
-        ),
-        return_exceptions=True,
-    )
-    for stored, outcome in zip(by_user.values(), writes, strict=True):
-        if isinstance(outcome, Exception):
-            for position, _ in stored:
-                fail(position, outcome)
 
-    async def mark_ready(record: MemoryRecord, job: JobRecord | None) -> None:
+    async def mark_ready(record: MemoryRecord, job: JobRecord | None, vector: np.ndarray) -> None:
         ready = {
             "status": "ready",
             "embedded_hash": record.content_hash,
             "embedding_space": embedder.space,
             "updated_at": utcnow(),
         }
+        stored = StoredVector(
+            memory_id=record.id,
+            space=embedder.space,
+            content_hash=record.content_hash,
+            vector=np.asarray(vector, dtype="<f2").tobytes(),
+        )
         completed = None if job is None else jobs.advanced(job, "completed", "ready")
-        try:
-            await _save(record, ready, completed)
-        except SupersededError:
-            if await get_store().get_memory(record.user_id, record.id) is None:
-                # Deleted (or its user erased) while embedding: take the vector back out.
-                await get_store().delete_vector(record.user_id, record.id)
+        # the vector and `ready` in one write: a memory edited or deleted meanwhile gets neither
+        with contextlib.suppress(SupersededError):
+            await _save(record, ready, completed, vector=stored)
 
-    written = [(p, record, job) for p, record, job in todo if p not in failures]
     outcomes = await asyncio.gather(
-        *(mark_ready(record, job) for _, record, job in written), return_exceptions=True
+        *(
+            mark_ready(record, job, vector)
+            for (_, record, job), vector in zip(todo, vectors, strict=True)
+        ),
+        return_exceptions=True,
     )
-    for (position, _, _), outcome in zip(written, outcomes, strict=True):
+    for (position, _, _), outcome in zip(todo, outcomes, strict=True):
         if isinstance(outcome, Exception):
             fail(position, outcome)
     return failures

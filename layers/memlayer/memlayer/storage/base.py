@@ -107,13 +107,16 @@ class Store(
         expected_version: int,
         max_bytes: int = 0,
         job: JobRecord | None = None,
+        vector: StoredVector | None = None,
     ) -> MemoryRecord:
         """Writes `record` if the stored version is still `expected_version` (else
         `VersionConflict`); the stored copy gets version + 1. With `job` (the memory's own:
         `record.job_id`, see `check_own_job`), the job is written in the same write (one
         transaction): a pipeline stage's result and its progress are one call, and the job
         is written only if the memory is (so a late worker cannot bring back the job of a
-        deleted memory or an erased user)."""
+        deleted memory or an erased user). With `vector` (of this memory's content, see
+        `check_own_vector`), the embedding is written in the same write too: the embed stage's
+        vector and its `ready` are one write, and a memory that is gone gets no vector."""
         ...
 
     async def delete_memory(self, user_id: str, memory_id: str) -> MemoryRecord | None: ...
@@ -138,9 +141,10 @@ class Store(
     async def get_job(self, user_id: str, job_id: str) -> JobRecord | None: ...
 
     # vectors
-    async def put_vectors(self, user_id: str, vectors: list[StoredVector]) -> None: ...
-
-    async def delete_vector(self, user_id: str, memory_id: str) -> None: ...
+    async def put_vectors(self, user_id: str, vectors: list[StoredVector]) -> None:
+        """Bulk-loads vectors of memories already stored (a vector of content a memory no
+        longer has is ignored); the embed stage writes its own with `save_memory`."""
+        ...
 
     async def stuck_memories(self, updated_before: datetime) -> list[MemoryRecord]: ...
 
@@ -150,6 +154,16 @@ def check_own_job(record: MemoryRecord, job: JobRecord | None) -> None:
     what keeps the job from being written for a memory that is gone."""
     if job is not None and (job.user_id, job.id) != (record.user_id, record.job_id):
         raise ValueError(f"job {job.id} is not the job of memory {record.id}")
+
+
+def check_own_vector(record: MemoryRecord, vector: StoredVector | None) -> None:
+    """`save_memory` writes a vector only of the memory it saves, computed from the content
+    it saves."""
+    if vector is not None and (vector.memory_id, vector.content_hash) != (
+        record.id,
+        record.content_hash,
+    ):
+        raise ValueError(f"the vector is not of memory {record.id}'s content")
 
 
 class SearchIndex(Protocol):

@@ -28,6 +28,7 @@ from memlayer.storage.base import (
     Profile,
     StoredVector,
     check_own_job,
+    check_own_vector,
 )
 from memlayer.storage.captures import DynamoCaptures
 from memlayer.storage.cleanup import DynamoCleanup
@@ -62,6 +63,17 @@ _MAX_KNOWN_SIZES = 10_000
 # The last `tat` each rate key had here: which of take_rate's two writes to try first.
 _RATE_HINTS: dict[str, float] = {}
 _MAX_RATE_HINTS = 10_000
+
+
+def _vector_item(user_id: str, vector: StoredVector) -> dict[str, Any]:
+    return {
+        "PK": _s(user_pk(user_id)),
+        "SK": _s(f"VEC#{vector.memory_id}"),
+        "type": _s("vector"),
+        "space": _s(vector.space),
+        "content_hash": _s(vector.content_hash),
+        "v": {"B": vector.vector},
+    }
 
 
 class IndexVersion(NamedTuple):
@@ -446,11 +458,13 @@ class DynamoStore(
         expected_version: int,
         max_bytes: int = 0,
         job: JobRecord | None = None,
+        vector: StoredVector | None = None,
     ) -> MemoryRecord:
-        """Writes `record` (and `job`) if the stored version is still `expected_version`, in
-        one transaction; the stored copy gets version + 1. Storage accounting follows any
-        change in size."""
+        """Writes `record` (and `job`, and `vector`) if the stored version is still
+        `expected_version`, in one transaction; the stored copy gets version + 1. Storage
+        accounting follows any change in size."""
         check_own_job(record, job)
+        check_own_vector(record, vector)
         previous_size = self._known_sizes.get((record.user_id, record.id, expected_version))
         if previous_size is None:
             previous = await self.get_memory(record.user_id, record.id)
@@ -477,8 +491,13 @@ class DynamoStore(
             },
             self._change_put(record.user_id, record.id),
         ]
-        if job is not None:  # unconditional: the memory's version condition guards it
+        # unconditional: the memory's version condition guards them
+        if job is not None:
             items.append({"Put": {"TableName": self.table, "Item": self._job_item(job)}})
+        if vector is not None:
+            items.append(
+                {"Put": {"TableName": self.table, "Item": _vector_item(record.user_id, vector)}}
+            )
         try:
             await self._transact(items)
         except self.client.exceptions.TransactionCanceledException as exc:
@@ -673,31 +692,9 @@ class DynamoStore(
         vectors = list({v.memory_id: v for v in vectors}.values())
 
         def write() -> None:
-            requests = [
-                {
-                    "PutRequest": {
-                        "Item": {
-                            "PK": _s(user_pk(user_id)),
-                            "SK": _s(f"VEC#{v.memory_id}"),
-                            "type": _s("vector"),
-                            "space": _s(v.space),
-                            "content_hash": _s(v.content_hash),
-                            "v": {"B": v.vector},
-                        }
-                    }
-                }
-                for v in vectors
-            ]
-            self._batch_write(requests)
+            self._batch_write([{"PutRequest": {"Item": _vector_item(user_id, v)}} for v in vectors])
 
         await self._run(write)
-
-    async def delete_vector(self, user_id: str, memory_id: str) -> None:
-        await self._run(
-            self.client.delete_item,
-            TableName=self.table,
-            Key={"PK": _s(user_pk(user_id)), "SK": _s(f"VEC#{memory_id}")},
-        )
 
     async def stuck_memories(self, updated_before: datetime) -> list[MemoryRecord]:
         """Memories still pending/processing since before `updated_before` (an enqueue that

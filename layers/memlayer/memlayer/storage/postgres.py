@@ -49,7 +49,13 @@ from memlayer.storage.accounts import (
     TOUCH_INTERVAL_SECONDS,
     ApiKeyRecord,
 )
-from memlayer.storage.base import IdempotencyClaim, Profile, StoredVector, check_own_job
+from memlayer.storage.base import (
+    IdempotencyClaim,
+    Profile,
+    StoredVector,
+    check_own_job,
+    check_own_vector,
+)
 from memlayer.storage.captures import PendingCapture
 from memlayer.storage.cleanup import ExpiredFound
 from memlayer.storage.connections import Connection
@@ -81,10 +87,6 @@ HNSW_EF_SEARCH = 100  # the least first pass of an HNSW scan (memlayer.search_le
 KEYWORD_CANDIDATES = 1_000  # memories the keyword leg ranks per tier, at most
 HIGHLIGHT_LENGTH = 200  # characters of a hit's text around each highlighted term
 
-# A memory's vector columns are all set (from its current content) or all null.
-_NO_VECTOR = (
-    "embedding = null, embedding_dims = null, embedding_space = null, embedding_hash = null"
-)
 _MEMORY_COLUMNS = (
     "user_id, id, kind, status, version, provider, tags, search_tags, title, content,"
     " content_hash, created_at, updated_at, size_bytes, job_id, dedupe_key, record"
@@ -548,10 +550,19 @@ class PostgresStore:
         expected_version: int,
         max_bytes: int = 0,
         job: JobRecord | None = None,
+        vector: StoredVector | None = None,
     ) -> MemoryRecord:
         check_own_job(record, job)
+        check_own_vector(record, vector)
         saved = record.model_copy(update={"version": expected_version + 1})
-        values = {"expected_version": expected_version, "max_bytes": max_bytes}
+        values: dict[str, Any] = {"expected_version": expected_version, "max_bytes": max_bytes}
+        if vector is not None:  # (migration 20261204001000)
+            values["vector"] = {
+                "embedding": _halfvec(vector.vector),
+                "dims": len(vector.vector) // 2,
+                "space": vector.space,
+                "hash": vector.content_hash,
+            }
         argument = _json_object(values, memory=_memory_json(saved), job=_job_json(job))
         await self._call(record.user_id, "save_memory", argument, saved.updated_at)
         return saved
@@ -724,17 +735,6 @@ class PostgresStore:
                 " where m.user_id = $1 and m.id = v.id and m.content_hash = v.hash",
                 user_id,
                 *columns,
-            ),
-        )
-
-    async def delete_vector(self, user_id: str, memory_id: str) -> None:
-        await self._run(
-            user_id,
-            lambda conn: conn.execute(
-                f"update memlayer.memories set {_NO_VECTOR}"  # noqa: S608
-                " where user_id = $1 and id = $2",
-                user_id,
-                memory_id,
             ),
         )
 
