@@ -98,7 +98,6 @@ def test_each_stage_is_one_write_that_carries_its_job_progress(
         job = user.http.get(f"/v1/jobs/{memory['job_id']}").json()
         assert (job["status"], job["progress"]) == ("completed", 1.0)
 
-    ran = {f: invocations(cloud, f) for f in ("AnalyzeFunction", "EmbedFunction")}
     for function in ("MemoriesFunction", "AnalyzeFunction", "EmbedFunction"):
         transactions = [written_keys(p) for p in calls.of(function, "TransactWriteItems")]
         for memory in made:
@@ -111,8 +110,11 @@ def test_each_stage_is_one_write_that_carries_its_job_progress(
         for operation in ("UpdateItem", "DeleteItem"):  # rate counters, the tag vocabulary
             touched = {p["Key"]["SK"]["S"][:4] for p in calls.of(function, operation)}
             assert not touched & {"MEM#", "JOB#"}, (function, operation, touched)
-    # the vectors are one write per batch
-    assert len(calls.of("EmbedFunction", "BatchWriteItem")) <= ran["EmbedFunction"]
+    # each vector rides on its memory's `ready` save: no vector write of its own
+    embedded = [written_keys(p) for p in calls.of("EmbedFunction", "TransactWriteItems")]
+    for memory in made:
+        assert any(f"VEC#{memory['id']}" in keys for keys in embedded), memory["id"]
+    assert calls.of("EmbedFunction", "BatchWriteItem") == []
 
 
 def test_each_worker_reads_a_memory_once_and_a_batch_looks_up_connections_once(

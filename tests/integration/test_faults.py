@@ -147,9 +147,10 @@ def test_workers_retry_throttling_and_timeouts_until_they_finish(
     cloud: Any, user: User, faults: Faults
 ) -> None:
     dlq_before = dlq_total(cloud)
-    # two deliveries' worth (botocore's 3 attempts each) of throttled vector writes, timeouts
-    # while the analyze step saves, and an SQS failure as analyze hands over to embed
-    faults.add("dynamodb", "BatchWriteItem", "throttle", times=6)
+    # two saves' worth (botocore's 3 attempts each) of throttled vector writes (the embed
+    # stage's save: its transaction carries the VEC# item), timeouts while the analyze step
+    # saves, and an SQS failure as analyze hands over to embed
+    faults.add("dynamodb", "TransactWriteItems", "throttle", times=6, matching="VEC#")
     faults.add("dynamodb", "TransactWriteItems", "timeout", times=3)
     faults.add("sqs", "SendMessage", "server_error", times=3)
     ids = [
