@@ -74,6 +74,25 @@ def test_parallel_creates_never_exceed_the_memory_count_limit(cloud: Any, user: 
     assert len(asyncio.run(get_store().all_memories(user.user_id))) == 5
 
 
+def test_a_memory_larger_than_the_storage_limit_is_refused_whole(user: User, ops: User) -> None:
+    resp = ops.http.put(f"/v1/admin/users/{user.user_id}/limits", json={"max_bytes": 64})
+    assert resp.status_code == 200, resp.text
+
+    refused = user.http.post("/v1/memories", json={"content": "x" * 65})
+
+    assert refused.status_code == 429, refused.text
+    body = refused.json()
+    assert body["error"] == "quota_exceeded"
+    assert body["detail"] == "memory is larger than the storage limit"
+    assert body["request_id"]
+    assert int(refused.headers["Retry-After"]) == 3600
+    assert user.http.get("/v1/memories").json()["items"] == []
+    usage = user.http.get("/v1/me").json()["usage"]
+    assert (usage["memories"], usage["bytes"], usage["writes_today"]) == (0, 0, 0)
+    # one that fits is written
+    assert user.http.post("/v1/memories", json={"content": "x" * 64}).status_code == 201
+
+
 def test_quota_is_per_user(user: User, other_user: User, ops: User) -> None:
     ops.http.put(f"/v1/admin/users/{user.user_id}/limits", json={"daily_writes": 2})
     codes = [
