@@ -6,18 +6,27 @@ API and WebSocket API on loopback, pumps its SQS event sources and fires its sch
 running each function's handler in this process. See `python -m infra.localcloud --help`.
 """
 
-from .cloud import DEFAULT_PORT, LocalCloud
-from .runtime import FunctionError, LambdaContext
-from .stack import Stack, build_stack
-from .template import TemplateError, load_template
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_PORT",
-    "FunctionError",
-    "LambdaContext",
-    "LocalCloud",
-    "Stack",
-    "TemplateError",
-    "build_stack",
-    "load_template",
-]
+from importlib import import_module
+from typing import Any
+
+# Where each name lives: imported on first use, so a function's own process (`container`)
+# does not load the server (uvicorn, the gateway, moto) to run one handler.
+_EXPORTS = {
+    "DEFAULT_PORT": "cloud",
+    "LocalCloud": "cloud",
+    "FunctionError": "runtime",
+    "LambdaContext": "runtime",
+    "Stack": "stack",
+    "build_stack": "stack",
+    "TemplateError": "template",
+    "load_template": "template",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

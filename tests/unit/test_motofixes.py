@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import time
 from typing import Any
 
@@ -514,6 +515,42 @@ def test_queue_attributes_count_visible_in_flight_and_delayed_messages(sqs):
     with pytest.raises(ClientError) as refused:
         sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["NoSuchAttribute"])
     assert refused.value.response["Error"]["Code"] == "InvalidAttributeName"
+
+
+def test_queue_attributes_read_lazily_keep_moto_s_names_order_and_values(sqs):
+    dlq = sqs.create_queue(QueueName="dead.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
+    redrive = {"deadLetterTargetArn": dlq_arn["QueueArn"], "maxReceiveCount": "3"}
+    url = sqs.create_queue(
+        QueueName="work.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "ContentBasedDeduplication": "true",
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )["QueueUrl"]
+    for _ in range(2):  # the same body twice: content-based deduplication keeps one
+        sqs.send_message(QueueUrl=url, MessageBody="same", MessageGroupId="g")
+
+    everything = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert everything["ApproximateNumberOfMessages"] == "1"
+    assert everything["FifoQueue"] == "true" and everything["ContentBasedDeduplication"] == "true"
+    assert json.loads(everything["RedrivePolicy"]) == {**redrive, "maxReceiveCount": 3}
+    assert "Policy" not in everything and "KmsMasterKeyId" not in everything
+
+    from moto.sqs.models import Queue, sqs_backends
+
+    queue = sqs_backends["123456789012"]["us-east-1"].queues["work.fifo"]
+    names = Queue.BASE_ATTRIBUTES + Queue.FIFO_ATTRIBUTES
+    assert list(queue.attributes) == names and len(queue.attributes) == len(names)
+    assert queue.attributes.get("KmsMasterKeyId") is None
+    with pytest.raises(KeyError):
+        queue.attributes["NoSuchAttribute"]
+    plain = sqs.create_queue(QueueName="plain")["QueueUrl"]
+    assert (
+        "FifoQueue"
+        not in sqs.get_queue_attributes(QueueUrl=plain, AttributeNames=["All"])["Attributes"]
+    )
 
 
 def test_delete_takes_the_current_or_an_earlier_receipt_handle_once(sqs):

@@ -3,13 +3,34 @@ blobs, push) use these; nothing above them touches boto3."""
 
 from __future__ import annotations
 
-from functools import cache
+import threading
+from collections.abc import Callable
+from functools import cache, update_wrapper
 from typing import Any
 
 from memlayer.settings import get_settings
 
 
-@cache
+class BuiltOnce:
+    """`functools.cache` for client factories, building each client once even when threads ask
+    for it at the same moment: a boto3 client costs tens of milliseconds of CPU, and the first
+    concurrent requests of a container (`asyncio.to_thread` sends, the local cloud's threads)
+    each built their own."""
+
+    def __init__(self, build: Callable[..., Any]) -> None:
+        self._cached = cache(build)
+        self._lock = threading.Lock()
+        update_wrapper(self, build)
+
+    def __call__(self, *args: Any) -> Any:
+        with self._lock:
+            return self._cached(*args)
+
+    def cache_clear(self) -> None:
+        self._cached.cache_clear()
+
+
+@BuiltOnce
 def client(service: str, endpoint_url: str | None = None) -> Any:
     # lazy: boto3 (~0.3 s) is imported with the first client, on a request, not during init
     import boto3

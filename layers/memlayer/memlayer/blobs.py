@@ -25,7 +25,6 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import IO, Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
@@ -142,7 +141,7 @@ def _client() -> Any:
     )
 
 
-@cache
+@aws.BuiltOnce
 def _dedicated_client(
     endpoint: str | None, region: str, key_id: str | None, secret: str | None
 ) -> Any:

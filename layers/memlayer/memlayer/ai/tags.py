@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 from memlayer.text import singular, singular_forms
 
@@ -96,14 +97,22 @@ def _is_near(a: str, b: str) -> bool:
     return _edit_distance_at_most(a, b, limit)
 
 
+@lru_cache(maxsize=16384)
+def _indexed(tag: str) -> tuple[str, tuple[str, ...]]:
+    """An existing tag's normal spelling and keys. Every memory analyzed indexes the user's
+    whole vocabulary again, so these are remembered (300 tags took 2 ms a memory)."""
+    norm = normalize_tag(tag)
+    return norm, _keys(norm)
+
+
 class TagIndex:
     """The user's existing tags, indexed for matching proposals against them."""
 
     def __init__(self, existing: Iterable[str]) -> None:
         self._by_key: dict[str, str] = {}
         for tag in existing:
-            norm = normalize_tag(tag)
-            for key in _keys(norm):
+            norm, keys = _indexed(tag)
+            for key in keys:
                 self._by_key.setdefault(key, norm)
 
     def __len__(self) -> int:
