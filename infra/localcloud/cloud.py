@@ -45,7 +45,7 @@ from .motofixes import (
     patch_moto_sqs_scale,
     serialize_moto_dynamodb,
 )
-from .pump import SqsPump
+from .pump import PollerQueue, SqsPump
 from .resources import create_resources
 from .runtime import FunctionError, FunctionRuntime
 from .schedules import Scheduler, scheduled_event
@@ -322,14 +322,20 @@ class LocalCloud:
             for source in self.stack.sqs_sources:
                 if not source.enabled:
                     continue
+                options = self.stack.resolver.options
+                queue = PollerQueue(
+                    self.stack.queue_url(source.queue),
+                    source.queue_arn,
+                    account_id=options.account_id,
+                    region=options.region,
+                    role=self.roles.get(source.function),
+                )
                 pump = SqsPump(
                     source,
-                    queue_url=self.stack.queue_url(source.queue),
-                    region=self.stack.resolver.options.region,
-                    client_factory=lambda: self.boto3_client("sqs"),
+                    queue=queue,
+                    region=options.region,
                     invoke=self.invoke,
                     retry_visibility_seconds=self.retry_visibility_seconds,
-                    role=self.roles.get(source.function),
                 )
                 pump.start()
                 self.pumps.append(pump)

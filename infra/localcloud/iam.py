@@ -421,12 +421,17 @@ def check_call(client: Any, operation: str, params: Mapping[str, Any]) -> None:
         prefix, operation, params, role.ctx, client.meta.endpoint_url or ""
     )
     for action, resource in pairs:
-        if not role.allows(action, resource):
-            role.denied.append((action, resource))
-            log.warning(
-                "IAM: %s denied %s on %s (role %s)", role.function, action, resource, role.role_name
-            )
-            raise access_denied(role, prefix, operation, action, resource)
+        require(role, prefix, operation, action, resource)
+
+
+def require(role: Role, prefix: str, operation: str, action: str, resource: str) -> None:
+    """Raise AWS's AccessDenied (and record it on the role) unless `role` allows `action`."""
+    if not role.allows(action, resource):
+        role.denied.append((action, resource))
+        log.warning(
+            "IAM: %s denied %s on %s (role %s)", role.function, action, resource, role.role_name
+        )
+        raise access_denied(role, prefix, operation, action, resource)
 
 
 @functools.cache

@@ -8,6 +8,12 @@ leaves what failed for redelivery. With ReportBatchItemFailures only the reporte
 when the handler raises (or reports an unknown id) the whole batch is left. Left messages
 are made visible again after `retry_visibility_seconds` (instead of the queue's full
 VisibilityTimeout) so the queue's RedrivePolicy moves poison messages to the DLQ quickly.
+
+The poller's calls go to moto's SQS backend in this process (`PollerQueue`), with the
+function's role checked as IAM checks Lambda's poller: the same messages, receipt handles,
+redrive and visibility, without the SDK serializing each request and parsing each answer
+and moto's handler doing the reverse (a ReceiveMessage of 10 cost 2.4 ms of CPU through
+boto3, 0.7 ms of it in moto's backend).
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .iam import Role, acting_as
+from .iam import Role, require
 from .stack import SqsSource
 
 log = logging.getLogger("localcloud")
@@ -42,26 +48,25 @@ def is_s3_test_event(body: str) -> bool:
     return isinstance(data, dict) and data.get("Event") == "s3:TestEvent"
 
 
-def sqs_record(message: dict[str, Any], source_arn: str, region: str) -> dict[str, Any]:
-    """An SQS ReceiveMessage result -> a Lambda SQS event record."""
-    attrs = message.get("Attributes") or {}
-    record_attrs = {
-        key: attrs[key]
-        for key in (
-            "ApproximateReceiveCount",
-            "SentTimestamp",
-            "SenderId",
-            "ApproximateFirstReceiveTimestamp",
-            "SequenceNumber",
-            "MessageGroupId",
-            "MessageDeduplicationId",
-            "AWSTraceHeader",
-            "DeadLetterQueueSourceArn",
-        )
-        if key in attrs
+def sqs_record(message: Any, source_arn: str, region: str) -> dict[str, Any]:
+    """A received moto `Message` -> a Lambda SQS event record."""
+    attributes = {
+        "ApproximateReceiveCount": str(message.approximate_receive_count),
+        "SentTimestamp": str(message.sent_timestamp),
+        "SenderId": message.sender_id,
+        "ApproximateFirstReceiveTimestamp": str(message.approximate_first_receive_timestamp),
     }
+    optional = {
+        "SequenceNumber": message.sequence_number,
+        "MessageGroupId": message.group_id,
+        "MessageDeduplicationId": message.deduplication_id,
+        "AWSTraceHeader": (message.system_attributes or {})
+        .get("AWSTraceHeader", {})
+        .get("StringValue"),
+    }
+    attributes.update((key, value) for key, value in optional.items() if value is not None)
     message_attributes = {}
-    for name, value in (message.get("MessageAttributes") or {}).items():
+    for name, value in (message.message_attributes or {}).items():
         entry: dict[str, Any] = {
             "stringListValues": [],
             "binaryListValues": [],
@@ -73,19 +78,63 @@ def sqs_record(message: dict[str, Any], source_arn: str, region: str) -> dict[st
             entry["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
         message_attributes[name] = entry
     record = {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message.get("Body", ""),
-        "attributes": record_attrs,
+        "messageId": message.id,
+        "receiptHandle": message.receipt_handle,
+        "body": message.body,
+        "attributes": attributes,
         "messageAttributes": message_attributes,
-        "md5OfBody": message.get("MD5OfBody", ""),
+        "md5OfBody": message.body_md5,
         "eventSource": "aws:sqs",
         "eventSourceARN": source_arn,
         "awsRegion": region,
     }
-    if message.get("MD5OfMessageAttributes"):
-        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    if message_attributes:
+        record["md5OfMessageAttributes"] = message.attribute_md5
     return record
+
+
+class PollerQueue:
+    """One queue as Lambda's poller calls it, on moto's backend in this process: receive,
+    delete and change visibility, the first two with the function's role checked (as IAM
+    checks the poller, which uses the function's execution role)."""
+
+    def __init__(
+        self, queue_url: str, queue_arn: str, *, account_id: str, region: str, role: Role | None
+    ) -> None:
+        from moto.sqs.models import sqs_backends
+
+        self._backend = sqs_backends[account_id][region]
+        self.name = queue_url.rsplit("/", 1)[-1]
+        self.arn = queue_arn
+        self.role = role
+
+    def _require(self, operation: str) -> None:
+        if self.role is not None:
+            require(self.role, "sqs", operation, f"sqs:{operation}", self.arn)
+
+    def receive(self, count: int, wait_seconds: int) -> list[Any]:
+        """Up to `count` (1-10) messages, waiting up to `wait_seconds` for the first."""
+        self._require("ReceiveMessage")
+        queue = self._backend.get_queue(self.name)
+        return list(
+            self._backend.receive_message(
+                self.name, max(1, min(10, count)), wait_seconds, queue.visibility_timeout, ["All"]
+            )
+        )
+
+    def delete(self, messages: Sequence[Any]) -> None:
+        self._require("DeleteMessage")
+        entries = [{"Id": m.id, "ReceiptHandle": m.receipt_handle} for m in messages]
+        self._backend.delete_message_batch(self.name, entries)
+
+    def show_again(self, messages: Sequence[Any], seconds: int) -> None:
+        """Visible again in `seconds`: a local shortcut (Lambda waits out the queue's
+        VisibilityTimeout), so not the function's call."""
+        entries = [
+            {"Id": m.id, "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
+            for m in messages
+        ]
+        self._backend.change_message_visibility_batch(self.name, entries)
 
 
 def failed_ids(result: Any, batch_ids: set[str]) -> set[str] | None:
@@ -113,22 +162,17 @@ class SqsPump(threading.Thread):
         self,
         source: SqsSource,
         *,
-        queue_url: str,
+        queue: PollerQueue,
         region: str,
-        client_factory: Callable[[], Any],
         invoke: Callable[[str, Any], Any],
         retry_visibility_seconds: int = 1,
-        role: Role | None = None,
     ) -> None:
         super().__init__(name=f"sqs-pump-{source.function}-{source.queue}", daemon=True)
         self.source = source
-        self.queue_url = queue_url
+        self.queue = queue
         self.region = region
-        self._client_factory = client_factory
         self._invoke = invoke
         self.retry_visibility_seconds = retry_visibility_seconds
-        # Lambda's poller receives and deletes with the function's role.
-        self.role = role
         self._stop_event = threading.Event()
         self.concurrency = source.maximum_concurrency or DEFAULT_CONCURRENCY
         self._slots = threading.Semaphore(self.concurrency)
@@ -148,14 +192,13 @@ class SqsPump(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
-        client = self._client_factory()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.name) as batches:
             while not self._stop_event.is_set():
                 # a free slot first: messages are received only when a batch can start
                 if not self._slots.acquire(timeout=0.5):
                     continue
                 try:
-                    batch = self._collect(client)
+                    batch = self._collect()
                     if batch is not None:
                         with self._count_lock:
                             self._running += 1
@@ -169,14 +212,12 @@ class SqsPump(threading.Thread):
                 if batch is None:
                     self._slots.release()
                     continue
-                batches.submit(self._run_batch, client, *batch)
+                batches.submit(self._run_batch, *batch)
         # (leaving the executor waited for the running batches, their deletes included)
 
-    def _run_batch(
-        self, client: Any, messages: list[dict[str, Any]], records: list[dict[str, Any]]
-    ) -> None:
+    def _run_batch(self, messages: list[Any], records: list[dict[str, Any]]) -> None:
         try:
-            self._process(client, messages, records)
+            self._process(messages, records)
         except Exception:
             if not self._stop_event.is_set():
                 log.exception("SQS pump for %s failed a batch", self.source.queue)
@@ -185,21 +226,10 @@ class SqsPump(threading.Thread):
                 self._running -= 1
             self._slots.release()
 
-    def _receive(self, client: Any, count: int, wait: float) -> list[dict[str, Any]]:
-        with acting_as(self.role):
-            response = client.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=max(1, min(10, count)),
-                WaitTimeSeconds=max(0, round(wait)),
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
-        return response.get("Messages") or []
-
-    def _collect(self, client: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    def _collect(self) -> tuple[list[Any], list[dict[str, Any]]] | None:
         """A batch as Lambda's poller fills it: (messages, their event records), or None."""
         source = self.source
-        messages = self._receive(client, source.batch_size, RECEIVE_WAIT_SECONDS)
+        messages = self.queue.receive(source.batch_size, RECEIVE_WAIT_SECONDS)
         if not messages or self._stop_event.is_set():
             return None
         self._filling = True
@@ -208,26 +238,24 @@ class SqsPump(threading.Thread):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            more = self._receive(client, source.batch_size - len(messages), 0)
+            more = self.queue.receive(source.batch_size - len(messages), 0)
             messages.extend(more)
             if len(more) < 10:  # the queue has no more for now: let some arrive
                 self._stop_event.wait(min(FILL_POLL_SECONDS, remaining))
 
         records, drop = [], []
         for message in messages:
-            if is_s3_test_event(message.get("Body", "")):
+            if is_s3_test_event(message.body):
                 drop.append(message)
             else:
                 records.append(sqs_record(message, source.queue_arn, self.region))
         if drop:
-            self._delete_messages(client, drop)
+            self.queue.delete(drop)
         return (messages, records) if records else None
 
-    def _process(
-        self, client: Any, messages: list[dict[str, Any]], records: list[dict[str, Any]]
-    ) -> None:
+    def _process(self, messages: list[Any], records: list[dict[str, Any]]) -> None:
         source = self.source
-        by_id = {m["MessageId"]: m for m in messages}
+        by_id = {m.id: m for m in messages}
         batch_ids = {r["messageId"] for r in records}
         try:
             result = self._invoke(source.function, {"Records": records})
@@ -255,7 +283,7 @@ class SqsPump(threading.Thread):
             self.processed += len(succeeded)
             self.failed += len(retry)
         if succeeded:
-            self._delete_messages(client, succeeded)
+            self.queue.delete(succeeded)
         if retry:
             log.info(
                 "%s: %d of %d messages left on %s for retry",
@@ -264,32 +292,4 @@ class SqsPump(threading.Thread):
                 len(records),
                 source.queue,
             )
-            self._retry_soon(client, [by_id[i] for i in retry])
-
-    def _delete_messages(self, client: Any, messages: list[dict[str, Any]]) -> None:
-        for start in range(0, len(messages), 10):
-            chunk = messages[start : start + 10]
-            with acting_as(self.role):
-                client.delete_message_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(chunk)
-                    ],
-                )
-
-    def _retry_soon(self, client: Any, messages: list[dict[str, Any]]) -> None:
-        # A local shortcut (Lambda waits out the VisibilityTimeout), so not the function's call.
-        for start in range(0, len(messages), 10):
-            chunk = messages[start : start + 10]
-            client.change_message_visibility_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {
-                        "Id": str(i),
-                        "ReceiptHandle": m["ReceiptHandle"],
-                        "VisibilityTimeout": self.retry_visibility_seconds,
-                    }
-                    for i, m in enumerate(chunk)
-                ],
-            )
+            self.queue.show_again([by_id[i] for i in retry], self.retry_visibility_seconds)

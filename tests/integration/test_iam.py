@@ -24,6 +24,7 @@ from infra.localcloud.iam import (
     acting_as,
     required_permissions,
 )
+from infra.localcloud.pump import PollerQueue, sqs_record
 from tests.conftest import CLOUD_ENV, JWT_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,6 +128,38 @@ def test_the_session_cloud_gives_each_function_its_deployed_role(cloud: LocalClo
     assert denied.value.response["Error"]["Code"] == "AccessDenied"
     assert "sqs:ReceiveMessage" in denied.value.response["Error"]["Message"]
     sqs.get_queue_attributes(QueueUrl=url)  # outside a function: not checked
+
+
+def test_the_poller_receives_and_deletes_with_the_function_s_role(cloud: LocalCloud) -> None:
+    options = cloud.stack.resolver.options  # type: ignore[union-attr]
+    sqs = cloud.boto3_client("sqs")
+    url = cloud.queue_url("AnalyzeDLQ")  # no pump reads it: the message stays for this test
+    arn = cloud.stack.queue_arn("AnalyzeDLQ")  # type: ignore[union-attr]
+    sqs.send_message(QueueUrl=url, MessageBody="poison")
+
+    def poller(function: str) -> PollerQueue:
+        role = cloud.roles[function]
+        return PollerQueue(
+            url, arn, account_id=options.account_id, region=options.region, role=role
+        )
+
+    retrieval = cloud.roles["RetrievalFunction"]
+    denied_before = len(retrieval.denied)
+    with pytest.raises(ClientError) as denied:
+        poller("RetrievalFunction").receive(10, 0)
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    assert retrieval.denied[denied_before:] == [("sqs:ReceiveMessage", arn)]
+
+    admin = poller("AdminFunction")  # the DLQ redrive reads it
+    (message,) = admin.receive(10, 0)
+    record = sqs_record(message, arn, options.region)
+    assert record["body"] == "poison" and record["attributes"]["ApproximateReceiveCount"] == "1"
+    admin.delete([message])
+    assert cloud.queue_counts(["AnalyzeDLQ"])["AnalyzeDLQ"] == {
+        "visible": 0,
+        "in_flight": 0,
+        "delayed": 0,
+    }
 
 
 class _Collect(logging.Handler):
