@@ -553,6 +553,28 @@ def test_queue_attributes_read_lazily_keep_moto_s_names_order_and_values(sqs):
     )
 
 
+def test_a_receive_returns_the_attributes_asked_for_and_leaves_the_queued_message_whole(sqs):
+    from moto.sqs.models import sqs_backends
+
+    url = sqs.create_queue(QueueName="attributes")["QueueUrl"]
+    attributes = {
+        "Custom.a": {"DataType": "String", "StringValue": "1"},
+        "other": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+    }
+    sqs.send_message(QueueUrl=url, MessageBody="m", MessageAttributes=attributes)
+
+    (got,) = sqs.receive_message(
+        QueueUrl=url, MessageAttributeNames=["Custom.*"], VisibilityTimeout=0
+    )["Messages"]
+    assert got["MessageAttributes"] == {"Custom.a": attributes["Custom.a"]}
+    (queued,) = sqs_backends["123456789012"]["us-east-1"].queues["attributes"]._messages
+    assert set(queued.message_attributes) == {"Custom.a", "other"}
+    assert queued.receipt_handle == got["ReceiptHandle"]
+    (again,) = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"])["Messages"]
+    assert again["MessageAttributes"] == attributes
+    assert again["ReceiptHandle"] != got["ReceiptHandle"] and queued.approximate_receive_count == 2
+
+
 def test_delete_takes_the_current_or_an_earlier_receipt_handle_once(sqs):
     url = sqs.create_queue(QueueName="deletes")["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="first")
