@@ -5,6 +5,7 @@ and HTTP functions keep heavy SDKs out of their cold start."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -94,3 +95,21 @@ def test_http_functions_import_no_heavy_sdk(name: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize(("disabled", "traced"), [("false", True), ("true", False)])
+def test_workers_build_their_tracer_only_when_tracing_is_on(disabled: str, traced: bool) -> None:
+    app = str(ROOT / "functions" / "embed" / "app.py")
+    code = (
+        "import importlib.util, sys\n"
+        f"sys.path[:0] = [{str(ROOT / 'layers/memlayer')!r}]\n"
+        f"spec = importlib.util.spec_from_file_location('fn', {app!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "assert callable(module.handler)\n"
+        "print('aws_xray_sdk' in sys.modules)\n"
+    )
+    env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": disabled}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip().splitlines()[-1] == str(traced)

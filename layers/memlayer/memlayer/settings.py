@@ -28,7 +28,10 @@ class ConfigurationError(RuntimeError):
 
 
 # Fields read from a variable other than their upper-cased name.
-_ENVIRONMENT_NAMES = {"metrics_namespace": "POWERTOOLS_METRICS_NAMESPACE"}
+_ENVIRONMENT_NAMES = {
+    "metrics_namespace": "POWERTOOLS_METRICS_NAMESPACE",
+    "trace_disabled": "POWERTOOLS_TRACE_DISABLED",
+}
 
 
 def _split_csv(value: object) -> object:
@@ -44,6 +47,8 @@ class Settings(BaseModel):
     service_name: str = "memlayer"
     # EMF metrics go to this CloudWatch namespace (the template sets it per stack).
     metrics_namespace: str = "memlayer"
+    # Powertools' switch for X-Ray tracing (the local cloud sets it: there is no X-Ray daemon).
+    trace_disabled: bool = False
     log_level: str = "INFO"
 
     # Where memories live: DynamoDB (the table below) or Postgres (a Supabase project, or the
