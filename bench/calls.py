@@ -2,11 +2,12 @@
 
 Runs the local cloud in this process (as `make dev` does: the template, IAM enforced, offline
 analyzer, hash embedder), counts every botocore call with a `before-call` event hook (each call
-is attributed to the function whose role it runs with; the SQS pollers' receive and delete run
-with their function's role too, as Lambda's poller does), creates N memories for one user over
-HTTP with C concurrent clients, waits until the analyze and embed queues are empty, and
-reports calls per memory and this process's CPU per memory (user + system; the HTTP clients
-are in it too, a small share).
+is attributed to the function whose role it runs with; the SQS pollers' receives and deletes
+run with their function's role too, as Lambda's poller does, and are counted by the local
+cloud's `PollerQueue`, which makes them on moto's backend without botocore), creates N
+memories for one user over HTTP with C concurrent clients, waits until the analyze and embed
+queues are empty, and reports calls per memory and this process's CPU per memory (user +
+system; the HTTP clients are in it too, a small share).
 
     python -m bench.calls [--memories 200] [--concurrency 8] [--websocket]
                           [--backend dynamodb|supabase]
@@ -68,6 +69,16 @@ class CallCounter:
     def snapshot(self) -> Counter[tuple[str, str, str]]:
         with self._lock:
             return Counter(self.calls)
+
+
+def poller_calls(cloud: Any) -> Counter[tuple[str, str, str]]:
+    """The SQS pollers' requests (the local cloud makes them on moto's backend directly, not
+    through botocore), by the function whose role they run with."""
+    calls: Counter[tuple[str, str, str]] = Counter()
+    for pump in cloud.pumps:
+        for operation, n in pump.queue.calls.items():
+            calls[(pump.source.function, "sqs", operation)] += n
+    return calls
 
 
 def per_memory(calls: Counter[tuple[str, str, str]], memories: int) -> dict[str, Any]:
@@ -158,14 +169,14 @@ def run(memories: int, concurrency: int, websocket: bool, backend: str) -> dict[
             listener = threading.Thread(target=listen, daemon=True)
             listener.start()
             time.sleep(0.2)
-        before = counter.snapshot()
+        before = counter.snapshot() + poller_calls(cloud)
         committed = committed_transactions(database_url) if database_url else 0
         cpu0, wall0 = time.process_time(), time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(create, range(memories)))
         cloud.drain(timeout=600)
         cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
-        calls = counter.snapshot() - before
+        calls = counter.snapshot() + poller_calls(cloud) - before
         if database_url:
             # less the first count's own, published when its connection closed
             transactions = committed_transactions(database_url) - committed - 1

@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -107,14 +108,20 @@ class PollerQueue:
         self.name = queue_url.rsplit("/", 1)[-1]
         self.arn = queue_arn
         self.role = role
+        # The SQS requests these stand for, by operation (bench.calls counts them).
+        self.calls: Counter[str] = Counter()
+        self._calls_lock = threading.Lock()
 
-    def _require(self, operation: str) -> None:
-        if self.role is not None:
-            require(self.role, "sqs", operation, f"sqs:{operation}", self.arn)
+    def _request(self, operation: str, action: str | None) -> None:
+        """Counts the request and checks the role allows `action` (None: not the function's)."""
+        with self._calls_lock:
+            self.calls[operation] += 1
+        if self.role is not None and action is not None:
+            require(self.role, "sqs", operation, action, self.arn)
 
     def receive(self, count: int, wait_seconds: int) -> list[Any]:
         """Up to `count` (1-10) messages, waiting up to `wait_seconds` for the first."""
-        self._require("ReceiveMessage")
+        self._request("ReceiveMessage", "sqs:ReceiveMessage")
         queue = self._backend.get_queue(self.name)
         return list(
             self._backend.receive_message(
@@ -123,13 +130,14 @@ class PollerQueue:
         )
 
     def delete(self, messages: Sequence[Any]) -> None:
-        self._require("DeleteMessage")
+        self._request("DeleteMessageBatch", "sqs:DeleteMessage")
         entries = [{"Id": m.id, "ReceiptHandle": m.receipt_handle} for m in messages]
         self._backend.delete_message_batch(self.name, entries)
 
     def show_again(self, messages: Sequence[Any], seconds: int) -> None:
         """Visible again in `seconds`: a local shortcut (Lambda waits out the queue's
         VisibilityTimeout), so not the function's call."""
+        self._request("ChangeMessageVisibilityBatch", None)
         entries = [
             {"Id": m.id, "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
             for m in messages

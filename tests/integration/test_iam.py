@@ -155,6 +155,7 @@ def test_the_poller_receives_and_deletes_with_the_function_s_role(cloud: LocalCl
     record = sqs_record(message, arn, options.region)
     assert record["body"] == "poison" and record["attributes"]["ApproximateReceiveCount"] == "1"
     admin.delete([message])
+    assert admin.calls == {"ReceiveMessage": 1, "DeleteMessageBatch": 1}  # bench.calls reads it
     assert cloud.queue_counts(["AnalyzeDLQ"])["AnalyzeDLQ"] == {
         "visible": 0,
         "in_flight": 0,
