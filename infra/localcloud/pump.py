@@ -112,10 +112,11 @@ class PollerQueue:
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
 
-    def _request(self, operation: str, action: str | None) -> None:
-        """Counts the request and checks the role allows `action` (None: not the function's)."""
+    def _request(self, operation: str, action: str | None, entries: int = 1) -> None:
+        """Counts the request(s) (a batch call takes ten entries) and checks the role allows
+        `action` (None: not the function's call)."""
         with self._calls_lock:
-            self.calls[operation] += 1
+            self.calls[operation] += -(-entries // 10) if entries > 1 else 1
         if self.role is not None and action is not None:
             require(self.role, "sqs", operation, action, self.arn)
 
@@ -130,14 +131,14 @@ class PollerQueue:
         )
 
     def delete(self, messages: Sequence[Any]) -> None:
-        self._request("DeleteMessageBatch", "sqs:DeleteMessage")
+        self._request("DeleteMessageBatch", "sqs:DeleteMessage", len(messages))
         entries = [{"Id": m.id, "ReceiptHandle": m.receipt_handle} for m in messages]
         self._backend.delete_message_batch(self.name, entries)
 
     def show_again(self, messages: Sequence[Any], seconds: int) -> None:
         """Visible again in `seconds`: a local shortcut (Lambda waits out the queue's
         VisibilityTimeout), so not the function's call."""
-        self._request("ChangeMessageVisibilityBatch", None)
+        self._request("ChangeMessageVisibilityBatch", None, len(messages))
         entries = [
             {"Id": m.id, "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
             for m in messages
