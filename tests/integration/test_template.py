@@ -29,6 +29,7 @@ HEAVY = (
     "aws_xray_sdk",
     "mcp",  # memlayer.mcp_protocol serves MCP: the SDK's import is over the init budget
     "mcp_types",
+    "pydantic.v1",  # FastAPI imported it to ask whether a route's model is one (memlayer.web)
 )
 # Only the function that ranks at every request loads numpy at init (a seventh of a bare app's
 # init); mcp loads it with its first search tool call (memlayer.mcp_tools).

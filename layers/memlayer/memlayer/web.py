@@ -6,6 +6,7 @@ admin role, everyone else sees 404 so admin paths do not advertise), and the Man
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
@@ -29,6 +30,24 @@ from memlayer.runloop import thread_loop
 from memlayer.services.api_keys import authenticate
 from memlayer.services.limits import check_rate
 from memlayer.storage.errors import StorageUnavailable
+
+
+def _ask_modules_for_pydantic_v1() -> None:
+    """FastAPI asks of every route's parameter and response annotation whether it is a
+    pydantic.v1 model (to refuse it), and imports `pydantic.v1` to ask: ≈ 20 ms of every HTTP
+    function's init, for models memlayer does not have. A class can be a v1 model only once
+    `pydantic.v1` is imported, so the question goes to `sys.modules`: the same answers, and
+    the import only where something else made it (a test pins both)."""
+    from fastapi._compat import shared
+
+    def is_pydantic_v1_model_class(cls: Any) -> bool:
+        v1 = sys.modules.get("pydantic.v1")
+        return v1 is not None and shared.lenient_issubclass(cls, v1.BaseModel)
+
+    shared.is_pydantic_v1_model_class = is_pydantic_v1_model_class
+
+
+_ask_modules_for_pydantic_v1()
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
