@@ -116,7 +116,7 @@ class PollerQueue:
         """Counts the request(s) (a batch call takes ten entries) and checks the role allows
         `action` (None: not the function's call)."""
         with self._calls_lock:
-            self.calls[operation] += -(-entries // 10) if entries > 1 else 1
+            self.calls[operation] += max(1, -(-entries // 10))
         if self.role is not None and action is not None:
             require(self.role, "sqs", operation, action, self.arn)
 
