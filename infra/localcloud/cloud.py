@@ -333,7 +333,6 @@ class LocalCloud:
                 pump = SqsPump(
                     source,
                     queue=queue,
-                    region=options.region,
                     invoke=self.invoke,
                     retry_visibility_seconds=self.retry_visibility_seconds,
                 )

@@ -718,10 +718,10 @@ def patch_moto_sqs_scale() -> None:
     each message a ReceiveMessage returns (its retention check), recomputed every attribute of
     the queue, three walks of all its messages each; DeleteMessage walked the queue twice and
     rebuilt it outside the queue's lock (a message sent meanwhile could be lost). The same
-    answers: the attributes once per call, the retention period read directly, a delete in
-    one pass under the lock. `Queue.attributes` (which every SendMessage read for one FIFO
-    attribute, ≈9% of the serve process's CPU through make dev) computes each value when it is
-    read. A received message is copied shallowly: moto copies each one it returns only to
+    answers: each attribute asked computed once per call, the retention period read directly,
+    a delete in one pass under the lock. `Queue.attributes` (which every SendMessage read for
+    one FIFO attribute, ≈9% of the serve process's CPU through make dev) computes each value
+    when it is read. A received message is copied shallowly: moto copies each one it returns only to
     replace its attributes with the ones asked for, and a deep copy was ≈5% of that CPU."""
     import copy
     import json
@@ -772,9 +772,8 @@ def patch_moto_sqs_scale() -> None:
         attributes = queue.attributes
         if "All" in attribute_names:
             return dict(attributes)
-        return {
-            name: attributes[name] for name in attribute_names if attributes.get(name) is not None
-        }
+        asked = {name: attributes.get(name) for name in attribute_names}  # each computed once
+        return {name: value for name, value in asked.items() if value is not None}
 
     def is_message_valid_based_on_retention_period(
         self: Any, queue_name: str, message: Any

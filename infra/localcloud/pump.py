@@ -105,6 +105,7 @@ class PollerQueue:
         from moto.sqs.models import sqs_backends
 
         self._backend = sqs_backends[account_id][region]
+        self.region = region
         self.name = queue_url.rsplit("/", 1)[-1]
         self.arn = queue_arn
         self.role = role
@@ -172,14 +173,12 @@ class SqsPump(threading.Thread):
         source: SqsSource,
         *,
         queue: PollerQueue,
-        region: str,
         invoke: Callable[[str, Any], Any],
         retry_visibility_seconds: int = 1,
     ) -> None:
         super().__init__(name=f"sqs-pump-{source.function}-{source.queue}", daemon=True)
         self.source = source
         self.queue = queue
-        self.region = region
         self._invoke = invoke
         self.retry_visibility_seconds = retry_visibility_seconds
         self._stop_event = threading.Event()
@@ -257,7 +256,7 @@ class SqsPump(threading.Thread):
             if is_s3_test_event(message.body):
                 drop.append(message)
             else:
-                records.append(sqs_record(message, source.queue_arn, self.region))
+                records.append(sqs_record(message, source.queue_arn, self.queue.region))
         if drop:
             self.queue.delete(drop)
         return (messages, records) if records else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from functools import cache, update_wrapper
+from functools import update_wrapper
 from typing import Any
 
 from memlayer.settings import get_settings
@@ -15,19 +15,25 @@ class BuiltOnce:
     """`functools.cache` for client factories, building each client once even when threads ask
     for it at the same moment: a boto3 client costs tens of milliseconds of CPU, and the first
     concurrent requests of a container (`asyncio.to_thread` sends, the local cloud's threads)
-    each built their own."""
+    each built their own. A client already built is returned without taking the lock."""
 
     def __init__(self, build: Callable[..., Any]) -> None:
-        self._cached = cache(build)
+        self._build = build
+        self._built: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
         update_wrapper(self, build)
 
     def __call__(self, *args: Any) -> Any:
-        with self._lock:
-            return self._cached(*args)
+        built = self._built.get(args)
+        if built is None:
+            with self._lock:
+                built = self._built.get(args)
+                if built is None:
+                    built = self._built[args] = self._build(*args)
+        return built
 
     def cache_clear(self) -> None:
-        self._cached.cache_clear()
+        self._built.clear()
 
 
 @BuiltOnce
